@@ -1,1 +1,93 @@
-fn main() {}
+//! The `etl` binary: parse the command line, load the configuration, call the library.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use etl::cli::{Cli, Command};
+use etl::config::Config;
+use etl::extract::schema::Schemas;
+use etl::load::Warehouse;
+use etl::pipeline::{self, Mode};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    etl::telemetry::init(cli.log_format);
+    match run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&cli.config).context("invalid configuration")?;
+    match cli.command {
+        Command::Run { drain } => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(on_signal(shutdown.clone()));
+            let mode = if drain { Mode::Drain } else { Mode::Follow };
+            let summary = pipeline::run(config, mode, shutdown).await?;
+            let s = summary.stats;
+            let secs = summary.elapsed.as_secs_f64();
+            tracing::info!(
+                applied = s.applied,
+                stale = s.stale,
+                rejected = s.rejected,
+                done = s.done,
+                db_errors = s.db_errors,
+                elapsed_s = format!("{secs:.2}"),
+                rate = format!("{:.0}/s", s.finished() as f64 / secs.max(1e-9)),
+                graceful = summary.graceful,
+                "finished"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let warehouse = Warehouse::new(&config.database_url, 1)?;
+            let applied = warehouse.migrate().await?;
+            tracing::info!(?applied, "migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { files } => {
+            let (schemas, _) = Schemas::load(&config.schemas_dir)?;
+            let mut all_valid = true;
+            for file in &files {
+                match etl::check::check_file(file, &schemas, config.max_file_bytes) {
+                    Ok(()) => println!("ok       {}", file.display()),
+                    Err(reason) => {
+                        all_valid = false;
+                        println!("invalid  {}: {reason}", file.display());
+                    }
+                }
+            }
+            Ok(if all_valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+/// Fires `shutdown` on the first SIGINT or SIGTERM.
+async fn on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: finishing what is in flight"),
+        _ = int.recv() => tracing::info!("SIGINT: finishing what is in flight"),
+    }
+    shutdown.cancel();
+}

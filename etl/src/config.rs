@@ -1,0 +1,133 @@
+//! Configuration: built-in defaults < `etl.toml` (optional) < `ETL_*` environment variables.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::event::Kind;
+
+/// Every setting of the daemon. Each field `foo` can be set as `foo = …` in `etl.toml` or as
+/// `ETL_FOO` in the environment (the README's operator guide lists them all).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// PostgreSQL connection URL of the warehouse.
+    pub database_url: String,
+    /// Root of the file layout: `events/{inbox,done,failed}/<type>/` and `logs/`.
+    pub data_dir: PathBuf,
+    /// Folder with `user.schema.json` and `card.schema.json`; built-in copies are used for a
+    /// schema file that is missing there, so a schema fix needs no rebuild.
+    pub schemas_dir: PathBuf,
+    /// Workers applying events to the warehouse (each owns a partition of the entities).
+    pub workers: usize,
+    /// Threads reading and validating files.
+    pub readers: usize,
+    /// Capacity of the bounded channels between the stages (backpressure, bounded memory).
+    pub channel_capacity: usize,
+    /// Most events a worker applies in one transaction.
+    pub batch_size: usize,
+    /// Longest a worker waits to fill a batch before committing what it has.
+    pub batch_timeout_ms: u64,
+    /// A file that does not parse and changed less than this long ago is retried later, since
+    /// its producer may still be writing it.
+    pub settle_ms: u64,
+    /// Period of the safety rescan that catches anything the file watcher missed.
+    pub rescan_interval_secs: u64,
+    /// Bound on a graceful shutdown (finish and commit what is in flight).
+    pub shutdown_timeout_secs: u64,
+    /// Files larger than this are rejected without being read.
+    pub max_file_bytes: u64,
+    /// Ceiling of the exponential backoff between database retries.
+    pub max_retry_backoff_ms: u64,
+    /// Address of the HTTP endpoints (`/healthz`, `/readyz`, `/metrics`); empty disables them.
+    pub http_addr: String,
+    /// Seconds between progress lines while work is pending.
+    pub progress_interval_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Config {
+            database_url: "postgres://postgres@localhost:5432/postgres".into(),
+            data_dir: PathBuf::from("./data"),
+            schemas_dir: PathBuf::from("./schemas"),
+            workers: cores,
+            readers: cores,
+            channel_capacity: 1024,
+            batch_size: 1000,
+            batch_timeout_ms: 5,
+            settle_ms: 2000,
+            rescan_interval_secs: 30,
+            shutdown_timeout_secs: 10,
+            max_file_bytes: 1024 * 1024,
+            max_retry_backoff_ms: 5000,
+            http_addr: "127.0.0.1:9187".into(),
+            progress_interval_secs: 5,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` if it exists, then `ETL_*` variables.
+    pub fn load(file: &Path) -> Result<Config, Box<figment::Error>> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("ETL_"))
+            .extract()
+            .map_err(Box::new)?;
+        Ok(config.sanitized())
+    }
+
+    /// Zero workers or a zero-sized channel would deadlock the pipeline; clamp rather than hang.
+    fn sanitized(mut self) -> Config {
+        self.workers = self.workers.max(1);
+        self.readers = self.readers.max(1);
+        self.channel_capacity = self.channel_capacity.max(1);
+        self.batch_size = self.batch_size.max(1);
+        self
+    }
+
+    pub fn events_dir(&self) -> PathBuf {
+        self.data_dir.join("events")
+    }
+
+    pub fn inbox(&self, kind: Kind) -> PathBuf {
+        self.events_dir().join("inbox").join(kind.folder())
+    }
+
+    pub fn done(&self, kind: Kind) -> PathBuf {
+        self.events_dir().join("done").join(kind.folder())
+    }
+
+    pub fn failed(&self, kind: Kind) -> PathBuf {
+        self.events_dir().join("failed").join(kind.folder())
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+
+    pub fn settle(&self) -> Duration {
+        Duration::from_millis(self.settle_ms)
+    }
+
+    pub fn batch_timeout(&self) -> Duration {
+        Duration::from_millis(self.batch_timeout_ms)
+    }
+
+    pub fn rescan_interval(&self) -> Duration {
+        Duration::from_secs(self.rescan_interval_secs.max(1))
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    pub fn max_retry_backoff(&self) -> Duration {
+        Duration::from_millis(self.max_retry_backoff_ms.max(1))
+    }
+}

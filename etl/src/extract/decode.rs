@@ -1,0 +1,179 @@
+//! Bytes → typed event: parse, check the folder, validate against the schema, then type it.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::schema::Schemas;
+use super::{RejectCode, Rejection};
+use crate::event::{Card, Event, Kind, Metadata, Payload, User};
+
+/// Decodes one file found in the `kind` folder. Every failure is a [`Rejection`] with a reason;
+/// nothing here can panic on input (serde_json caps nesting at 128 levels, so deep documents
+/// are an error, not a stack overflow).
+pub fn decode(
+    kind: Kind,
+    bytes: &[u8],
+    source: PathBuf,
+    schemas: &Schemas,
+) -> Result<Event, Rejection> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Rejection::new(RejectCode::NotUtf8, format!("not UTF-8 text: {e}")))?;
+    if text.trim().is_empty() {
+        return Err(Rejection::new(RejectCode::InvalidJson, "the file is empty"));
+    }
+    let mut document: Value = serde_json::from_str(text)
+        .map_err(|e| Rejection::new(RejectCode::InvalidJson, format!("not valid JSON: {e}")))?;
+
+    // Checked before the schema so the reason names the real mistake (a misplaced file), not
+    // the `const` keyword it trips.
+    if let Some(declared) = document.pointer("/metadata/type").and_then(Value::as_str) {
+        if declared != kind.as_str() {
+            return Err(Rejection::new(
+                RejectCode::WrongFolder,
+                format!(
+                    "metadata.type is {declared:?} but the file is in the {} folder",
+                    kind.folder()
+                ),
+            )
+            .at("/metadata/type"));
+        }
+    }
+
+    schemas.validate(kind, &document)?;
+
+    // PostgreSQL text and jsonb cannot hold U+0000, so such an event could never be stored:
+    // it is the event's fault, and must not be retried as if the database were down.
+    if let Some(path) = find_nul(&document, String::new()) {
+        return Err(Rejection::new(
+            RejectCode::InvalidValue,
+            "contains a NUL character (\\u0000), which the warehouse cannot store",
+        )
+        .at(path));
+    }
+
+    let meta = typed::<Metadata>(&document, "/metadata")?;
+    let payload = match kind {
+        Kind::User => Payload::User(typed::<User>(&document, "/payload")?),
+        Kind::Card => Payload::Card(typed::<Card>(&document, "/payload")?),
+    };
+    let raw_payload = document
+        .get_mut("payload")
+        .map(Value::take)
+        .unwrap_or(Value::Null);
+    Ok(Event {
+        meta,
+        payload,
+        raw_payload,
+        source,
+    })
+}
+
+/// Types the part of a schema-valid document at `pointer`. What the schema cannot express
+/// (impossible dates such as 2024-02-30, integers beyond i64) fails here.
+fn typed<'a, T: Deserialize<'a>>(document: &'a Value, pointer: &str) -> Result<T, Rejection> {
+    let part = document.pointer(pointer).unwrap_or(&Value::Null);
+    T::deserialize(part).map_err(|e| {
+        Rejection::new(RejectCode::InvalidValue, format!("{pointer}: {e}")).at(pointer)
+    })
+}
+
+/// JSON pointer of the first string or key holding a NUL character.
+fn find_nul(value: &Value, here: String) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(here),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| find_nul(v, format!("{here}/{i}"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let child = format!("{here}/{}", k.replace('~', "~0").replace('/', "~1"));
+            if k.contains('\0') {
+                Some(child)
+            } else {
+                find_nul(v, child)
+            }
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schemas() -> Schemas {
+        Schemas::builtin().expect("built-in schemas compile")
+    }
+
+    fn decode_str(kind: Kind, text: &str) -> Result<Event, Rejection> {
+        decode(kind, text.as_bytes(), PathBuf::from("x.json"), &schemas())
+    }
+
+    const CARD: &str = r#"{"payload": {"id": 5, "user_id": 311, "created_by_name": "A B",
+        "updated_at": "2024-05-01 12:00:03", "created_at": "2024-05-01 11:58:40", "active": true},
+        "metadata": {"type": "card", "event_at": "2024-05-01 12:00:03",
+        "event_id": "0d133695-94a0-4f08-88ca-593745d25e35"}}"#;
+
+    #[test]
+    fn a_valid_card_becomes_a_typed_event() {
+        let event = decode_str(Kind::Card, CARD).expect("valid");
+        assert_eq!(event.entity_id(), 5);
+        assert_eq!(event.kind(), Kind::Card);
+        match event.payload {
+            Payload::Card(card) => assert_eq!(card.user_id, Some(311)),
+            Payload::User(_) => panic!("wrong payload"),
+        }
+    }
+
+    #[test]
+    fn a_card_in_the_users_folder_is_rejected_for_its_folder() {
+        let rejection = decode_str(Kind::User, CARD).expect_err("wrong folder");
+        assert_eq!(rejection.code, RejectCode::WrongFolder);
+        assert!(
+            rejection.reason.contains("users folder"),
+            "{}",
+            rejection.reason
+        );
+    }
+
+    #[test]
+    fn an_impossible_date_is_rejected_with_its_location() {
+        let text = CARD.replace("2024-05-01 11:58:40", "2024-02-30 11:58:40");
+        let rejection = decode_str(Kind::Card, &text).expect_err("bad date");
+        assert_eq!(rejection.code, RejectCode::InvalidValue);
+        assert!(
+            rejection.reason.contains("2024-02-30"),
+            "{}",
+            rejection.reason
+        );
+    }
+
+    #[test]
+    fn a_schema_failure_names_the_field_and_the_schema_keyword() {
+        let text = CARD.replace(r#""id": 5"#, r#""id": "five""#);
+        let rejection = decode_str(Kind::Card, &text).expect_err("bad id");
+        assert_eq!(rejection.code, RejectCode::Schema);
+        assert_eq!(rejection.instance_path.as_deref(), Some("/payload/id"));
+        let location = rejection.schema_location.unwrap_or_default();
+        assert!(location.contains("type"), "{location}");
+    }
+
+    #[test]
+    fn a_nul_character_is_refused_before_it_reaches_the_database() {
+        let text = CARD.replace("A B", "A\\u0000B");
+        let rejection = decode_str(Kind::Card, &text).expect_err("nul");
+        assert_eq!(rejection.code, RejectCode::InvalidValue);
+        assert_eq!(
+            rejection.instance_path.as_deref(),
+            Some("/payload/created_by_name")
+        );
+    }
+
+    #[test]
+    fn a_truncated_file_may_still_be_being_written() {
+        let rejection = decode_str(Kind::Card, &CARD[..40]).expect_err("truncated");
+        assert!(rejection.may_be_incomplete());
+    }
+}

@@ -1,0 +1,78 @@
+//! Extraction: find files in the inbox, read them safely, and turn each into a typed event or a
+//! reasoned rejection.
+//!
+//! `discover` finds candidate files (startup scan, watcher, periodic rescan), `read` opens one
+//! without trusting it, `decode` parses and validates it against the JSON Schemas in `schema`.
+
+pub mod decode;
+pub mod discover;
+pub mod read;
+pub mod schema;
+
+use serde::Serialize;
+
+/// Why a file was refused. Written next to the file in `failed/` and logged.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Rejection {
+    pub code: RejectCode,
+    /// A sentence for a human.
+    pub reason: String,
+    /// JSON pointer into the document, when one part of it is at fault.
+    pub instance_path: Option<String>,
+    /// JSON pointer into the schema of the keyword that failed, for schema failures.
+    pub schema_location: Option<String>,
+}
+
+/// The class of a rejection: a stable, low-cardinality label for metrics and grep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectCode {
+    TooLarge,
+    NotUtf8,
+    InvalidJson,
+    WrongFolder,
+    Schema,
+    InvalidValue,
+}
+
+impl RejectCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectCode::TooLarge => "too_large",
+            RejectCode::NotUtf8 => "not_utf8",
+            RejectCode::InvalidJson => "invalid_json",
+            RejectCode::WrongFolder => "wrong_folder",
+            RejectCode::Schema => "schema",
+            RejectCode::InvalidValue => "invalid_value",
+        }
+    }
+}
+
+impl Rejection {
+    pub fn new(code: RejectCode, reason: impl Into<String>) -> Rejection {
+        Rejection {
+            code,
+            reason: reason.into(),
+            instance_path: None,
+            schema_location: None,
+        }
+    }
+
+    pub fn at(mut self, instance_path: impl Into<String>) -> Rejection {
+        self.instance_path = Some(instance_path.into());
+        self
+    }
+
+    /// A producer writing in place can be caught mid-write: what we read is then a prefix of a
+    /// good document, which fails exactly like this. Such a failure is only final once the file
+    /// has stopped changing.
+    pub fn may_be_incomplete(&self) -> bool {
+        matches!(self.code, RejectCode::InvalidJson | RejectCode::NotUtf8)
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}

@@ -1,0 +1,115 @@
+//! File bookkeeping: the folder layout, and moving each file to `done/` or `failed/` once its
+//! fate is durable.
+//!
+//! A file stays in the inbox until then, so the inbox itself is the queue: a crash at any point
+//! leaves every unfinished file where a restart will find it, and reprocessing a file whose
+//! transaction did commit changes nothing (the warehouse upsert is idempotent).
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::event::Kind;
+use crate::extract::Rejection;
+
+/// Creates `events/{inbox,done,failed}/<type>/` and `logs/` if missing.
+pub fn ensure_layout(config: &Config) -> io::Result<()> {
+    for kind in Kind::ALL {
+        std::fs::create_dir_all(config.inbox(kind))?;
+        std::fs::create_dir_all(config.done(kind))?;
+        std::fs::create_dir_all(config.failed(kind))?;
+    }
+    std::fs::create_dir_all(config.logs_dir())
+}
+
+/// The outcome of moving one file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Moved {
+    Yes,
+    /// Someone else moved it first (another daemon on the same folder). Not an error.
+    AlreadyGone,
+}
+
+/// Moves a file whose event is committed into `done/<type>/`.
+pub fn move_to_done(config: &Config, kind: Kind, path: &Path) -> io::Result<Moved> {
+    move_into(path, &config.done(kind))
+}
+
+/// The reason file written beside a rejected file in `failed/<type>/`.
+#[derive(Debug, Serialize)]
+pub struct RejectionRecord<'a> {
+    pub file: String,
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    #[serde(flatten)]
+    pub rejection: &'a Rejection,
+    pub rejected_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The name of the reason file of a failed file.
+pub fn sidecar_name(file_name: &str) -> String {
+    format!("{file_name}.error.json")
+}
+
+/// Moves a rejected file to `failed/<type>/` with its reason file, and logs the one WARN line
+/// operators grep for. The reason file is written first: if we crash in between, the file is
+/// still in the inbox and is simply rejected again.
+pub fn reject(
+    config: &Config,
+    kind: Kind,
+    path: &Path,
+    rejection: &Rejection,
+) -> io::Result<Moved> {
+    let failed = config.failed(kind);
+    let name = file_name(path)?;
+    let record = RejectionRecord {
+        file: name.clone(),
+        kind,
+        rejection,
+        rejected_at: chrono::Utc::now(),
+    };
+    let json = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
+    write_atomically(&failed.join(sidecar_name(&name)), &json)?;
+    let moved = move_into(path, &failed)?;
+    if moved == Moved::Yes {
+        tracing::warn!(
+            file = %path.display(),
+            r#type = %kind,
+            code = rejection.code.as_str(),
+            reason = %rejection.reason,
+            instance_path = rejection.instance_path.as_deref().unwrap_or(""),
+            schema_location = rejection.schema_location.as_deref().unwrap_or(""),
+            "rejected {name}: {}",
+            rejection.reason
+        );
+    }
+    Ok(moved)
+}
+
+fn file_name(path: &Path) -> io::Result<String> {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))
+}
+
+/// rename(2) into `folder`: atomic, and a no-op report if the file is already gone.
+fn move_into(path: &Path, folder: &Path) -> io::Result<Moved> {
+    let target: PathBuf = folder.join(file_name(path)?);
+    match std::fs::rename(path, target) {
+        Ok(()) => Ok(Moved::Yes),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Moved::AlreadyGone),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes a dotfile then renames it, so a reader never sees half a file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let name = file_name(path)?;
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    drop(file);
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,6 @@
+//! Loading: the PostgreSQL warehouse, its migrations, and the timestamp-guarded upserts.
+
+pub mod migrate;
+pub mod warehouse;
+
+pub use warehouse::{Applied, DbError, Warehouse};

@@ -1,0 +1,359 @@
+//! Builds and runs the whole daemon from a [`Config`]: extract → transform → load, then the file
+//! bookkeeping. `main` and the tests start the very same pipeline through [`run`].
+//!
+//! ```text
+//! scan / watcher / rescan ──Job──▶ readers (threads) ──Event──▶ pool router ──▶ workers ──▶ PostgreSQL
+//!                                       │ rejected                                  │ committed
+//!                                       ▼                                           ▼
+//!                               failed/<type>/ + reason                  mover (thread) → done/<type>/
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::event::Event;
+use crate::extract::discover::{self, Job, Tracker};
+use crate::extract::read::{intake, Intake, Limits};
+use crate::extract::schema::Schemas;
+use crate::files;
+use crate::load::Warehouse;
+use crate::stats::{Snapshot, Stats};
+use crate::transform::pool::{Committed, Pool};
+
+/// How long the daemon runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Until a shutdown signal: scan, then follow the watcher and rescan periodically.
+    Follow,
+    /// Until the inbox is empty: scan, process, repeat until a scan finds nothing.
+    Drain,
+}
+
+/// What the run did, printed at the end of a drain.
+#[derive(Clone, Copy, Debug)]
+pub struct Summary {
+    pub stats: Snapshot,
+    pub elapsed: Duration,
+    /// False if the shutdown bound expired before everything in flight was committed.
+    pub graceful: bool,
+}
+
+/// State shared by the stages, and by the HTTP endpoints.
+pub struct Shared {
+    pub config: Config,
+    pub schemas: Schemas,
+    pub tracker: Arc<Tracker>,
+    pub stats: Arc<Stats>,
+    pub warehouse: Warehouse,
+}
+
+/// Runs the pipeline until `shutdown` fires (or, in drain mode, the inbox is empty), then stops
+/// intake, commits what is in flight, moves those files, and returns within the shutdown bound.
+pub async fn run(
+    config: Config,
+    mode: Mode,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    files::ensure_layout(&config).context("cannot create the data folder layout")?;
+    let (schemas, origins) = Schemas::load(&config.schemas_dir)?;
+    tracing::info!(schemas = ?origins, "schemas compiled");
+    let warehouse = Warehouse::new(&config.database_url, config.workers + 2)?;
+    if !migrate_with_retry(&warehouse, &config, &shutdown).await {
+        return Ok(Summary {
+            stats: Snapshot::default(),
+            elapsed: started.elapsed(),
+            graceful: true,
+        });
+    }
+
+    let shared = Arc::new(Shared {
+        schemas,
+        tracker: Arc::new(Tracker::default()),
+        stats: Arc::new(Stats::default()),
+        warehouse: warehouse.clone(),
+        config,
+    });
+    let config = &shared.config;
+    // `stop` ends intake; `hard_stop` abandons what is still in flight when the bound expires.
+    let stop = shutdown.child_token();
+    let hard_stop = CancellationToken::new();
+
+    let (jobs_tx, jobs_rx) = flume::bounded::<Job>(config.channel_capacity);
+    let (committed_tx, committed_rx) = flume::bounded::<Committed>(config.workers * 2);
+    let pool = Pool::start(
+        config,
+        warehouse,
+        shared.stats.clone(),
+        committed_tx,
+        hard_stop.clone(),
+    );
+
+    let mover = spawn_thread("etl-mover", {
+        let shared = shared.clone();
+        move || mover(&shared, committed_rx)
+    });
+    let mut readers = Vec::new();
+    for i in 0..config.readers {
+        let (shared, jobs_rx, jobs_tx, events) = (
+            shared.clone(),
+            jobs_rx.clone(),
+            jobs_tx.clone(),
+            pool.sender.clone(),
+        );
+        let (stop, runtime) = (stop.clone(), tokio::runtime::Handle::current());
+        readers.push(spawn_thread(&format!("etl-reader-{i}"), move || {
+            reader(&shared, &jobs_rx, &jobs_tx, &events, &stop, &runtime)
+        }));
+    }
+    drop(pool.sender);
+    drop(jobs_rx);
+
+    let progress = tokio::spawn(progress(shared.clone(), stop.clone()));
+    tracing::info!(?mode, workers = config.workers, readers = config.readers, data_dir = %config.data_dir.display(), "pipeline started");
+    match mode {
+        Mode::Drain => drain(&shared, jobs_tx, &stop).await,
+        Mode::Follow => follow(&shared, jobs_tx, &stop).await?,
+    }
+    stop.cancel();
+    progress.abort();
+
+    // Graceful part: readers stop, the pool commits what it holds, the mover moves it.
+    let finish = async {
+        for reader in readers {
+            let _ = reader.await;
+        }
+        let _ = pool.task.await;
+        let _ = mover.await;
+    };
+    let graceful = tokio::time::timeout(config.shutdown_timeout(), finish)
+        .await
+        .is_ok();
+    if !graceful {
+        hard_stop.cancel();
+        tracing::warn!(
+            bound_secs = config.shutdown_timeout_secs,
+            in_flight = shared.tracker.len(),
+            "shutdown bound reached; uncommitted files stay in the inbox for the next run"
+        );
+    }
+    Ok(Summary {
+        stats: shared.stats.snapshot(),
+        elapsed: started.elapsed(),
+        graceful,
+    })
+}
+
+/// Migrates, retrying while the database is unreachable (it may still be starting).
+/// Returns false if shut down before it succeeded.
+async fn migrate_with_retry(
+    warehouse: &Warehouse,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match warehouse.migrate().await {
+            Ok(applied) => {
+                tracing::info!(?applied, "database ready");
+                return true;
+            }
+            Err(error) => {
+                tracing::error!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot migrate the warehouse yet");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return false,
+        }
+        backoff = (backoff * 2).min(config.max_retry_backoff());
+    }
+}
+
+/// Scans until a scan finds nothing left, waiting after each for its files to be finished.
+async fn drain(shared: &Arc<Shared>, jobs: flume::Sender<Job>, stop: &CancellationToken) {
+    loop {
+        let found = scan(shared, &jobs, stop).await;
+        tokio::select! {
+            _ = shared.tracker.wait_idle() => {}
+            _ = stop.cancelled() => return,
+        }
+        if found == 0 || stop.is_cancelled() {
+            return;
+        }
+    }
+}
+
+/// Scans once, then follows the watcher, rescanning periodically and whenever the watcher
+/// reports it may have lost events.
+async fn follow(
+    shared: &Arc<Shared>,
+    jobs: flume::Sender<Job>,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let rescan = Arc::new(Notify::new());
+    // Started before the first scan so nothing written during the scan is missed.
+    let _watcher = discover::watch(
+        &shared.config,
+        shared.tracker.clone(),
+        jobs.clone(),
+        rescan.clone(),
+    )
+    .context("cannot watch the inbox folders")?;
+    loop {
+        scan(shared, &jobs, stop).await;
+        tokio::select! {
+            _ = tokio::time::sleep(shared.config.rescan_interval()) => {}
+            _ = rescan.notified() => {}
+            _ = stop.cancelled() => return Ok(()),
+        }
+    }
+}
+
+async fn scan(shared: &Arc<Shared>, jobs: &flume::Sender<Job>, stop: &CancellationToken) -> usize {
+    let (shared, jobs, stop) = (shared.clone(), jobs.clone(), stop.clone());
+    let listed = tokio::task::spawn_blocking(move || {
+        discover::scan(&shared.config, &shared.tracker, &jobs, &stop)
+    })
+    .await;
+    match listed {
+        Ok(Ok(found)) => found,
+        Ok(Err(error)) => {
+            tracing::error!(%error, "cannot list the inbox");
+            0
+        }
+        Err(error) => {
+            tracing::error!(%error, "inbox scan failed");
+            0
+        }
+    }
+}
+
+/// A reader thread: reads and validates files, sends valid events on, rejects the others.
+fn reader(
+    shared: &Shared,
+    jobs: &flume::Receiver<Job>,
+    requeue: &flume::Sender<Job>,
+    events: &mpsc::Sender<Event>,
+    stop: &CancellationToken,
+    runtime: &tokio::runtime::Handle,
+) {
+    let config = &shared.config;
+    let limits = Limits {
+        max_file_bytes: config.max_file_bytes,
+        settle: config.settle(),
+    };
+    while !stop.is_cancelled() {
+        let job = match jobs.recv_timeout(Duration::from_millis(100)) {
+            Ok(job) => job,
+            Err(flume::RecvTimeoutError::Timeout) => continue,
+            Err(flume::RecvTimeoutError::Disconnected) => return,
+        };
+        match intake(&job.path, job.kind, limits, &shared.schemas) {
+            Ok(Intake::Event(event)) => {
+                if events.blocking_send(*event).is_err() {
+                    shared.tracker.release(&job.path);
+                    return;
+                }
+            }
+            Ok(Intake::Rejected(rejection)) => {
+                match files::reject(config, job.kind, &job.path, &rejection) {
+                    Ok(_) => {
+                        Stats::add(&shared.stats.rejected, 1);
+                        metrics::counter!("etl_events_rejected_total", "type" => job.kind.as_str(), "reason" => rejection.code.as_str()).increment(1);
+                    }
+                    Err(error) => {
+                        tracing::error!(file = %job.path.display(), %error, "cannot move a rejected file to failed/; it stays in the inbox")
+                    }
+                }
+                shared.tracker.release(&job.path);
+            }
+            Ok(Intake::Unsettled) => {
+                tracing::debug!(file = %job.path.display(), "file looks half-written; retrying after the settle window");
+                let (requeue, stop, settle) = (requeue.clone(), stop.clone(), config.settle());
+                // The file stays tracked while it waits, so the watcher cannot queue it twice.
+                runtime.spawn(async move {
+                    tokio::select! {
+                        _ = tokio::time::sleep(settle) => { let _ = requeue.send_async(job).await; }
+                        _ = stop.cancelled() => {}
+                    }
+                });
+            }
+            Ok(Intake::Gone) => shared.tracker.release(&job.path),
+            Ok(Intake::Ignored(why)) => {
+                tracing::debug!(file = %job.path.display(), why, "left alone");
+                shared.tracker.release(&job.path);
+            }
+            Err(error) => {
+                tracing::warn!(file = %job.path.display(), %error, "cannot read file; the next rescan retries it");
+                shared.tracker.release(&job.path);
+            }
+        }
+    }
+}
+
+/// The mover thread: moves committed files to `done/`, in the order their batches committed.
+fn mover(shared: &Shared, committed: flume::Receiver<Committed>) {
+    for batch in committed.iter() {
+        let mut moved = 0;
+        for (kind, path) in batch {
+            match files::move_to_done(&shared.config, kind, &path) {
+                Ok(_) => moved += 1,
+                Err(error) => {
+                    tracing::error!(file = %path.display(), %error, "cannot move a committed file to done/; it stays in the inbox and will be seen as a duplicate")
+                }
+            }
+            shared.tracker.release(&path);
+        }
+        Stats::add(&shared.stats.done, moved);
+        metrics::counter!("etl_files_moved_total", "to" => "done").increment(moved);
+    }
+}
+
+/// An INFO line every few seconds while work is pending.
+async fn progress(shared: Arc<Shared>, stop: CancellationToken) {
+    let every = Duration::from_secs(shared.config.progress_interval_secs.max(1));
+    let mut last = shared.stats.snapshot();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
+        let now = shared.stats.snapshot();
+        let in_flight = shared.tracker.len();
+        if now == last && in_flight == 0 {
+            continue;
+        }
+        let rate = (now.finished() - last.finished()) as f64 / every.as_secs_f64();
+        tracing::info!(
+            done = now.done,
+            rejected = now.rejected,
+            applied = now.applied,
+            stale = now.stale,
+            in_flight,
+            rate = format!("{rate:.0}/s"),
+            "progress"
+        );
+        last = now;
+    }
+}
+
+/// A named OS thread whose end can be awaited.
+fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> oneshot::Receiver<()> {
+    let (done, finished) = oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            body();
+            let _ = done.send(());
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, name, "cannot start thread");
+    }
+    finished
+}

@@ -1,0 +1,189 @@
+//! The core contract: a backlog drained into the warehouse equals the latest version of every
+//! entity, whatever the order, the worker count or duplicates; bad files go to failed/ with a
+//! reason; other files in the inbox are left alone.
+
+mod common;
+
+use std::fs;
+
+use common::{count, event_files, oracle, Env};
+use etl::event::Kind;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+#[test]
+fn drain_over_a_backlog_leaves_the_latest_version_of_every_entity() {
+    let env = Env::new();
+    let inbox = env.config.events_dir().join("inbox");
+    services::generate_backlog(&inbox, 1_000, 20_000, 7).expect("backlog");
+    // A few invalid files among the valid ones, and the producer's counter file.
+    fs::write(env.inbox(Kind::Card).join("broken.json"), "{\"payload\": ").expect("write");
+    fs::write(env.inbox(Kind::User).join("array.json"), "[1, 2]").expect("write");
+    fs::write(env.inbox(Kind::Card).join("__id_counter"), "57").expect("write");
+    let mut all = event_files(&env.inbox(Kind::User));
+    all.extend(event_files(&env.inbox(Kind::Card)));
+    let expected = oracle(&all);
+
+    let output = env.run_etl(&["run", "--drain"]);
+    assert!(
+        output.status.success(),
+        "etl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    assert_eq!(env.dump(), expected, "warehouse differs from the oracle");
+    assert_eq!(env.scalar("SELECT count(*) FROM users"), 1_000);
+    assert_eq!(env.scalar("SELECT count(*) FROM events"), 21_000);
+    for kind in Kind::ALL {
+        assert_eq!(count(&env.inbox(kind)), 0, "{kind} inbox not empty");
+    }
+    assert_eq!(count(&env.config.done(Kind::User)), 1_000);
+    assert_eq!(count(&env.config.done(Kind::Card)), 20_000);
+    assert_eq!(count(&env.config.failed(Kind::Card)), 1);
+    assert_eq!(count(&env.config.failed(Kind::User)), 1);
+    let counter =
+        fs::read_to_string(env.inbox(Kind::Card).join("__id_counter")).expect("left alone");
+    assert_eq!(counter, "57");
+}
+
+#[test]
+fn the_reference_samples_load_and_the_counter_file_stays() {
+    let env = Env::new();
+    common::copy_samples(&env);
+    let samples: Vec<_> = Kind::ALL
+        .iter()
+        .flat_map(|k| event_files(&env.inbox(*k)))
+        .collect();
+    let expected = oracle(&samples);
+
+    let output = env.run_etl(&["run", "--drain"]);
+    assert!(output.status.success());
+    assert_eq!(env.dump(), expected);
+    // Card 15 has no user_id in the samples, and keeps none.
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM cards WHERE id = 15 AND user_id IS NULL"),
+        1
+    );
+    assert!(env.inbox(Kind::Card).join("__id_counter").exists());
+    assert_eq!(count(&env.config.done(Kind::Card)), 8);
+    assert_eq!(count(&env.config.done(Kind::User)), 3);
+}
+
+/// Feeds `files` to the daemon in `chunks` of the given size, in the given order, draining after
+/// each chunk, so the arrival order is really the one asked for.
+async fn feed_in_order(
+    env: &Env,
+    files: &[std::path::PathBuf],
+    chunk: usize,
+    config: etl::config::Config,
+) {
+    for part in files.chunks(chunk) {
+        for file in part {
+            let kind = if file
+                .parent()
+                .and_then(|p| p.file_name())
+                .is_some_and(|n| n == "users")
+            {
+                Kind::User
+            } else {
+                Kind::Card
+            };
+            let name = file.file_name().expect("name");
+            fs::copy(file, env.inbox(kind).join(name)).expect("copy");
+        }
+        env.drain_with(config.clone()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrival_order_and_worker_count_do_not_change_the_tables() {
+    let source = tempfile::tempdir().expect("tmp");
+    services::generate_backlog(source.path(), 200, 3_000, 11).expect("backlog");
+    let mut files = event_files(&source.path().join("users"));
+    files.extend(event_files(&source.path().join("cards")));
+    let expected = oracle(&files);
+
+    let mut dumps = Vec::new();
+    for (seed, workers, batch_size) in [(1u64, 1usize, 1000usize), (2, 4, 7), (3, 4, 1000)] {
+        let mut order = files.clone();
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        let env = Env::new();
+        let config = etl::config::Config {
+            workers,
+            batch_size,
+            ..env.config.clone()
+        };
+        feed_in_order(&env, &order, 500, config).await;
+        dumps.push(env.dump());
+    }
+    for dump in &dumps {
+        assert_eq!(*dump, expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicated_event_changes_nothing() {
+    let env = Env::new();
+    let source = tempfile::tempdir().expect("tmp");
+    services::generate_backlog(source.path(), 50, 500, 3).expect("backlog");
+    let files: Vec<_> = ["users", "cards"]
+        .iter()
+        .flat_map(|k| event_files(&source.path().join(k)))
+        .collect();
+    feed_in_order(&env, &files, files.len(), env.config.clone()).await;
+    let before = env.dump();
+    let events_before = env.scalar("SELECT count(*) FROM events");
+
+    // Every file again (same names, same contents), then a copy under another name.
+    feed_in_order(&env, &files, 100, env.config.clone()).await;
+    let card = &event_files(&source.path().join("cards"))[0];
+    fs::copy(card, env.inbox(Kind::Card).join("copy-of-a-card.json")).expect("copy");
+    let summary = env.drain().await;
+
+    assert_eq!(env.dump(), before);
+    assert_eq!(env.scalar("SELECT count(*) FROM events"), events_before);
+    assert_eq!(summary.stats.applied, 0);
+    assert_eq!(summary.stats.stale, 1);
+    assert!(env
+        .config
+        .done(Kind::Card)
+        .join("copy-of-a-card.json")
+        .exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_version_never_overwrites_a_newer_one() {
+    let env = Env::new();
+    let card = |event_id: &str, updated_at: &str, active: bool| {
+        format!(
+            r#"{{"payload": {{"id": 1, "user_id": 2, "created_by_name": "A", "updated_at": "{updated_at}",
+            "created_at": "2024-05-01 12:00:00", "active": {active}}},
+            "metadata": {{"type": "card", "event_at": "{updated_at}", "event_id": "{event_id}"}}}}"#
+        )
+    };
+    let newer = card(
+        "00000000-0000-4000-8000-000000000002",
+        "2024-05-01 12:00:09",
+        false,
+    );
+    let older = card(
+        "00000000-0000-4000-8000-000000000001",
+        "2024-05-01 12:00:05",
+        true,
+    );
+    fs::write(env.inbox(Kind::Card).join("newer.json"), newer).expect("write");
+    env.drain().await;
+    fs::write(env.inbox(Kind::Card).join("older.json"), older).expect("write");
+    let summary = env.drain().await;
+
+    assert_eq!(summary.stats.stale, 1);
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM cards WHERE id = 1 AND NOT active"),
+        1
+    );
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM events"),
+        2,
+        "both versions are in the raw zone"
+    );
+}
