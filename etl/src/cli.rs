@@ -1,4 +1,5 @@
-//! The command line: `etl run [--drain]`, `etl migrate`, `etl check FILE…`.
+//! The command line: `etl run [--drain]`, `etl migrate`, `etl check FILE…`, `etl replay`,
+//! `etl status`.
 
 use std::path::PathBuf;
 
@@ -44,4 +45,31 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Move failed files back into the inbox (after a schema or code fix) to process them again.
+    Replay {
+        /// Only files of this type.
+        #[arg(long = "type", value_enum)]
+        kind: Option<TypeArg>,
+        /// Only files whose reason (or reason code) contains this text, case-insensitively.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Print file counts per folder, rows per table, and the running daemon's in-flight count.
+    Status,
+}
+
+/// `--type` values: the folder names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TypeArg {
+    Users,
+    Cards,
+}
+
+impl From<TypeArg> for crate::event::Kind {
+    fn from(arg: TypeArg) -> Self {
+        match arg {
+            TypeArg::Users => crate::event::Kind::User,
+            TypeArg::Cards => crate::event::Kind::Card,
+        }
+    }
 }

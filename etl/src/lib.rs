@@ -12,6 +12,7 @@ pub mod event;
 pub mod extract;
 pub mod files;
 pub mod load;
+pub mod ops;
 pub mod pipeline;
 pub mod stats;
 pub mod telemetry;

@@ -10,13 +10,23 @@ use etl::cli::{Cli, Command};
 use etl::config::Config;
 use etl::extract::schema::Schemas;
 use etl::load::Warehouse;
+use etl::ops::replay::Filter as ReplayFilter;
 use etl::pipeline::{self, Mode};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    etl::telemetry::init(cli.log_format);
-    match run(cli).await {
+    let config = match Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("invalid configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    // Only the daemon writes the log file operators tail; one-shot commands print to stdout.
+    let log_dir = matches!(cli.command, Command::Run { .. }).then(|| config.logs_dir());
+    let _log_guard = etl::telemetry::init(cli.log_format, log_dir.as_deref());
+    match run(cli, config).await {
         Ok(code) => code,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -25,8 +35,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&cli.config).context("invalid configuration")?;
+async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run { drain } => {
             let shutdown = CancellationToken::new();
@@ -38,7 +47,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tracing::info!(
                 applied = s.applied,
                 stale = s.stale,
-                rejected = s.rejected,
+                failed = s.rejected,
                 done = s.done,
                 db_errors = s.db_errors,
                 elapsed_s = format!("{secs:.2}"),
@@ -71,6 +80,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Replay { kind, reason } => {
+            let filter = ReplayFilter {
+                kind: kind.map(Into::into),
+                reason,
+            };
+            let moved = etl::ops::replay::replay(&config, &filter).context("replay failed")?;
+            println!("moved {moved} failed file(s) back into the inbox");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => {
+            print!("{}", etl::ops::status::report(&config).await);
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -8,6 +8,7 @@
 //!                               failed/<type>/ + reason                  mover (thread) → done/<type>/
 //! ```
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,31 @@ pub struct Shared {
     pub tracker: Arc<Tracker>,
     pub stats: Arc<Stats>,
     pub warehouse: Warehouse,
+    /// True while the inbox watcher runs (always, in drain mode, which needs none): readiness.
+    pub watching: AtomicBool,
+    /// Candidates the last scan saw, and files finished when it started: the backlog estimate.
+    scan_seen: AtomicU64,
+    finished_at_scan: AtomicU64,
+}
+
+impl Shared {
+    /// Files in the inbox not finished yet, estimated from the last scan without listing the
+    /// inbox again (a million-file listing is not free).
+    pub fn backlog(&self) -> u64 {
+        let finished = self.stats.snapshot().finished();
+        let since_scan = finished.saturating_sub(self.finished_at_scan.load(Ordering::Relaxed));
+        let left = self
+            .scan_seen
+            .load(Ordering::Relaxed)
+            .saturating_sub(since_scan);
+        left.max(self.tracker.len() as u64)
+    }
+
+    /// Updates the gauges that are read rather than counted.
+    pub fn publish_gauges(&self) {
+        metrics::gauge!("etl_inbox_backlog").set(self.backlog() as f64);
+        metrics::gauge!("etl_in_flight").set(self.tracker.len() as f64);
+    }
 }
 
 /// Runs the pipeline until `shutdown` fires (or, in drain mode, the inbox is empty), then stops
@@ -61,6 +87,8 @@ pub async fn run(
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     files::ensure_layout(&config).context("cannot create the data folder layout")?;
+    crate::ops::metrics::handle();
+    crate::ops::metrics::describe();
     let (schemas, origins) = Schemas::load(&config.schemas_dir)?;
     tracing::info!(schemas = ?origins, "schemas compiled");
     let warehouse = Warehouse::new(&config.database_url, config.workers + 2)?;
@@ -77,6 +105,9 @@ pub async fn run(
         tracker: Arc::new(Tracker::default()),
         stats: Arc::new(Stats::default()),
         warehouse: warehouse.clone(),
+        watching: AtomicBool::new(mode == Mode::Drain),
+        scan_seen: AtomicU64::new(0),
+        finished_at_scan: AtomicU64::new(0),
         config,
     });
     let config = &shared.config;
@@ -115,6 +146,13 @@ pub async fn run(
     drop(jobs_rx);
 
     let progress = tokio::spawn(progress(shared.clone(), stop.clone()));
+    let http = (!config.http_addr.is_empty()).then(|| {
+        tokio::spawn(crate::ops::http::serve(
+            config.http_addr.clone(),
+            shared.clone(),
+            stop.clone(),
+        ))
+    });
     tracing::info!(?mode, workers = config.workers, readers = config.readers, data_dir = %config.data_dir.display(), "pipeline started");
     match mode {
         Mode::Drain => drain(&shared, jobs_tx, &stop).await,
@@ -122,6 +160,7 @@ pub async fn run(
     }
     stop.cancel();
     progress.abort();
+    shared.watching.store(false, Ordering::Relaxed);
 
     // Graceful part: readers stop, the pool commits what it holds, the mover moves it.
     let finish = async {
@@ -130,6 +169,9 @@ pub async fn run(
         }
         let _ = pool.task.await;
         let _ = mover.await;
+        if let Some(http) = http {
+            let _ = http.await;
+        }
     };
     let graceful = tokio::time::timeout(config.shutdown_timeout(), finish)
         .await
@@ -205,6 +247,7 @@ async fn follow(
         rescan.clone(),
     )
     .context("cannot watch the inbox folders")?;
+    shared.watching.store(true, Ordering::Relaxed);
     loop {
         scan(shared, &jobs, stop).await;
         tokio::select! {
@@ -216,6 +259,14 @@ async fn follow(
 }
 
 async fn scan(shared: &Arc<Shared>, jobs: &flume::Sender<Job>, stop: &CancellationToken) -> usize {
+    let started_at = shared.stats.snapshot().finished();
+    let found = list(shared, jobs, stop).await;
+    shared.finished_at_scan.store(started_at, Ordering::Relaxed);
+    shared.scan_seen.store(found as u64, Ordering::Relaxed);
+    found
+}
+
+async fn list(shared: &Arc<Shared>, jobs: &flume::Sender<Job>, stop: &CancellationToken) -> usize {
     let (shared, jobs, stop) = (shared.clone(), jobs.clone(), stop.clone());
     let listed = tokio::task::spawn_blocking(move || {
         discover::scan(&shared.config, &shared.tracker, &jobs, &stop)
@@ -265,6 +316,7 @@ fn reader(
                 match files::reject(config, job.kind, &job.path, &rejection) {
                     Ok(_) => {
                         Stats::add(&shared.stats.rejected, 1);
+                        metrics::counter!("etl_files_moved_total", "to" => "failed").increment(1);
                         metrics::counter!("etl_events_rejected_total", "type" => job.kind.as_str(), "reason" => rejection.code.as_str()).increment(1);
                     }
                     Err(error) => {
@@ -315,7 +367,7 @@ fn mover(shared: &Shared, committed: flume::Receiver<Committed>) {
     }
 }
 
-/// An INFO line every few seconds while work is pending.
+/// An INFO line every few seconds while work is pending: done, rate, files left and ETA.
 async fn progress(shared: Arc<Shared>, stop: CancellationToken) {
     let every = Duration::from_secs(shared.config.progress_interval_secs.max(1));
     let mut last = shared.stats.snapshot();
@@ -324,19 +376,26 @@ async fn progress(shared: Arc<Shared>, stop: CancellationToken) {
             _ = tokio::time::sleep(every) => {}
             _ = stop.cancelled() => return,
         }
+        shared.publish_gauges();
         let now = shared.stats.snapshot();
-        let in_flight = shared.tracker.len();
-        if now == last && in_flight == 0 {
+        let left = shared.backlog();
+        if now == last && left == 0 {
             continue;
         }
         let rate = (now.finished() - last.finished()) as f64 / every.as_secs_f64();
+        let eta = if rate > 0.0 {
+            format!("{:.0}s", left as f64 / rate)
+        } else {
+            "-".into()
+        };
         tracing::info!(
             done = now.done,
-            rejected = now.rejected,
+            failed = now.rejected,
             applied = now.applied,
             stale = now.stale,
-            in_flight,
+            left,
             rate = format!("{rate:.0}/s"),
+            eta,
             "progress"
         );
         last = now;

@@ -81,8 +81,7 @@ pub fn reject(
             reason = %rejection.reason,
             instance_path = rejection.instance_path.as_deref().unwrap_or(""),
             schema_location = rejection.schema_location.as_deref().unwrap_or(""),
-            "rejected {name}: {}",
-            rejection.reason
+            "rejected"
         );
     }
     Ok(moved)

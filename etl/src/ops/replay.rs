@@ -1,0 +1,69 @@
+//! `etl replay`: after a schema or code fix, moves failed files back into the inbox.
+
+use std::io;
+use std::path::Path;
+
+use crate::config::Config;
+use crate::event::Kind;
+use crate::extract::discover::is_candidate;
+use crate::files::sidecar_name;
+
+/// What to replay: all failed files, or those of one type and/or whose reason contains a text.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub kind: Option<Kind>,
+    pub reason: Option<String>,
+}
+
+/// Moves matching files from `failed/<type>/` to `inbox/<type>/` and removes their reason
+/// files. The file moves first: a crash in between leaves a stale reason file, never a lost
+/// event. Returns how many files were moved back.
+pub fn replay(config: &Config, filter: &Filter) -> io::Result<usize> {
+    let mut moved = 0;
+    for kind in Kind::ALL {
+        if filter.kind.is_some_and(|k| k != kind) {
+            continue;
+        }
+        let failed = config.failed(kind);
+        for entry in std::fs::read_dir(&failed)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !is_candidate(entry.file_name().as_os_str()) || name.ends_with(".error.json") {
+                continue;
+            }
+            let sidecar = failed.join(sidecar_name(name));
+            if !matches_reason(&sidecar, filter.reason.as_deref()) {
+                continue;
+            }
+            match std::fs::rename(entry.path(), config.inbox(kind).join(name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            match std::fs::remove_file(&sidecar) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            moved += 1;
+        }
+    }
+    Ok(moved)
+}
+
+/// Case-insensitive match on the reason and code in the reason file.
+fn matches_reason(sidecar: &Path, wanted: Option<&str>) -> bool {
+    let Some(wanted) = wanted else { return true };
+    let Ok(text) = std::fs::read_to_string(sidecar) else {
+        return false;
+    };
+    let Ok(record) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return false;
+    };
+    let wanted = wanted.to_lowercase();
+    ["reason", "code"].iter().any(|field| {
+        record[field]
+            .as_str()
+            .is_some_and(|v| v.to_lowercase().contains(&wanted))
+    })
+}

@@ -1,0 +1,79 @@
+//! `etl status`: files per folder, rows per table, and what a running daemon holds in flight.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::event::Kind;
+use crate::extract::discover::is_candidate;
+
+/// Renders the status report.
+pub async fn report(config: &Config) -> String {
+    let mut out = String::from("files        inbox       done     failed\n");
+    for kind in Kind::ALL {
+        out.push_str(&format!(
+            "{:<8} {:>9} {:>10} {:>10}\n",
+            kind.folder(),
+            count(&config.inbox(kind)),
+            count(&config.done(kind)),
+            count(&config.failed(kind)),
+        ));
+    }
+    match in_flight(&config.http_addr) {
+        Some(n) => out.push_str(&format!("in flight in the running daemon: {n}\n")),
+        None => out.push_str("in flight: no daemon answering on the HTTP address\n"),
+    }
+    match rows(config).await {
+        Ok(rows) => {
+            out.push_str("\ntable       rows\n");
+            for (table, n) in rows {
+                out.push_str(&format!("{table:<8} {n:>7}\n"));
+            }
+        }
+        Err(error) => out.push_str(&format!("\nwarehouse unreachable: {error}\n")),
+    }
+    out
+}
+
+/// Event files in a folder (reason files excluded).
+fn count(dir: &Path) -> String {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .filter(|e| is_candidate(&e.file_name()))
+            .filter(|e| !e.file_name().to_string_lossy().ends_with(".error.json"))
+            .count()
+            .to_string(),
+        Err(_) => "-".into(),
+    }
+}
+
+async fn rows(config: &Config) -> anyhow::Result<Vec<(&'static str, i64)>> {
+    let (client, connection) =
+        tokio_postgres::connect(&config.database_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let mut rows = Vec::new();
+    for table in ["users", "cards", "events"] {
+        let row = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await?;
+        rows.push((table, row.get::<_, i64>(0)));
+    }
+    Ok(rows)
+}
+
+/// Asks a running daemon's `/status` for its in-flight count (a plain HTTP/1.0 GET: one
+/// request does not justify an HTTP client dependency).
+fn in_flight(addr: &str) -> Option<u64> {
+    let addr = addr.parse().ok()?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.write_all(b"GET /status HTTP/1.0\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let body = response.split("\r\n\r\n").nth(1)?;
+    let status: serde_json::Value = serde_json::from_str(body).ok()?;
+    status["in_flight"].as_u64()
+}

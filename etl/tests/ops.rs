@@ -1,0 +1,222 @@
+//! Operability: metrics that match what happened, readiness that follows the database, replay
+//! of fixed files, `etl status`, and the log file operators tail.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{count, Env};
+use etl::event::Kind;
+
+fn free_addr() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").to_string()
+}
+
+/// A plain HTTP GET: (status code, body), or None if nothing answers.
+fn get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    Some((code, body))
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sum of every sample of a metric (all label sets) whose labels contain `labels`.
+fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn follow(env: &Env, addr: &str, extra: &[(&str, &str)]) -> Daemon {
+    let mut cmd = env.etl();
+    cmd.env("ETL_HTTP_ADDR", addr)
+        .env("ETL_PROGRESS_INTERVAL_SECS", "1");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .args(["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etl starts");
+    Daemon(child)
+}
+
+#[test]
+fn metrics_counters_match_what_happened() {
+    let env = Env::new();
+    let inbox = env.config.events_dir().join("inbox");
+    services::generate_backlog(&inbox, 100, 3_000, 5).expect("backlog");
+    std::fs::write(env.inbox(Kind::Card).join("bad-1.json"), "[]").expect("write");
+    std::fs::write(env.inbox(Kind::User).join("bad-2.json"), "{").expect("write");
+    let addr = free_addr();
+    let mut daemon = follow(
+        &env,
+        &addr,
+        &[("ETL_BATCH_SIZE", "50"), ("ETL_SETTLE_MS", "0")],
+    );
+
+    wait_for("the endpoints", Duration::from_secs(30), || {
+        get(&addr, "/healthz").is_some_and(|(c, _)| c == 200)
+    });
+    // Scraped while the backlog drains, and once it is done.
+    let during = get(&addr, "/metrics").expect("metrics answer").1;
+    assert!(during.contains("etl_events_applied_total"), "{during}");
+    wait_for("the inbox to empty", Duration::from_secs(60), || {
+        count(&env.inbox(Kind::Card)) + count(&env.inbox(Kind::User)) == 0
+    });
+    wait_for("the counters to settle", Duration::from_secs(10), || {
+        let m = get(&addr, "/metrics").map(|r| r.1).unwrap_or_default();
+        metric(&m, "etl_files_moved_total", "to=\"done\"") == 3_100.0
+    });
+    let m = get(&addr, "/metrics").expect("metrics").1;
+
+    let cards = env.scalar("SELECT count(*) FROM cards") as f64;
+    assert_eq!(
+        metric(&m, "etl_events_applied_total", "type=\"user\""),
+        100.0
+    );
+    let card_events = metric(&m, "etl_events_applied_total", "type=\"card\"")
+        + metric(&m, "etl_events_stale_total", "type=\"card\"");
+    assert_eq!(card_events, 3_000.0);
+    assert!(metric(&m, "etl_events_applied_total", "type=\"card\"") >= cards);
+    assert_eq!(metric(&m, "etl_events_rejected_total", ""), 2.0);
+    assert_eq!(
+        metric(&m, "etl_events_rejected_total", "reason=\"invalid_json\""),
+        1.0
+    );
+    assert_eq!(metric(&m, "etl_files_moved_total", "to=\"failed\""), 2.0);
+    assert!(metric(&m, "etl_batch_size_count", "") > 0.0, "{m}");
+    assert!(m.contains("etl_commit_seconds_bucket"), "{m}");
+    assert_eq!(get(&addr, "/readyz").map(|r| r.0), Some(200));
+
+    // The log file operators tail has one `rejected` line per rejected file.
+    let log = std::fs::read_to_string(env.config.logs_dir().join("etl.log")).expect("etl.log");
+    assert_eq!(
+        log.lines().filter(|l| l.contains("rejected")).count(),
+        2,
+        "{log}"
+    );
+    let _ = daemon.0.kill();
+}
+
+#[test]
+fn readiness_follows_the_database() {
+    let cluster = pgtest::Cluster::start().expect("private cluster");
+    let mut env = Env::new();
+    pgtest::psql(&cluster.url(), "CREATE DATABASE ready").expect("create db");
+    let url = cluster.url();
+    let (server, _) = url.rsplit_once('/').expect("url with a database");
+    env.config.database_url = format!("{server}/ready");
+    let addr = free_addr();
+    let _daemon = follow(&env, &addr, &[]);
+
+    wait_for("ready", Duration::from_secs(30), || {
+        get(&addr, "/readyz").is_some_and(|(c, _)| c == 200)
+    });
+    cluster.stop().expect("stop");
+    wait_for("not ready", Duration::from_secs(30), || {
+        get(&addr, "/readyz").is_some_and(|(c, _)| c == 503)
+    });
+    assert_eq!(
+        get(&addr, "/healthz").map(|r| r.0),
+        Some(200),
+        "alive while the database is down"
+    );
+    cluster.start_again().expect("start");
+    wait_for("ready again", Duration::from_secs(30), || {
+        get(&addr, "/readyz").is_some_and(|(c, _)| c == 200)
+    });
+}
+
+#[test]
+fn a_fixed_schema_and_replay_reprocess_a_rejected_file() {
+    let env = Env::new();
+    let user = r#"{"metadata": {"type": "user", "event_at": "2024-05-01 12:00:03",
+        "event_id": "6f1c1c4e-7a53-4b8e-9d3a-1f0e9b2c3d4e"},
+        "payload": {"id": 17, "name": "N", "address": "A\nB", "job": "J", "score": 1.5}}"#;
+    std::fs::write(env.inbox(Kind::User).join("u17.json"), user).expect("write");
+    let out = env.run_etl(&["run", "--drain"]);
+    assert!(out.status.success());
+    let failed = env.config.failed(Kind::User);
+    assert!(failed.join("u17.json").exists());
+    let reason = std::fs::read_to_string(failed.join("u17.json.error.json")).expect("reason file");
+    assert!(reason.contains("maximum"), "{reason}");
+
+    // The operator widens the schema in a schemas folder of their own, then replays.
+    let schemas = env.dir.path().join("schemas");
+    std::fs::create_dir_all(&schemas).expect("mkdir");
+    let strict =
+        std::fs::read_to_string(env.config.schemas_dir.join("user.schema.json")).expect("schema");
+    let relaxed = strict.replace(
+        r#""minimum": 0, "maximum": 1 }"#,
+        r#""minimum": 0, "maximum": 2 }"#,
+    );
+    assert_ne!(strict, relaxed, "the test must really change the schema");
+    std::fs::write(schemas.join("user.schema.json"), relaxed).expect("write schema");
+
+    let replay = env.run_etl(&["replay", "--type", "users", "--reason", "no-such-reason"]);
+    assert!(replay.status.success());
+    assert!(
+        failed.join("u17.json").exists(),
+        "a non-matching filter moves nothing"
+    );
+    let replay = env.run_etl(&["replay", "--type", "users", "--reason", "MAXIMUM"]);
+    assert!(String::from_utf8_lossy(&replay.stdout).contains("moved 1"));
+    assert!(env.inbox(Kind::User).join("u17.json").exists());
+    assert!(!failed.join("u17.json.error.json").exists());
+
+    let out = env
+        .etl()
+        .env("ETL_SCHEMAS_DIR", &schemas)
+        .args(["run", "--drain"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    assert!(env.config.done(Kind::User).join("u17.json").exists());
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM users WHERE id = 17 AND score = 1.5"),
+        1
+    );
+
+    let status = env.run_etl(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["users", "0", "1", "0"]),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["users", "1"]),
+        "{text}"
+    );
+}
