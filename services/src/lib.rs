@@ -1,1 +1,19 @@
+//! Producer services that write one JSON file per event into the inbox, reproducing the reference
+//! producers' files byte for byte.
+//!
+//! The data's path through the crate: [`generate`] makes seeded events of the [`event`] model,
+//! [`writer`] puts them into the inbox. [`service`] drives that with the wall clock for the `users`
+//! and `cards` binaries (with [`id_counter`] keeping card ids increasing across restarts), and
+//! [`backlog`] drives it with a simulated clock to produce large reproducible backlogs for `loadgen`
+//! and for other crates' tests and benchmarks.
 
+pub mod backlog;
+pub mod event;
+pub mod generate;
+pub mod id_counter;
+pub mod service;
+pub mod writer;
+
+pub use backlog::{generate_backlog, BacklogSummary};
+pub use event::{CardEvent, CardPayload, Event, EventKind, Metadata, UserEvent, UserPayload};
+pub use writer::{EventWriter, WriteMode};
