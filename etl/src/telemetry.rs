@@ -22,29 +22,11 @@ const KEEP_FILES: usize = 7;
 
 pub fn init(format: LogFormat, log_dir: Option<&Path>) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let layer = |json: bool| -> Box<dyn Layer<_> + Send + Sync> {
-        let base = tracing_subscriber::fmt::layer().with_target(false);
-        if json {
-            base.json().flatten_event(true).boxed()
-        } else {
-            base.boxed()
-        }
-    };
     let json = format == LogFormat::Json;
     let (file_layer, guard) = match log_dir.map(open_log_file) {
-        Some(Ok((appender, dir))) => {
+        Some(Ok(appender)) => {
             let (writer, guard) = tracing_appender::non_blocking(appender);
-            spawn_link_keeper(dir);
-            let base = tracing_subscriber::fmt::layer()
-                .with_target(false)
-                .with_ansi(false)
-                .with_writer(writer);
-            let layer: Box<dyn Layer<_> + Send + Sync> = if json {
-                base.json().flatten_event(true).boxed()
-            } else {
-                base.boxed()
-            };
-            (Some(layer), Some(guard))
+            (Some(fmt_layer(json, writer, false)), Some(guard))
         }
         Some(Err(error)) => {
             eprintln!("cannot open the log file: {error}; logging to stdout only");
@@ -55,13 +37,30 @@ pub fn init(format: LogFormat, log_dir: Option<&Path>) -> LogGuard {
     // `try_init`: tests may start several pipelines in one process.
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(layer(json))
+        .with(fmt_layer(json, std::io::stdout, true))
         .with(file_layer)
         .try_init();
     LogGuard(guard)
 }
 
-fn open_log_file(dir: &Path) -> Result<(RollingFileAppender, PathBuf), String> {
+/// One output, readable or JSON; colours only where a person reads it directly.
+fn fmt_layer<S, W>(json: bool, writer: W, ansi: bool) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let base = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(writer);
+    if json {
+        base.json().flatten_event(true).boxed()
+    } else {
+        base.boxed()
+    }
+}
+
+fn open_log_file(dir: &Path) -> Result<RollingFileAppender, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let appender = RollingFileAppender::builder()
         .rotation(Rotation::DAILY)
@@ -69,7 +68,8 @@ fn open_log_file(dir: &Path) -> Result<(RollingFileAppender, PathBuf), String> {
         .max_log_files(KEEP_FILES)
         .build(dir)
         .map_err(|e| e.to_string())?;
-    Ok((appender, dir.to_path_buf()))
+    spawn_link_keeper(dir.to_path_buf());
+    Ok(appender)
 }
 
 /// Points `etl.log` at the newest dated file now and every minute (tracing-appender rotates
