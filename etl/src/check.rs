@@ -6,18 +6,36 @@ use std::time::Duration;
 use crate::event::Kind;
 use crate::extract::read::{intake, Intake, Limits};
 use crate::extract::schema::Schemas;
+use crate::extract::RejectCode;
 
-/// The verdict on one file, as printed.
+/// The verdict on one file, as printed. The file is read exactly as the daemon reads it (no
+/// symlinks, no FIFOs, bounded), so `etl check` is as safe to point at anything.
 pub fn check_file(path: &Path, schemas: &Schemas, max_file_bytes: u64) -> Result<(), String> {
-    let kind = kind_for(path).ok_or_else(|| {
-        "cannot tell its type: it is not in a users/ or cards/ folder and has no readable metadata.type".to_owned()
-    })?;
     // No settle window: offline, a truncated file is simply invalid.
     let limits = Limits {
         max_file_bytes,
         settle: Duration::ZERO,
     };
-    match intake(path, kind, limits, schemas) {
+    // The folder decides the type, as it does for the daemon. Outside an inbox folder, try the
+    // users schema and fall back to cards if the document says it is a card.
+    let folder = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str());
+    let mut verdict = intake(
+        path,
+        folder.and_then(Kind::from_folder).unwrap_or(Kind::User),
+        limits,
+        schemas,
+    );
+    if folder.and_then(Kind::from_folder).is_none() {
+        if let Ok(Intake::Rejected(r)) = &verdict {
+            if r.code == RejectCode::WrongFolder {
+                verdict = intake(path, Kind::Card, limits, schemas);
+            }
+        }
+    }
+    match verdict {
         Ok(Intake::Event(_)) => Ok(()),
         Ok(Intake::Rejected(r)) => {
             let mut text = r.reason.clone();
@@ -31,19 +49,4 @@ pub fn check_file(path: &Path, schemas: &Schemas, max_file_bytes: u64) -> Result
         Ok(Intake::Ignored(why)) => Err(format!("ignored by the daemon: {why}")),
         Err(e) => Err(format!("cannot read: {e}")),
     }
-}
-
-/// The folder decides, as it does for the daemon; outside an inbox, `metadata.type` does.
-fn kind_for(path: &Path) -> Option<Kind> {
-    let folder = path
-        .parent()
-        .and_then(|p| p.file_name())
-        .and_then(|n| n.to_str());
-    if let Some(kind) = folder.and_then(Kind::from_folder) {
-        return Some(kind);
-    }
-    let bytes = std::fs::read(path).ok()?;
-    let document: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let declared = document.pointer("/metadata/type")?.as_str()?;
-    Kind::ALL.into_iter().find(|k| k.as_str() == declared)
 }

@@ -55,6 +55,13 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 graceful = summary.graceful,
                 "finished"
             );
+            if summary.stuck > 0 {
+                tracing::error!(
+                    files = summary.stuck,
+                    "some files could not be finished (see the ERROR lines above); they are still in the inbox"
+                );
+                return Ok(ExitCode::FAILURE);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {

@@ -42,6 +42,8 @@ pub struct Summary {
     pub elapsed: Duration,
     /// False if the shutdown bound expired before everything in flight was committed.
     pub graceful: bool,
+    /// Files the run could not finish (each logged as an ERROR); they are still in the inbox.
+    pub stuck: usize,
 }
 
 /// State shared by the stages, and by the HTTP endpoints.
@@ -97,6 +99,7 @@ pub async fn run(
             stats: Snapshot::default(),
             elapsed: started.elapsed(),
             graceful: true,
+            stuck: 0,
         });
     }
 
@@ -188,6 +191,7 @@ pub async fn run(
         stats: shared.stats.snapshot(),
         elapsed: started.elapsed(),
         graceful,
+        stuck: shared.tracker.stuck(),
     })
 }
 
@@ -220,7 +224,7 @@ async fn migrate_with_retry(
 /// Scans until a scan finds nothing left, waiting after each for its files to be finished.
 async fn drain(shared: &Arc<Shared>, jobs: flume::Sender<Job>, stop: &CancellationToken) {
     loop {
-        let found = scan(shared, &jobs, stop).await;
+        let found = scan(shared, &jobs, stop, false).await;
         tokio::select! {
             _ = shared.tracker.wait_idle() => {}
             _ = stop.cancelled() => return,
@@ -249,7 +253,7 @@ async fn follow(
     .context("cannot watch the inbox folders")?;
     shared.watching.store(true, Ordering::Relaxed);
     loop {
-        scan(shared, &jobs, stop).await;
+        scan(shared, &jobs, stop, true).await;
         tokio::select! {
             _ = tokio::time::sleep(shared.config.rescan_interval()) => {}
             _ = rescan.notified() => {}
@@ -258,18 +262,28 @@ async fn follow(
     }
 }
 
-async fn scan(shared: &Arc<Shared>, jobs: &flume::Sender<Job>, stop: &CancellationToken) -> usize {
+async fn scan(
+    shared: &Arc<Shared>,
+    jobs: &flume::Sender<Job>,
+    stop: &CancellationToken,
+    retry_stuck: bool,
+) -> usize {
     let started_at = shared.stats.snapshot().finished();
-    let found = list(shared, jobs, stop).await;
+    let found = list(shared, jobs, stop, retry_stuck).await;
     shared.finished_at_scan.store(started_at, Ordering::Relaxed);
     shared.scan_seen.store(found as u64, Ordering::Relaxed);
     found
 }
 
-async fn list(shared: &Arc<Shared>, jobs: &flume::Sender<Job>, stop: &CancellationToken) -> usize {
+async fn list(
+    shared: &Arc<Shared>,
+    jobs: &flume::Sender<Job>,
+    stop: &CancellationToken,
+    retry_stuck: bool,
+) -> usize {
     let (shared, jobs, stop) = (shared.clone(), jobs.clone(), stop.clone());
     let listed = tokio::task::spawn_blocking(move || {
-        discover::scan(&shared.config, &shared.tracker, &jobs, &stop)
+        discover::scan(&shared.config, &shared.tracker, &jobs, &stop, retry_stuck)
     })
     .await;
     match listed {
@@ -318,12 +332,13 @@ fn reader(
                         Stats::add(&shared.stats.rejected, 1);
                         metrics::counter!("etl_files_moved_total", "to" => "failed").increment(1);
                         metrics::counter!("etl_events_rejected_total", "type" => job.kind.as_str(), "reason" => rejection.code.as_str()).increment(1);
+                        shared.tracker.release(&job.path);
                     }
                     Err(error) => {
-                        tracing::error!(file = %job.path.display(), %error, "cannot move a rejected file to failed/; it stays in the inbox")
+                        tracing::error!(file = %job.path.display(), %error, "cannot move a rejected file to failed/; it stays in the inbox");
+                        shared.tracker.give_up(&job.path);
                     }
                 }
-                shared.tracker.release(&job.path);
             }
             Ok(Intake::Unsettled) => {
                 tracing::debug!(file = %job.path.display(), "file looks half-written; retrying after the settle window");
@@ -342,8 +357,8 @@ fn reader(
                 shared.tracker.release(&job.path);
             }
             Err(error) => {
-                tracing::warn!(file = %job.path.display(), %error, "cannot read file; the next rescan retries it");
-                shared.tracker.release(&job.path);
+                tracing::error!(file = %job.path.display(), %error, "cannot read file; it stays in the inbox");
+                shared.tracker.give_up(&job.path);
             }
         }
     }
@@ -355,12 +370,15 @@ fn mover(shared: &Shared, committed: flume::Receiver<Committed>) {
         let mut moved = 0;
         for (kind, path) in batch {
             match files::move_to_done(&shared.config, kind, &path) {
-                Ok(_) => moved += 1,
+                Ok(_) => {
+                    moved += 1;
+                    shared.tracker.release(&path);
+                }
                 Err(error) => {
-                    tracing::error!(file = %path.display(), %error, "cannot move a committed file to done/; it stays in the inbox and will be seen as a duplicate")
+                    tracing::error!(file = %path.display(), %error, "cannot move a committed file to done/; it stays in the inbox (its event is committed: a retry changes nothing)");
+                    shared.tracker.give_up(&path);
                 }
             }
-            shared.tracker.release(&path);
         }
         Stats::add(&shared.stats.done, moved);
         metrics::counter!("etl_files_moved_total", "to" => "done").increment(moved);

@@ -6,7 +6,7 @@ mod common;
 
 use std::fs;
 
-use common::{count, event_files, oracle, Env};
+use common::{count, event_files, feed_in_order, oracle, Env};
 use etl::event::Kind;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -67,32 +67,6 @@ fn the_reference_samples_load_and_the_counter_file_stays() {
     assert!(env.inbox(Kind::Card).join("__id_counter").exists());
     assert_eq!(count(&env.config.done(Kind::Card)), 8);
     assert_eq!(count(&env.config.done(Kind::User)), 3);
-}
-
-/// Feeds `files` to the daemon in `chunks` of the given size, in the given order, draining after
-/// each chunk, so the arrival order is really the one asked for.
-async fn feed_in_order(
-    env: &Env,
-    files: &[std::path::PathBuf],
-    chunk: usize,
-    config: etl::config::Config,
-) {
-    for part in files.chunks(chunk) {
-        for file in part {
-            let kind = if file
-                .parent()
-                .and_then(|p| p.file_name())
-                .is_some_and(|n| n == "users")
-            {
-                Kind::User
-            } else {
-                Kind::Card
-            };
-            let name = file.file_name().expect("name");
-            fs::copy(file, env.inbox(kind).join(name)).expect("copy");
-        }
-        env.drain_with(config.clone()).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,6 +27,9 @@ pub struct Job {
 #[derive(Default)]
 pub struct Tracker {
     paths: Mutex<HashSet<PathBuf>>,
+    /// Files this run could not finish (unreadable, or a move that failed): a drain does not
+    /// wait for them, so one bad file cannot keep it looping for ever.
+    stuck: Mutex<HashSet<PathBuf>>,
     idle: Notify,
 }
 
@@ -42,8 +45,33 @@ impl Tracker {
         self.lock().insert(path.to_path_buf())
     }
 
-    /// The file has reached its final place (or was given up on); it may be found again.
+    /// The file has reached its final place; it may be found again.
     pub fn release(&self, path: &Path) {
+        self.lock_stuck().remove(path);
+        self.remove(path);
+    }
+
+    /// The file could not be finished (the error is logged where it happened). It stays in the
+    /// inbox; a following daemon retries it at its next rescan, a draining one leaves it.
+    pub fn give_up(&self, path: &Path) {
+        self.lock_stuck().insert(path.to_path_buf());
+        self.remove(path);
+    }
+
+    pub fn is_stuck(&self, path: &Path) -> bool {
+        self.lock_stuck().contains(path)
+    }
+
+    /// How many files this run gave up on.
+    pub fn stuck(&self) -> usize {
+        self.lock_stuck().len()
+    }
+
+    fn lock_stuck(&self) -> MutexGuard<'_, HashSet<PathBuf>> {
+        self.stuck.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remove(&self, path: &Path) {
         let mut paths = self.lock();
         paths.remove(path);
         if paths.is_empty() {
@@ -81,13 +109,15 @@ pub fn is_candidate(name: &OsStr) -> bool {
 }
 
 /// Lists every inbox once, sending each untracked candidate to `jobs`. Streams the directory,
-/// so a million-file backlog costs no more memory than the bounded channel. Returns how many
-/// candidates it saw (tracked or not): zero means the inbox is empty.
+/// so a million-file backlog costs no more memory than the bounded channel. Files the run gave
+/// up on are retried only if `retry_stuck`. Returns how many candidates it saw and did not skip
+/// (tracked or not): zero means nothing is left to do.
 pub fn scan(
     config: &Config,
     tracker: &Tracker,
     jobs: &flume::Sender<Job>,
     cancel: &CancellationToken,
+    retry_stuck: bool,
 ) -> std::io::Result<usize> {
     let mut seen = 0;
     for kind in Kind::ALL {
@@ -101,8 +131,11 @@ pub fn scan(
             if !is_file || !is_candidate(&entry.file_name()) {
                 continue;
             }
-            seen += 1;
             let path = entry.path();
+            if !retry_stuck && tracker.is_stuck(&path) {
+                continue;
+            }
+            seen += 1;
             if tracker.claim(&path) && jobs.send(Job { kind, path }).is_err() {
                 return Ok(seen); // the pipeline is shutting down
             }

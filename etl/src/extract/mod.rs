@@ -52,7 +52,7 @@ impl Rejection {
     pub fn new(code: RejectCode, reason: impl Into<String>) -> Rejection {
         Rejection {
             code,
-            reason: reason.into(),
+            reason: shortened(reason.into()),
             instance_path: None,
             schema_location: None,
         }
@@ -69,6 +69,24 @@ impl Rejection {
     pub fn may_be_incomplete(&self) -> bool {
         matches!(self.code, RejectCode::InvalidJson | RejectCode::NotUtf8)
     }
+}
+
+/// The longest reason kept, in bytes (plus a marker). Reasons quote the offending value, which
+/// a hostile file can make as large as `max_file_bytes`; the WARN line and the reason file
+/// would then repeat all of it for every such file.
+const MAX_REASON_BYTES: usize = 512;
+
+/// `reason`, cut at [`MAX_REASON_BYTES`] if longer.
+pub(crate) fn shortened(mut reason: String) -> String {
+    if reason.len() > MAX_REASON_BYTES {
+        let mut cut = MAX_REASON_BYTES;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+        reason.push_str("… (shortened)");
+    }
+    reason
 }
 
 impl std::fmt::Display for Rejection {

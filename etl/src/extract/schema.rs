@@ -5,7 +5,7 @@ use std::path::Path;
 use jsonschema::Validator;
 use serde_json::Value;
 
-use super::{RejectCode, Rejection};
+use super::{shortened, RejectCode, Rejection};
 use crate::event::Kind;
 
 /// Built-in copies of `schemas/*.schema.json`, used when the schemas folder lacks a file, so the
@@ -93,7 +93,7 @@ impl Schemas {
                 };
                 Err(Rejection {
                     code: RejectCode::Schema,
-                    reason: format!("{error} (at {place})"),
+                    reason: format!("{} (at {place})", shortened(error.to_string())),
                     instance_path: Some(instance_path),
                     schema_location: Some(error.schema_path().to_string()),
                 })

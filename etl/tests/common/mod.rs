@@ -2,9 +2,10 @@
 //! that computes the expected warehouse from the event files themselves.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use etl::config::Config;
 use etl::event::Kind;
@@ -74,16 +75,7 @@ impl Env {
 
     /// Every user and card row, as JSON, ordered by id (timestamps as the producers write them).
     pub fn dump(&self) -> (Value, Value) {
-        let users = self.query_json(
-            "SELECT id, name, address, job, score, to_char(event_at, 'YYYY-MM-DD HH24:MI:SS') AS event_at,
-                    event_id::text AS event_id FROM users",
-        );
-        let cards = self.query_json(
-            "SELECT id, user_id, created_by_name, to_char(created_at, 'YYYY-MM-DD HH24:MI:SS') AS created_at,
-                    to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS') AS updated_at, active,
-                    event_id::text AS event_id FROM cards",
-        );
-        (users, cards)
+        dump_at(&self.db.url)
     }
 
     pub fn query_json(&self, select: &str) -> Value {
@@ -181,5 +173,286 @@ pub fn copy_samples(env: &Env) {
             let name = path.file_name().expect("name");
             std::fs::copy(&path, env.inbox(kind).join(name)).expect("copy sample");
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reliability fixtures: the daemon as a separate process (to kill or signal it), polling with
+// deadlines, and the bookkeeping invariants every reliability test checks.
+// ---------------------------------------------------------------------------------------------
+
+/// Feeds `files` to the daemon in `chunks` of the given size, in the given order, draining after
+/// each chunk, so the arrival order is really the one asked for. A file's kind is the name of
+/// the folder it comes from (`users` or anything else for cards).
+pub async fn feed_in_order(env: &Env, files: &[PathBuf], chunk: usize, config: Config) {
+    for part in files.chunks(chunk.max(1)) {
+        for file in part {
+            let kind = if file
+                .parent()
+                .and_then(|p| p.file_name())
+                .is_some_and(|n| n == "users")
+            {
+                Kind::User
+            } else {
+                Kind::Card
+            };
+            let name = file.file_name().expect("name");
+            std::fs::copy(file, env.inbox(kind).join(name)).expect("copy");
+        }
+        env.drain_with(config.clone()).await;
+    }
+}
+
+/// Every event file of both inboxes (or both `done/`, `failed/` folders) under `events/<stage>/`.
+pub fn files_in(env: &Env, stage: &str) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for kind in Kind::ALL {
+        files.extend(event_files(
+            &env.config.events_dir().join(stage).join(kind.folder()),
+        ));
+    }
+    files
+}
+
+/// The event id a producer-written file is named after (`<event_id>.json`).
+pub fn event_id_of(file: &Path) -> String {
+    file.file_stem()
+        .and_then(|s| s.to_str())
+        .expect("file named <event_id>.json")
+        .to_lowercase()
+}
+
+/// Every row of both entity tables of the database at `url`, as [`Env::dump`] returns them.
+pub fn dump_at(url: &str) -> (Value, Value) {
+    let query = |select: &str| -> Value {
+        let sql = format!("SELECT coalesce(json_agg(t ORDER BY id), '[]') FROM ({select}) t");
+        let out = pgtest::psql(url, &sql).expect("query runs");
+        serde_json::from_str(&out).expect("json_agg output")
+    };
+    let users = query(
+        "SELECT id, name, address, job, score, to_char(event_at, 'YYYY-MM-DD HH24:MI:SS') AS event_at,
+                event_id::text AS event_id FROM users",
+    );
+    let cards = query(
+        "SELECT id, user_id, created_by_name, to_char(created_at, 'YYYY-MM-DD HH24:MI:SS') AS created_at,
+                to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS') AS updated_at, active,
+                event_id::text AS event_id FROM cards",
+    );
+    (users, cards)
+}
+
+/// The ids in the raw zone (`events`) of the database at `url`.
+pub fn committed_event_ids(url: &str) -> HashSet<String> {
+    pgtest::psql(url, "SELECT event_id::text FROM events")
+        .expect("query runs")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Leftovers of interrupted writes anywhere under `events/`: dotfiles and `*.tmp` files.
+pub fn stray_files(env: &Env) -> Vec<PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("readable dir").flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&path, found);
+            } else if name.starts_with('.') || name.ends_with(".tmp") {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&env.config.events_dir(), &mut found);
+    found
+}
+
+/// Polls `done` every 50 ms until it holds or `limit` has passed; returns whether it held.
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An `etl` process started by a test. Its stdout and stderr (JSON log lines) go to a file the
+/// test can read while it runs. Dropping it kills the process if it is still running, so a
+/// failing test leaves nothing behind.
+pub struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Env {
+    /// Starts `etl <args>` with JSON logs and this environment's settings plus `vars`; `name`
+    /// names its log file (kept in the test's temp dir).
+    pub fn spawn_etl(&self, name: &str, args: &[&str], vars: &[(&str, String)]) -> Daemon {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file handle");
+        let mut cmd = self.etl();
+        cmd.args(["--log-format", "json"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        for (key, value) in vars {
+            cmd.env(key, value);
+        }
+        let child = cmd.spawn().expect("etl binary starts");
+        Daemon { child, log }
+    }
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the process.
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid fits in pid_t");
+        // SAFETY: a plain syscall on our own child, which has not been reaped yet.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            sent,
+            0,
+            "cannot signal etl: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// SIGKILL, then reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_timeout(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let mut status = None;
+        wait_until(limit, || {
+            status = self.child.try_wait().expect("wait on etl");
+            status.is_some()
+        });
+        status
+    }
+
+    /// Waits up to `limit` for the exit, and fails the test if it does not come.
+    pub fn exit_within(&mut self, limit: Duration) -> ExitStatus {
+        match self.wait_timeout(limit) {
+            Some(status) => status,
+            None => {
+                self.kill();
+                panic!(
+                    "etl did not exit within {limit:?}; its log:\n{}",
+                    self.log_tail(40)
+                );
+            }
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("wait on etl").is_none()
+    }
+
+    /// Everything logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last `n` lines, for failure messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Log lines parsed as JSON (lines that are not JSON, e.g. a panic message, are skipped).
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.log()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// Log lines of `level` (`"ERROR"`, `"WARN"`, …).
+    pub fn lines_at(&self, level: &str) -> Vec<Value> {
+        self.log_lines()
+            .into_iter()
+            .filter(|line| line["level"] == level)
+            .collect()
+    }
+
+    /// The WARN line announcing that the file called `name` was rejected, if logged.
+    pub fn rejection_line(&self, name: &str) -> Option<Value> {
+        self.lines_at("WARN").into_iter().find(|line| {
+            let text = line.to_string();
+            text.contains("rejected") && text.contains(name)
+        })
+    }
+
+    /// Waits up to `limit` for a log line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
+        wait_until(limit, || self.log().contains(needle))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.kill();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Producer fixtures: the real `users` and `cards` binaries writing into a test's inbox.
+// ---------------------------------------------------------------------------------------------
+
+/// A binary of the `services` crate (`users`, `cards`, `loadgen`). Cargo puts it next to the `etl`
+/// binary when it builds the whole workspace (`cargo test --workspace`), but `cargo test -p etl`
+/// alone does not build it, so a missing one is a clear panic rather than a spawn error.
+pub fn producer_binary(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_etl"))
+        .parent()
+        .expect("the etl binary is in a directory");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the producers first (`cargo build -p services`, or run \
+         `cargo test --workspace`, which builds every binary)",
+        path.display()
+    );
+    path
+}
+
+impl Env {
+    /// Starts the producer `name` (`users` or `cards`) writing into this environment's inbox, from
+    /// the temp dir, with `args` added. Its log (plain text, no colours) goes to `<name>.log` there.
+    /// The returned [`Daemon`] signals, waits for and (when dropped) kills it like an etl process.
+    pub fn spawn_producer(&self, name: &str, args: &[&str]) -> Daemon {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file handle");
+        let child = Command::new(producer_binary(name))
+            .arg("--events-dir")
+            .arg(self.config.events_dir().join("inbox"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Daemon { child, log }
     }
 }
