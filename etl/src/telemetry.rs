@@ -34,10 +34,12 @@ pub fn init(format: LogFormat, log_dir: Option<&Path>) -> LogGuard {
         }
         None => (None, None),
     };
+    // Colour codes only where a person reads stdout directly, not in redirected logs.
+    let stdout_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     // `try_init`: tests may start several pipelines in one process.
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(fmt_layer(json, std::io::stdout, true))
+        .with(fmt_layer(json, std::io::stdout, stdout_is_terminal))
         .with(file_layer)
         .try_init();
     LogGuard(guard)

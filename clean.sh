@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Stops whatever ./rerun.sh started and resets data/ to the empty, versioned folder layout.
+#
+#   ./clean.sh              stop everything, then remove data/ and recreate its empty layout
+#   ./clean.sh --stop-only  stop everything, keep data/ (what rerun.sh does on Ctrl-C)
+#
+# What it stops:
+#   - the native run: the processes recorded in data/run/<name>.pid (cards, users, then etl, each
+#     with SIGTERM so it finishes gracefully, SIGKILL only past a deadline), then the private
+#     PostgreSQL cluster in data/pg/ (pg_ctl stop -m fast);
+#   - the Docker run: `docker compose down -v` (containers and the warehouse volume), when a Docker
+#     engine answers.
+#
+# rerun.sh sources this file for the same functions, so starting and stopping share one definition
+# of the layout, the pid files and the cluster; run as a command, it calls main at the bottom.
+
+# The folders the daemon and the producers expect, each kept in git by a .gitkeep file.
+LAYOUT=(
+    events/inbox/users events/inbox/cards
+    events/done/users events/done/cards
+    events/failed/users events/failed/cards
+    logs state
+)
+# Native processes, in the order they are stopped: producers first, so the daemon still ingests
+# their last files before it stops itself.
+SERVICES=(cards users etl)
+# Seconds a process gets to stop after SIGTERM. etl's own bound is shutdown_timeout_secs (10 by
+# default); this leaves it room.
+STOP_TIMEOUT_SECS=20
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+DATA="$ROOT/data"
+RUN_DIR="$DATA/run"
+PG_DIR="$DATA/pg"
+PG_DATA="$PG_DIR/data"
+
+say() { printf '%s\n' "$*" >&2; }
+
+# Whether a Docker engine answers and compose is available: then the system runs in containers.
+# RERUN_MODE=native|docker forces the choice (e.g. to try the native path on a Docker machine).
+docker_available() {
+    case "${RERUN_MODE:-}" in
+        native) return 1 ;;
+        docker) return 0 ;;
+    esac
+    command -v docker >/dev/null 2>&1 \
+        && docker info >/dev/null 2>&1 \
+        && docker compose version >/dev/null 2>&1
+}
+
+# The directory holding initdb, pg_ctl and postgres: PATH first, then the newest Debian/Ubuntu
+# version under /usr/lib/postgresql (the postgresql package does not put the server on PATH).
+pg_bin_dir() {
+    local initdb dir
+    if initdb=$(command -v initdb); then
+        dirname "$(readlink -f "$initdb")"
+        return 0
+    fi
+    dir=$(find /usr/lib/postgresql -mindepth 3 -maxdepth 3 -path '*/bin/initdb' 2>/dev/null \
+        | sort -V | tail -n 1)
+    [ -n "$dir" ] || return 1
+    dirname "$dir"
+}
+
+# PostgreSQL refuses to run as root: server commands then run as the `postgres` user (from /, since
+# it may not be allowed into the current directory; every path given is absolute).
+as_pg() {
+    if [ "$(id -u)" = 0 ]; then
+        (cd / && runuser -u postgres -- "$@")
+    else
+        "$@"
+    fi
+}
+
+# Whether `pid` is a live (not zombie) process whose program is called `name`. The name check
+# keeps a stale pid file from ever signalling an unrelated process that reused the pid.
+is_running() {
+    local pid=$1 name=$2 argv0 state
+    [ -r "/proc/$pid/cmdline" ] || return 1
+    argv0=$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | head -n 1)
+    [ "$(basename "$argv0")" = "$name" ] || return 1
+    # Field 3 of /proc/PID/stat is the state; a zombie has exited and only awaits its parent.
+    read -r _ _ state _ 2>/dev/null <"/proc/$pid/stat" || return 1
+    [ "$state" != Z ]
+}
+
+# SIGTERM to the process recorded in data/run/<name>.pid, wait for it, SIGKILL past the deadline.
+stop_service() {
+    local name=$1 pidfile="$RUN_DIR/$1.pid" pid waited=0
+    [ -f "$pidfile" ] || return 0
+    pid=$(<"$pidfile")
+    if is_running "$pid" "$name"; then
+        say "stopping $name (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+        while is_running "$pid" "$name"; do
+            if [ "$waited" -ge $((STOP_TIMEOUT_SECS * 10)) ]; then
+                say "$name did not stop within ${STOP_TIMEOUT_SECS}s: killing it"
+                kill -KILL "$pid" 2>/dev/null || true
+                break
+            fi
+            sleep 0.1
+            waited=$((waited + 1))
+        done
+    fi
+    rm -f "$pidfile"
+}
+
+stop_cluster() {
+    local bin
+    [ -f "$PG_DATA/postmaster.pid" ] || return 0
+    bin=$(pg_bin_dir) || { say "cannot find pg_ctl to stop the cluster in $PG_DATA"; return 1; }
+    say "stopping PostgreSQL ($PG_DATA)"
+    as_pg "$bin/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# Stops everything a native run or the compose project may have left running.
+stop_all() {
+    local name
+    for name in "${SERVICES[@]}"; do
+        stop_service "$name"
+    done
+    stop_cluster
+    if docker_available; then
+        (cd "$ROOT" && docker compose down -v --remove-orphans)
+    fi
+}
+
+# Removes data/ and recreates the empty layout with its .gitkeep files.
+reset_data() {
+    local dir
+    rm -rf "$DATA"
+    for dir in "${LAYOUT[@]}"; do
+        mkdir -p "$DATA/$dir"
+        touch "$DATA/$dir/.gitkeep"
+    done
+}
+
+main() {
+    set -euo pipefail
+    case "${1:-}" in
+        "") stop_all; reset_data; say "data/ is empty again" ;;
+        --stop-only) stop_all ;;
+        -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" ;;
+        *) say "usage: $0 [--stop-only]"; return 2 ;;
+    esac
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    main "$@"
+fi

@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# Builds, cleans (./clean.sh) and starts the whole system: the PostgreSQL warehouse, the etl daemon
+# and the users and cards producers writing into data/events/inbox/. Prints where to look, then
+# waits until Ctrl-C, which stops everything (etl gracefully, with SIGTERM).
+#
+# With a Docker engine (`docker info` answers and `docker compose` exists): docker compose build,
+# ./clean.sh, docker compose up (see docker-compose.yml).
+# Without one, the same system natively (needs cargo and the postgresql package):
+#   - cargo build --release -p etl -p services
+#   - a private PostgreSQL cluster in data/pg/ (initdb -A trust -U postgres, as the postgres user
+#     when run as root), listening on 127.0.0.1:$RERUN_PG_PORT (default 54329, so that it never
+#     clashes with a system server on 5432) and on a socket in data/pg/sock, with a database `dwh`;
+#   - `etl run`, `users` and `cards` in the background, pid files in data/run/, output in
+#     data/logs/etl.stdout.log, users.log and cards.log (etl also writes data/logs/etl.log),
+#     the server's log in data/logs/postgres.log.
+#
+# Environment:
+#   RERUN_FOR=SECONDS          run that long, then stop everything as on Ctrl-C (tests, CI)
+#   RERUN_PG_PORT=PORT         port of the native cluster (default 54329)
+#   RERUN_MODE=native|docker   skip the detection
+#   ETL_*                      passed on to the daemon (ETL_HTTP_ADDR defaults to 127.0.0.1:9187)
+#
+# Exit status: 0 once everything stopped cleanly, 1 if a service failed or could not start.
+
+# shellcheck source=clean.sh disable=SC1091 # (followed when clean.sh is checked along, as .ci/run does)
+source "$(dirname "${BASH_SOURCE[0]}")/clean.sh"
+set -euo pipefail
+cd "$ROOT"
+
+RERUN_FOR=${RERUN_FOR:-}
+PG_PORT=${RERUN_PG_PORT:-54329}
+DB_URL="postgres://postgres@127.0.0.1:$PG_PORT/dwh"
+export ETL_HTTP_ADDR=${ETL_HTTP_ADDR-127.0.0.1:9187}
+
+STARTED=0 # set once the native run may have left something running
+
+die() {
+    say "rerun.sh: $*"
+    [ "$STARTED" = 0 ] || stop_all
+    exit 1
+}
+
+case "${1:-}" in
+    "") ;;
+    -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) die "no arguments expected (see --help)" ;;
+esac
+if [ -n "$RERUN_FOR" ] && ! [[ "$RERUN_FOR" =~ ^[0-9]+$ ]]; then
+    die "RERUN_FOR must be a whole number of seconds, got '$RERUN_FOR'"
+fi
+
+# Whether something already listens on 127.0.0.1:PORT.
+port_in_use() {
+    (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null
+}
+
+# ------------------------------------------------------------------------------------------------
+# Docker
+# ------------------------------------------------------------------------------------------------
+
+run_docker() {
+    # The services write into ./data as the invoking user, so that ./clean.sh can remove it.
+    HOST_UID=$(id -u)
+    HOST_GID=$(id -g)
+    export HOST_UID HOST_GID
+    docker compose build
+    "$ROOT/clean.sh"
+    say ""
+    say "== Docker: warehouse, etl, users and cards starting; Ctrl-C stops everything"
+    say "  rejections: tail -F data/logs/etl.log | grep rejected"
+    say "  reasons:    ls data/events/failed/cards/   (each rejected file has a <name>.error.json)"
+    # shellcheck source=.env
+    . "$ROOT/.env" # the credentials, for the psql line
+    say "  warehouse:  docker compose exec dwh psql -U $POSTGRES_USER -d $POSTGRES_DB -c 'SELECT count(*) FROM cards'"
+    say "  status:     docker compose exec etl etl status"
+    say "  metrics:    curl -s http://127.0.0.1:9187/metrics"
+    say "  producers:  docker compose logs -f users cards"
+    say ""
+    if [ -n "$RERUN_FOR" ]; then
+        # SIGINT is what Ctrl-C sends: compose then stops the containers gracefully. --foreground
+        # keeps compose in the terminal's process group, so that a real Ctrl-C reaches it too.
+        trap 'docker compose stop; exit 0' INT TERM
+        timeout --foreground --signal=INT "$RERUN_FOR" docker compose up || true
+        docker compose stop
+    else
+        trap 'docker compose stop; exit 0' INT TERM
+        docker compose up
+    fi
+}
+
+# ------------------------------------------------------------------------------------------------
+# Native
+# ------------------------------------------------------------------------------------------------
+
+PIDS=()          # pids of etl, users and cards, as started
+declare -A NAME_OF=() # pid -> service name
+TIMER=""         # pid of the RERUN_FOR sleep
+
+start_cluster() {
+    local bin=$1 sock="$PG_DIR/sock" conf
+    mkdir -p "$sock"
+    touch "$DATA/logs/postgres.log"
+    if [ "$(id -u)" = 0 ]; then
+        chown -R postgres: "$PG_DIR" "$DATA/logs/postgres.log"
+        runuser -u postgres -- test -w "$PG_DIR" \
+            || die "the postgres user cannot reach $PG_DIR (a parent folder is private to root): use a checkout under a world-readable path, or run as a normal user"
+    fi
+    say "== PostgreSQL: initdb in $PG_DATA"
+    as_pg "$bin/initdb" -D "$PG_DATA" -A trust -U postgres -E UTF8 >"$PG_DIR/initdb.log" 2>&1 \
+        || die "initdb failed, see $PG_DIR/initdb.log"
+    # A socket path longer than sun_path (108 bytes) cannot be bound: TCP alone then.
+    if [ ${#sock} -gt 90 ]; then
+        sock=""
+    fi
+    conf="$PG_DATA/postgresql.conf"
+    as_pg tee -a "$conf" >/dev/null <<EOF
+# added by rerun.sh
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$sock'
+EOF
+    as_pg "$bin/pg_ctl" -D "$PG_DATA" -l "$DATA/logs/postgres.log" -w -t 60 start >/dev/null \
+        || die "PostgreSQL did not start, see data/logs/postgres.log"
+    "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "postgres://postgres@127.0.0.1:$PG_PORT/postgres" \
+        -c 'CREATE DATABASE dwh' || die "cannot create the database dwh"
+}
+
+# Starts `name` in the background, in a session of its own so that a Ctrl-C in the terminal
+# reaches only this script, which then stops each service once, in order. Its output goes to
+# data/logs/<log>, without colour codes.
+start_service() {
+    local name=$1 log=$2
+    shift 2
+    NO_COLOR=1 setsid "$@" </dev/null >"$DATA/logs/$log" 2>&1 &
+    echo "$!" >"$RUN_DIR/$name.pid"
+    PIDS+=("$!")
+    NAME_OF[$!]=$name
+}
+
+# Waits until etl has migrated the warehouse, or fails if etl exits first.
+wait_for_etl() {
+    local etl_pid=$1 i
+    for i in $(seq 1 600); do
+        if [ "$("$PSQL" -X -At -d "$DB_URL" -c "SELECT to_regclass('cards') IS NOT NULL" 2>/dev/null)" = t ]; then
+            return 0
+        fi
+        is_running "$etl_pid" etl || return 1
+        [ "$i" -lt 600 ] && sleep 0.1
+    done
+    return 1
+}
+
+# Stops everything, reports how each service ended, and exits: 0 if each stopped with status 0 and
+# `status` (1 when something already went wrong) is 0. `why` says what triggered it.
+finish() {
+    local why=$1 status=${2:-0} pid code
+    trap '' INT TERM
+    if [ -n "$TIMER" ]; then
+        kill "$TIMER" 2>/dev/null || true
+    fi
+    say ""
+    say "== stopping ($why)"
+    stop_all
+    for pid in "${PIDS[@]}"; do
+        code=0
+        wait "$pid" 2>/dev/null || code=$?
+        # 127: bash no longer knows the child (its status was already collected).
+        [ "$code" = 127 ] && continue
+        say "${NAME_OF[$pid]} exited with status $code"
+        [ "$code" = 0 ] || status=1
+    done
+    exit "$status"
+}
+
+run_native() {
+    local bin target who code etl_pid
+    command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs)"
+    bin=$(pg_bin_dir) || die "PostgreSQL server binaries not found: apt-get install -y postgresql"
+    PSQL=psql
+    command -v psql >/dev/null 2>&1 || PSQL="$bin/psql"
+    # `wait -n -p` below.
+    [ "${BASH_VERSINFO[0]}${BASH_VERSINFO[1]}" -ge 51 ] || die "bash 5.1 or newer is needed"
+
+    say "== building (cargo build --release -p etl -p services)"
+    cargo build --release -p etl -p services
+    target="${CARGO_TARGET_DIR:-target}/release"
+    target=$(cd "$target" && pwd)
+
+    "$ROOT/clean.sh"
+    port_in_use "$PG_PORT" \
+        && die "port $PG_PORT is taken (another PostgreSQL?): set RERUN_PG_PORT to a free port"
+    if [ -n "$ETL_HTTP_ADDR" ] && port_in_use "${ETL_HTTP_ADDR##*:}"; then
+        say "warning: ${ETL_HTTP_ADDR} is taken, etl will run without its HTTP endpoints (set ETL_HTTP_ADDR)"
+    fi
+    mkdir -p "$RUN_DIR"
+
+    trap 'finish interrupted' INT TERM
+    STARTED=1
+    start_cluster "$bin"
+
+    say "== starting etl, users and cards"
+    export ETL_DATABASE_URL="$DB_URL" ETL_DATA_DIR="$DATA" ETL_SCHEMAS_DIR="$ROOT/schemas"
+    start_service etl etl.stdout.log "$target/etl" run
+    etl_pid=$!
+    wait_for_etl "$etl_pid" || finish "etl did not start, see data/logs/etl.stdout.log" 1
+    start_service users users.log "$target/users" --events-dir "$DATA/events/inbox"
+    start_service cards cards.log "$target/cards" --events-dir "$DATA/events/inbox" \
+        --state-dir "$DATA/state"
+
+    say ""
+    say "== running natively; Ctrl-C stops everything${RERUN_FOR:+ (or in ${RERUN_FOR}s: RERUN_FOR)}"
+    say "  rejections: tail -F data/logs/etl.log | grep rejected"
+    say "  reasons:    ls data/events/failed/cards/   (each rejected file has a <name>.error.json)"
+    say "  warehouse:  $PSQL $DB_URL -c 'SELECT count(*) FROM cards'"
+    say "  status:     ETL_DATABASE_URL=$DB_URL ${target#"$ROOT"/}/etl status"
+    [ -z "$ETL_HTTP_ADDR" ] || say "  metrics:    curl -s http://$ETL_HTTP_ADDR/metrics"
+    say "  logs:       data/logs/{etl.stdout,users,cards,postgres}.log"
+    say ""
+
+    if [ -n "$RERUN_FOR" ]; then
+        sleep "$RERUN_FOR" &
+        TIMER=$!
+    fi
+    # Returns when the timer ends or a service exits; a signal runs the trap instead.
+    code=0
+    wait -n -p who "${PIDS[@]}" ${TIMER:+"$TIMER"} || code=$?
+    if [ "$who" = "$TIMER" ]; then
+        TIMER=""
+        finish "RERUN_FOR=${RERUN_FOR}s elapsed"
+    fi
+    finish "${NAME_OF[$who]} stopped by itself with status $code, see data/logs/" 1
+}
+
+if docker_available; then
+    run_docker
+else
+    [ "${RERUN_MODE:-}" = native ] || say "no Docker engine answers: running natively"
+    run_native
+fi
