@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use serde::{Serialize, Serializer};
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-use crate::event::{timestamp, Event, Kind, Payload};
+use crate::event::{Event, Kind, Payload};
 use crate::transform::Batch;
 
 /// A failure of the database, never of the events: the caller retries the whole batch.
@@ -41,21 +40,24 @@ pub struct Applied {
     pub duplicates: u64,
 }
 
+// Every statement takes its rows as one array per column and `unnest`s them, in array order, so
+// rows are written (and locked) in the order sorted here. Parameters travel in PostgreSQL's
+// binary format: no JSON to build in Rust and to parse again in the server, and each statement
+// is prepared once per connection. Measured with `cargo run --release -p bench` (100,000
+// events) against the former one-JSON-document-per-batch `jsonb_to_recordset`: PostgreSQL CPU
+// -25%, the etl's own CPU -12%. Binary COPY into a temp table was not adopted: one unnest of the
+// whole backlog already costs the server what the bench's COPY + merge floor does, and per batch
+// COPY would add a temp table and more round trips.
+
 const INSERT_EVENTS: &str = "
 INSERT INTO events (event_id, type, entity_id, event_at, payload, source_file)
-SELECT r.event_id, r.type, r.entity_id, r.event_at, r.payload, r.source_file
-FROM jsonb_to_recordset($1::jsonb) AS r(
-    event_id uuid, type text, entity_id bigint, event_at timestamp, payload jsonb, source_file text)
-ORDER BY r.event_id
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::timestamp[], $5::jsonb[], $6::text[])
 ON CONFLICT (event_id) DO NOTHING";
 
 const UPSERT_USERS: &str = "
 INSERT INTO users AS t (id, name, address, job, score, event_at, event_id)
-SELECT r.id, r.name, r.address, r.job, r.score, r.event_at, r.event_id
-FROM jsonb_to_recordset($1::jsonb) AS r(
-    id bigint, name text, address text, job text, score double precision,
-    event_at timestamp, event_id uuid)
-ORDER BY r.id
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::float8[],
+                     $6::timestamp[], $7::uuid[])
 ON CONFLICT (id) DO UPDATE SET
     name = EXCLUDED.name, address = EXCLUDED.address, job = EXCLUDED.job,
     score = EXCLUDED.score, event_at = EXCLUDED.event_at, event_id = EXCLUDED.event_id
@@ -63,11 +65,8 @@ WHERE (t.event_at, t.event_id) < (EXCLUDED.event_at, EXCLUDED.event_id)";
 
 const UPSERT_CARDS: &str = "
 INSERT INTO cards AS t (id, user_id, created_by_name, created_at, updated_at, active, event_at, event_id)
-SELECT r.id, r.user_id, r.created_by_name, r.created_at, r.updated_at, r.active, r.event_at, r.event_id
-FROM jsonb_to_recordset($1::jsonb) AS r(
-    id bigint, user_id bigint, created_by_name text, created_at timestamp,
-    updated_at timestamp, active boolean, event_at timestamp, event_id uuid)
-ORDER BY r.id
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamp[], $5::timestamp[],
+                     $6::boolean[], $7::timestamp[], $8::uuid[])
 ON CONFLICT (id) DO UPDATE SET
     user_id = EXCLUDED.user_id, created_by_name = EXCLUDED.created_by_name,
     created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
@@ -126,58 +125,66 @@ impl Warehouse {
     /// may retry it as is.
     pub async fn apply(&self, batch: &Batch) -> Result<Applied, DbError> {
         let mut applied = Applied::default();
-        let mut raw: Vec<RawRow<'_>> = batch.events.iter().map(RawRow).collect();
-        raw.sort_unstable_by_key(|r| r.0.meta.event_id);
-        for event in &batch.events {
+        let mut raw: Vec<&Event> = batch.events.iter().collect();
+        // Sorted keys: concurrent transactions lock index entries in the same order.
+        raw.sort_unstable_by_key(|e| e.meta.event_id);
+        for event in &raw {
             applied.events[event.kind() as usize] += 1;
         }
+        let raw = RawColumns::new(&raw);
+        let entities: Vec<EntityColumns<'_>> = Kind::ALL
+            .into_iter()
+            .map(|kind| EntityColumns::new(kind, &batch.winners(kind)))
+            .collect();
 
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let insert_events = tx.prepare_cached(INSERT_EVENTS).await?;
-        let inserted = tx.execute(&insert_events, &[&Json(&raw)]).await?;
-        applied.duplicates = raw.len() as u64 - inserted;
-        for kind in Kind::ALL {
-            let rows: Vec<EntityRow<'_>> = batch.winners(kind).into_iter().map(EntityRow).collect();
-            if rows.is_empty() {
+        let inserted = tx.execute(&insert_events, &raw.params()).await?;
+        applied.duplicates = raw.event_id.len() as u64 - inserted;
+        for (kind, columns) in Kind::ALL.into_iter().zip(&entities) {
+            if columns.is_empty() {
                 continue;
             }
             let upsert = tx.prepare_cached(upsert_sql(kind)).await?;
-            applied.changed[kind as usize] = tx.execute(&upsert, &[&Json(&rows)]).await?;
+            applied.changed[kind as usize] = tx.execute(&upsert, &columns.params()).await?;
         }
         tx.commit().await?;
         Ok(applied)
     }
 }
 
-/// An event as a row of the raw zone.
-#[derive(Debug)]
-struct RawRow<'a>(&'a Event);
+/// The raw zone rows of a batch, one array per column of `events`.
+struct RawColumns<'a> {
+    event_id: Vec<Uuid>,
+    kind: Vec<&'static str>,
+    entity_id: Vec<i64>,
+    event_at: Vec<NaiveDateTime>,
+    payload: Vec<Json<&'a serde_json::Value>>,
+    source_file: Vec<String>,
+}
 
-impl Serialize for RawRow<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Row<'a> {
-            event_id: Uuid,
-            #[serde(rename = "type")]
-            kind: Kind,
-            entity_id: i64,
-            #[serde(with = "timestamp")]
-            event_at: NaiveDateTime,
-            payload: &'a serde_json::Value,
-            source_file: String,
+impl<'a> RawColumns<'a> {
+    fn new(events: &[&'a Event]) -> RawColumns<'a> {
+        RawColumns {
+            event_id: events.iter().map(|e| e.meta.event_id).collect(),
+            kind: events.iter().map(|e| e.kind().as_str()).collect(),
+            entity_id: events.iter().map(|e| e.entity_id()).collect(),
+            event_at: events.iter().map(|e| e.meta.event_at).collect(),
+            payload: events.iter().map(|e| Json(&e.raw_payload)).collect(),
+            source_file: events.iter().map(|e| source_name(e)).collect(),
         }
-        let event = self.0;
-        let source_file = source_name(event);
-        Row {
-            event_id: event.meta.event_id,
-            kind: event.kind(),
-            entity_id: event.entity_id(),
-            event_at: event.meta.event_at,
-            payload: &event.raw_payload,
-            source_file,
-        }
-        .serialize(s)
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 6] {
+        [
+            &self.event_id,
+            &self.kind,
+            &self.entity_id,
+            &self.event_at,
+            &self.payload,
+            &self.source_file,
+        ]
     }
 }
 
@@ -191,34 +198,138 @@ fn source_name(event: &Event) -> String {
     format!("{}/{}", event.kind().folder(), name)
 }
 
-/// An event as a row of its entity table: the typed payload plus the guard columns.
-#[derive(Debug)]
-struct EntityRow<'a>(&'a Event);
+/// The winners of one kind as the columns of its entity table: the typed payload, then the
+/// guard columns every kind shares.
+struct EntityColumns<'a> {
+    payload: PayloadColumns<'a>,
+    event_at: Vec<NaiveDateTime>,
+    event_id: Vec<Uuid>,
+}
 
-impl Serialize for EntityRow<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Row<'a, P> {
-            #[serde(flatten)]
-            payload: &'a P,
-            #[serde(with = "timestamp")]
-            event_at: NaiveDateTime,
-            event_id: Uuid,
+/// The payload columns, which differ by kind (in table order).
+enum PayloadColumns<'a> {
+    User {
+        id: Vec<i64>,
+        name: Vec<&'a str>,
+        address: Vec<&'a str>,
+        job: Vec<&'a str>,
+        score: Vec<f64>,
+    },
+    Card {
+        id: Vec<i64>,
+        user_id: Vec<Option<i64>>,
+        created_by_name: Vec<&'a str>,
+        created_at: Vec<NaiveDateTime>,
+        updated_at: Vec<NaiveDateTime>,
+        active: Vec<bool>,
+    },
+}
+
+impl<'a> EntityColumns<'a> {
+    /// `winners` are one event per entity of `kind`, sorted by id (the lock order); an event of
+    /// another kind, which `Batch::winners` never returns, would be left out.
+    fn new(kind: Kind, winners: &[&'a Event]) -> EntityColumns<'a> {
+        let n = winners.len();
+        let mut columns = EntityColumns {
+            payload: match kind {
+                Kind::User => PayloadColumns::User {
+                    id: Vec::with_capacity(n),
+                    name: Vec::with_capacity(n),
+                    address: Vec::with_capacity(n),
+                    job: Vec::with_capacity(n),
+                    score: Vec::with_capacity(n),
+                },
+                Kind::Card => PayloadColumns::Card {
+                    id: Vec::with_capacity(n),
+                    user_id: Vec::with_capacity(n),
+                    created_by_name: Vec::with_capacity(n),
+                    created_at: Vec::with_capacity(n),
+                    updated_at: Vec::with_capacity(n),
+                    active: Vec::with_capacity(n),
+                },
+            },
+            event_at: Vec::with_capacity(n),
+            event_id: Vec::with_capacity(n),
+        };
+        for event in winners {
+            if columns.payload.push(&event.payload) {
+                columns.event_at.push(event.meta.event_at);
+                columns.event_id.push(event.meta.event_id);
+            }
         }
-        let (event_at, event_id) = (self.0.meta.event_at, self.0.meta.event_id);
-        match &self.0.payload {
-            Payload::User(payload) => Row {
-                payload,
-                event_at,
-                event_id,
+        columns
+    }
+
+    fn is_empty(&self) -> bool {
+        self.event_id.is_empty()
+    }
+
+    /// The parameters of [`upsert_sql`], in its column order.
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = match &self.payload {
+            PayloadColumns::User {
+                id,
+                name,
+                address,
+                job,
+                score,
+            } => vec![id, name, address, job, score],
+            PayloadColumns::Card {
+                id,
+                user_id,
+                created_by_name,
+                created_at,
+                updated_at,
+                active,
+            } => vec![id, user_id, created_by_name, created_at, updated_at, active],
+        };
+        params.push(&self.event_at);
+        params.push(&self.event_id);
+        params
+    }
+}
+
+impl<'a> PayloadColumns<'a> {
+    /// Appends `payload` if it is of this kind; false (and nothing appended) otherwise.
+    fn push(&mut self, payload: &'a Payload) -> bool {
+        match (self, payload) {
+            (
+                PayloadColumns::User {
+                    id,
+                    name,
+                    address,
+                    job,
+                    score,
+                },
+                Payload::User(user),
+            ) => {
+                id.push(user.id);
+                name.push(&user.name);
+                address.push(&user.address);
+                job.push(&user.job);
+                score.push(user.score);
+                true
             }
-            .serialize(s),
-            Payload::Card(payload) => Row {
-                payload,
-                event_at,
-                event_id,
+            (
+                PayloadColumns::Card {
+                    id,
+                    user_id,
+                    created_by_name,
+                    created_at,
+                    updated_at,
+                    active,
+                },
+                Payload::Card(card),
+            ) => {
+                id.push(card.id);
+                user_id.push(card.user_id);
+                created_by_name.push(&card.created_by_name);
+                created_at.push(card.created_at);
+                updated_at.push(card.updated_at);
+                active.push(card.active);
+                true
             }
-            .serialize(s),
+            _ => false,
         }
     }
 }

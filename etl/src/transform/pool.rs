@@ -27,6 +27,9 @@ pub fn partition(kind: Kind, entity_id: i64, workers: usize) -> usize {
     (hasher.finish() % workers.max(1) as u64) as usize
 }
 
+/// Most events the router takes from the inbound channel at once.
+const ROUTER_RUN: usize = 256;
+
 /// A running pool. Dropping every clone of its sender lets it finish: each worker commits
 /// what it holds and the pool's task ends.
 pub struct Pool {
@@ -72,11 +75,17 @@ impl Pool {
             workers.spawn(worker(id, rx, shared.clone()));
         }
         let task = tokio::spawn(async move {
-            while let Some(event) = inbound.recv().await {
-                metrics::gauge!("etl_channel_depth").set((inbound.len()) as f64);
-                let lane = partition(event.kind(), event.entity_id(), lanes.len());
-                if lanes[lane].send(event).await.is_err() {
-                    break; // a worker is gone: only happens on a hard stop
+            // Events are taken in runs, not one by one: one wake-up and one gauge update per
+            // run instead of per event. The gauge handle is looked up once.
+            let depth = metrics::gauge!("etl_channel_depth");
+            let mut run = Vec::with_capacity(ROUTER_RUN);
+            'route: while inbound.recv_many(&mut run, ROUTER_RUN).await > 0 {
+                depth.set(inbound.len() as f64);
+                for event in run.drain(..) {
+                    let lane = partition(event.kind(), event.entity_id(), lanes.len());
+                    if lanes[lane].send(event).await.is_err() {
+                        break 'route; // a worker is gone: only happens on a hard stop
+                    }
                 }
             }
             drop(lanes); // lets each worker drain its lane, commit, and end

@@ -1,0 +1,186 @@
+//! The real `etl` binary, as an operator runs it: built in release mode, configured through
+//! `ETL_*` variables, run as a child process whose peak memory the kernel reports.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// The workspace root, for `cargo build` and the schemas.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ has a parent")
+        .to_path_buf()
+}
+
+/// `explicit` if given; otherwise builds `etl` in release mode (a no-op when up to date) and
+/// returns `target/release/etl`, next to this benchmark's own binary.
+pub fn binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        // Absolute: the daemon runs in another working directory.
+        return std::fs::canonicalize(path)
+            .with_context(|| format!("no etl binary at {}", path.display()));
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "etl", "--bin", "etl"])
+        .current_dir(workspace_root())
+        .status()
+        .context("cannot run cargo to build etl")?;
+    if !status.success() {
+        bail!("cargo build --release -p etl failed");
+    }
+    let exe = std::env::current_exe()?;
+    let path = exe
+        .parent()
+        .map(|dir| dir.join("etl"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| workspace_root().join("target/release/etl"));
+    if !path.is_file() {
+        bail!("built etl but cannot find it at {}", path.display());
+    }
+    Ok(path)
+}
+
+/// How to run the daemon against one database and data folder.
+pub struct Etl {
+    pub binary: PathBuf,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    /// Where its stdout/stderr go (shown if it fails).
+    pub log: PathBuf,
+}
+
+impl Etl {
+    fn command(&self, args: &[&str]) -> anyhow::Result<Command> {
+        let log = std::fs::File::create(&self.log)
+            .with_context(|| format!("cannot create {}", self.log.display()))?;
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(args)
+            .env("ETL_DATABASE_URL", &self.database_url)
+            .env("ETL_DATA_DIR", &self.data_dir)
+            .env("ETL_SCHEMAS_DIR", workspace_root().join("schemas"))
+            .env("ETL_HTTP_ADDR", "")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or("info".into()),
+            )
+            // No `etl.toml` from wherever the bench was started.
+            .current_dir(self.data_dir.parent().unwrap_or(&self.data_dir))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        Ok(cmd)
+    }
+
+    /// `etl migrate`: the fresh, empty schema both the floor and the etl start from.
+    pub fn migrate(&self) -> anyhow::Result<()> {
+        let status = self.command(&["migrate"])?.status()?;
+        if !status.success() {
+            bail!("etl migrate failed: {}", self.log_tail());
+        }
+        Ok(())
+    }
+
+    /// Starts `etl run` (`--drain` or follow mode).
+    pub fn spawn(&self, drain: bool) -> anyhow::Result<Running> {
+        let args: &[&str] = if drain { &["run", "--drain"] } else { &["run"] };
+        let child = self.command(args)?.spawn().context("cannot start etl")?;
+        Ok(Running {
+            child,
+            binary: self.binary.clone(),
+            started: Instant::now(),
+            hwm_polled_kib: 0,
+        })
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+/// A running etl process.
+pub struct Running {
+    child: Child,
+    /// What the child runs once it has exec'd.
+    binary: PathBuf,
+    pub started: Instant,
+    /// Highest `VmHWM` seen while polling `/proc/<pid>/status`.
+    hwm_polled_kib: u64,
+}
+
+/// How the process ended.
+#[derive(Clone, Copy, Debug)]
+pub struct Exited {
+    pub success: bool,
+    pub elapsed: Duration,
+    /// User + system CPU time of the process (wait4's rusage).
+    pub cpu: Duration,
+    /// Peak resident set size: the highest `VmHWM` (the kernel's own high-water mark of the
+    /// process's memory) read while polling every 10 ms. Not wait4's `ru_maxrss`: Linux folds
+    /// the high-water mark of the memory the child had before its exec, the bench's (vfork),
+    /// into it.
+    pub peak_rss_kib: u64,
+}
+
+impl Running {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Asks the daemon to finish what is in flight and stop (as an operator's Ctrl-C would).
+    pub fn terminate(&self) {
+        // SAFETY: plain syscall on our own child's pid, which is not reaped yet.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+    }
+
+    /// Polls until the process exits (sampling `VmHWM` meanwhile), or kills it after `limit`.
+    pub fn wait(mut self, limit: Duration) -> anyhow::Result<Exited> {
+        loop {
+            if let Some(kib) = vm_hwm_kib(self.pid(), &self.binary) {
+                self.hwm_polled_kib = self.hwm_polled_kib.max(kib);
+            }
+            let mut status = 0;
+            // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: pid is our unreaped child; both pointers are valid for writes.
+            let reaped = unsafe { libc::wait4(self.pid(), &mut status, libc::WNOHANG, &mut usage) };
+            if reaped == self.pid() {
+                return Ok(Exited {
+                    success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                    elapsed: self.started.elapsed(),
+                    cpu: crate::cpu::total(&usage),
+                    peak_rss_kib: self.hwm_polled_kib,
+                });
+            }
+            if reaped < 0 {
+                bail!("wait4 failed: {}", std::io::Error::last_os_error());
+            }
+            if self.started.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!("etl did not finish within {limit:?}; killed");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The process's peak resident set so far, from `/proc/<pid>/status`; `None` until it runs
+/// `binary`. Until its exec, a spawned child still shares the *bench's* memory (vfork), whose
+/// high-water mark it would report.
+fn vm_hwm_kib(pid: i32, binary: &Path) -> Option<u64> {
+    // The kernel names a process after the first 15 bytes of the file it executes.
+    let name = binary.file_name()?.as_encoded_bytes();
+    let comm = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
+    if comm.strip_suffix(b"\n")? != &name[..name.len().min(15)] {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,393 @@
+//! The machine's floor for the work a drain does: list and read every file, put every event into
+//! the warehouse with the fastest bulk path PostgreSQL has (binary COPY into temp tables, then one
+//! set-based merge into the real tables), and rename every file to `done/`.
+//!
+//! Each step is done once, in the most direct way, with nothing else running: no validation, no
+//! batching, no pipeline. What the etl spends beyond this sum is its own overhead. Parsing the
+//! files into rows is not timed: the floor is I/O and database work, the etl's JSON and schema
+//! work is part of what the ratio measures.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::NaiveDateTime;
+use serde_json::Value;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+use crate::cpu;
+
+const KINDS: [(&str, &str); 2] = [("users", "user"), ("cards", "card")];
+const TIMESTAMP: &str = "%Y-%m-%d %H:%M:%S";
+
+/// Time spent in each step of the floor.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Floor {
+    /// Listing the inbox and reading every file (with `threads` threads, like the etl's readers).
+    pub read_s: f64,
+    /// Reducing to one winner per entity, binary COPY of every row, merge, commit.
+    pub copy_merge_s: f64,
+    /// Renaming every file into `done/`.
+    pub rename_s: f64,
+    pub total_s: f64,
+    /// CPU time of the bench itself in those three steps (the server's is counted by the caller).
+    pub own_cpu_s: f64,
+    pub files: usize,
+}
+
+/// Runs the floor on the backlog in `events_dir/inbox/` and the (migrated, empty) database at
+/// `url`. Leaves the files in `done/`; [`restore`] puts them back.
+pub fn measure(events_dir: &Path, url: &str, threads: usize) -> anyhow::Result<Floor> {
+    let (started, cpu) = (Instant::now(), cpu::own());
+    let files = read_all(events_dir, threads)?;
+    let (read, mut own_cpu) = (started.elapsed(), cpu::own() - cpu);
+
+    let rows = Rows::parse(&files)?;
+    let (copy_merge, copy_cpu) = runtime()?.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+        tokio::spawn(connection);
+        let (started, cpu) = (Instant::now(), cpu::own());
+        copy_and_merge(client, &rows).await?;
+        anyhow::Ok((started.elapsed(), cpu::own() - cpu))
+    })?;
+    own_cpu += copy_cpu;
+
+    let (started, cpu) = (Instant::now(), cpu::own());
+    for (folder, name, _) in &files {
+        let from = events_dir.join("inbox").join(folder).join(name);
+        std::fs::rename(&from, events_dir.join("done").join(folder).join(name))
+            .with_context(|| format!("cannot rename {}", from.display()))?;
+    }
+    let rename = started.elapsed();
+    own_cpu += cpu::own() - cpu;
+
+    let total = read + copy_merge + rename;
+    Ok(Floor {
+        read_s: read.as_secs_f64(),
+        copy_merge_s: copy_merge.as_secs_f64(),
+        rename_s: rename.as_secs_f64(),
+        total_s: total.as_secs_f64(),
+        own_cpu_s: own_cpu.as_secs_f64(),
+        files: files.len(),
+    })
+}
+
+/// Moves every file from `done/` back into the inbox, for the next measurement (not timed).
+pub fn restore(events_dir: &Path) -> anyhow::Result<usize> {
+    let mut moved = 0;
+    for (folder, _) in KINDS {
+        let (done, inbox) = (
+            events_dir.join("done").join(folder),
+            events_dir.join("inbox").join(folder),
+        );
+        for entry in std::fs::read_dir(&done)? {
+            let name = entry?.file_name();
+            std::fs::rename(done.join(&name), inbox.join(&name))?;
+            moved += 1;
+        }
+    }
+    Ok(moved)
+}
+
+/// (folder, file name, contents) of every `*.json` file in the inbox.
+type Files = Vec<(&'static str, String, Vec<u8>)>;
+
+fn read_all(events_dir: &Path, threads: usize) -> anyhow::Result<Files> {
+    let mut listed: Vec<(&'static str, PathBuf)> = Vec::new();
+    for (folder, _) in KINDS {
+        for entry in std::fs::read_dir(events_dir.join("inbox").join(folder))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                listed.push((folder, path));
+            }
+        }
+    }
+    let chunk = listed.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = listed
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || -> anyhow::Result<Files> {
+                    part.iter()
+                        .map(|(folder, path)| {
+                            let bytes = std::fs::read(path)
+                                .with_context(|| format!("cannot read {}", path.display()))?;
+                            let name = path.file_name().unwrap_or_default();
+                            Ok((*folder, name.to_string_lossy().into_owned(), bytes))
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        let mut files = Vec::with_capacity(listed.len());
+        for reader in readers {
+            files.extend(reader.join().expect("reader thread panicked")?);
+        }
+        Ok(files)
+    })
+}
+
+/// Every event as a row of the raw zone and of its entity table.
+#[derive(Default)]
+struct Rows {
+    raw: Vec<Raw>,
+    users: Vec<User>,
+    cards: Vec<Card>,
+}
+
+struct Raw {
+    event_id: Uuid,
+    kind: &'static str,
+    entity_id: i64,
+    event_at: NaiveDateTime,
+    payload: Value,
+    source_file: String,
+}
+
+struct User {
+    id: i64,
+    name: String,
+    address: String,
+    job: String,
+    score: f64,
+    event_at: NaiveDateTime,
+    event_id: Uuid,
+}
+
+struct Card {
+    id: i64,
+    user_id: Option<i64>,
+    created_by_name: String,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+    active: bool,
+    event_at: NaiveDateTime,
+    event_id: Uuid,
+}
+
+impl Rows {
+    fn parse(files: &Files) -> anyhow::Result<Rows> {
+        let mut rows = Rows::default();
+        for (folder, name, bytes) in files {
+            let mut doc: Value = serde_json::from_slice(bytes)
+                .with_context(|| format!("{folder}/{name} is not JSON"))?;
+            let meta = &doc["metadata"];
+            let event_id: Uuid = field(meta, "event_id")?.parse()?;
+            let event_at = time(meta, "event_at")?;
+            let p = &doc["payload"];
+            let id = p["id"].as_i64().context("payload.id")?;
+            let kind = if *folder == "users" {
+                rows.users.push(User {
+                    id,
+                    name: field(p, "name")?.to_owned(),
+                    address: field(p, "address")?.to_owned(),
+                    job: field(p, "job")?.to_owned(),
+                    score: p["score"].as_f64().context("payload.score")?,
+                    event_at,
+                    event_id,
+                });
+                "user"
+            } else {
+                rows.cards.push(Card {
+                    id,
+                    user_id: p["user_id"].as_i64(),
+                    created_by_name: field(p, "created_by_name")?.to_owned(),
+                    created_at: time(p, "created_at")?,
+                    updated_at: time(p, "updated_at")?,
+                    active: p["active"].as_bool().context("payload.active")?,
+                    event_at,
+                    event_id,
+                });
+                "card"
+            };
+            rows.raw.push(Raw {
+                event_id,
+                kind,
+                entity_id: id,
+                event_at,
+                payload: doc["payload"].take(),
+                source_file: format!("{folder}/{name}"),
+            });
+        }
+        Ok(rows)
+    }
+}
+
+fn field<'a>(object: &'a Value, key: &str) -> anyhow::Result<&'a str> {
+    object[key]
+        .as_str()
+        .with_context(|| format!("missing {key}"))
+}
+
+fn time(object: &Value, key: &str) -> anyhow::Result<NaiveDateTime> {
+    Ok(NaiveDateTime::parse_from_str(
+        field(object, key)?,
+        TIMESTAMP,
+    )?)
+}
+
+/// One winner per entity (the same version order as the etl and its SQL guards), sorted by id.
+fn winners<T>(rows: &[T], id: impl Fn(&T) -> i64, newer: impl Fn(&T, &T) -> bool) -> Vec<&T> {
+    let mut best: HashMap<i64, &T> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        best.entry(id(row))
+            .and_modify(|current| {
+                if newer(row, current) {
+                    *current = row;
+                }
+            })
+            .or_insert(row);
+    }
+    let mut winners: Vec<&T> = best.into_values().collect();
+    winners.sort_unstable_by_key(|r| id(r));
+    winners
+}
+
+async fn copy_and_merge(mut client: tokio_postgres::Client, rows: &Rows) -> anyhow::Result<()> {
+    let users = winners(
+        &rows.users,
+        |u| u.id,
+        |a, b| (a.event_at, a.event_id) > (b.event_at, b.event_id),
+    );
+    let cards = winners(
+        &rows.cards,
+        |c| c.id,
+        |a, b| (a.updated_at, a.event_at, a.event_id) > (b.updated_at, b.event_at, b.event_id),
+    );
+    let tx = client.transaction().await?;
+    tx.batch_execute(
+        "CREATE TEMP TABLE raw_in (LIKE events INCLUDING DEFAULTS) ON COMMIT DROP;
+         CREATE TEMP TABLE users_in (LIKE users) ON COMMIT DROP;
+         CREATE TEMP TABLE cards_in (LIKE cards) ON COMMIT DROP;",
+    )
+    .await?;
+    copy_in(
+        &tx,
+        "raw_in (event_id, type, entity_id, event_at, payload, source_file)",
+        &[
+            Type::UUID,
+            Type::TEXT,
+            Type::INT8,
+            Type::TIMESTAMP,
+            Type::JSONB,
+            Type::TEXT,
+        ],
+        rows.raw.iter().map(|r| {
+            [
+                &r.event_id as &(dyn ToSql + Sync),
+                &r.kind,
+                &r.entity_id,
+                &r.event_at,
+                &r.payload,
+                &r.source_file,
+            ]
+        }),
+    )
+    .await?;
+    copy_in(
+        &tx,
+        "users_in (id, name, address, job, score, event_at, event_id)",
+        &[
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::FLOAT8,
+            Type::TIMESTAMP,
+            Type::UUID,
+        ],
+        users.iter().map(|u| {
+            [
+                &u.id as &(dyn ToSql + Sync),
+                &u.name,
+                &u.address,
+                &u.job,
+                &u.score,
+                &u.event_at,
+                &u.event_id,
+            ]
+        }),
+    )
+    .await?;
+    copy_in(
+        &tx,
+        "cards_in (id, user_id, created_by_name, created_at, updated_at, active, event_at, event_id)",
+        &[
+            Type::INT8,
+            Type::INT8,
+            Type::TEXT,
+            Type::TIMESTAMP,
+            Type::TIMESTAMP,
+            Type::BOOL,
+            Type::TIMESTAMP,
+            Type::UUID,
+        ],
+        cards.iter().map(|c| {
+            [
+                &c.id as &(dyn ToSql + Sync),
+                &c.user_id,
+                &c.created_by_name,
+                &c.created_at,
+                &c.updated_at,
+                &c.active,
+                &c.event_at,
+                &c.event_id,
+            ]
+        }),
+    )
+    .await?;
+    tx.batch_execute(MERGE).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Binary COPY of `rows` into `target` ("table (columns)").
+async fn copy_in<'a, const N: usize>(
+    tx: &tokio_postgres::Transaction<'_>,
+    target: &str,
+    types: &[Type; N],
+    rows: impl Iterator<Item = [&'a (dyn ToSql + Sync); N]>,
+) -> anyhow::Result<()> {
+    let sink = tx
+        .copy_in(&format!("COPY {target} FROM STDIN BINARY"))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, types);
+    let mut writer = std::pin::pin!(writer);
+    for row in rows {
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+/// The same guarded upserts as the etl's, from the temp tables.
+const MERGE: &str = "
+INSERT INTO events (event_id, type, entity_id, event_at, payload, source_file)
+SELECT event_id, type, entity_id, event_at, payload, source_file FROM raw_in
+ON CONFLICT (event_id) DO NOTHING;
+
+INSERT INTO users AS t (id, name, address, job, score, event_at, event_id)
+SELECT id, name, address, job, score, event_at, event_id FROM users_in
+ON CONFLICT (id) DO UPDATE SET
+    name = EXCLUDED.name, address = EXCLUDED.address, job = EXCLUDED.job,
+    score = EXCLUDED.score, event_at = EXCLUDED.event_at, event_id = EXCLUDED.event_id
+WHERE (t.event_at, t.event_id) < (EXCLUDED.event_at, EXCLUDED.event_id);
+
+INSERT INTO cards AS t (id, user_id, created_by_name, created_at, updated_at, active, event_at, event_id)
+SELECT id, user_id, created_by_name, created_at, updated_at, active, event_at, event_id FROM cards_in
+ON CONFLICT (id) DO UPDATE SET
+    user_id = EXCLUDED.user_id, created_by_name = EXCLUDED.created_by_name,
+    created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
+    active = EXCLUDED.active, event_at = EXCLUDED.event_at, event_id = EXCLUDED.event_id
+WHERE (t.updated_at, t.event_at, t.event_id) < (EXCLUDED.updated_at, EXCLUDED.event_at, EXCLUDED.event_id);
+";
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,340 @@
+//! A steady stream into a running daemon, and the latency of each file from the moment it
+//! appears in the inbox to the moment its transaction is committed.
+//!
+//! Commit time is not observable from outside the daemon, so it is bracketed:
+//! - upper bound, the headline number: the file's arrival in `done/`, seen through inotify. The
+//!   daemon moves a file only after its transaction committed, so this is commit time plus the
+//!   mover's delay: what an operator watching the folders experiences.
+//! - lower bound: `events.ingested_at`, which is `now()`, the *start* of the transaction that
+//!   inserted the row (PostgreSQL and the bench share the machine's clock).
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context};
+
+use crate::etl::Etl;
+
+/// What a stream measured.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Stream {
+    pub rate_per_s: f64,
+    pub secs: f64,
+    pub sent: usize,
+    /// Files that reached `done/` before the bench gave up waiting.
+    pub committed: usize,
+    /// Rate the bench actually achieved writing (it falls behind if the machine is saturated).
+    pub achieved_rate_per_s: f64,
+    /// File renamed into the inbox → file renamed into `done/` (after commit), in ms.
+    pub done_p50_ms: f64,
+    pub done_p99_ms: f64,
+    pub done_max_ms: f64,
+    /// File renamed into the inbox → start of the transaction that inserted it, in ms.
+    pub tx_start_p50_ms: f64,
+    pub tx_start_p99_ms: f64,
+    pub tx_start_max_ms: f64,
+    /// Peak RSS of the following daemon.
+    pub peak_rss_mib: f64,
+}
+
+/// One file of the stream, held in memory so writing it costs only the write and the rename.
+struct File {
+    folder: String,
+    name: String,
+    bytes: Vec<u8>,
+}
+
+/// Pre-generates `rate * secs` events (plus one to warm up) into `staging`, starts the daemon in
+/// follow mode on `etl`, writes them paced at `rate` with atomic writes, and measures.
+pub fn run(
+    etl: &Etl,
+    staging: &Path,
+    rate: f64,
+    secs: f64,
+    users: usize,
+    seed: u64,
+) -> anyhow::Result<Stream> {
+    let count = (rate * secs).round() as usize;
+    let users = users.min(count / 10);
+    services::generate_backlog(staging, users, count + 1 - users, seed)?;
+    let files = load(staging)?;
+
+    let events = etl.data_dir.join("events");
+    for folder in ["users", "cards"] {
+        std::fs::create_dir_all(events.join("inbox").join(folder))?;
+        std::fs::create_dir_all(events.join("done").join(folder))?;
+    }
+    // Warm-up: the first file, written before the daemon starts so its startup scan finds it,
+    // proves the daemon is up, migrated and watching before the clock starts.
+    let (first, rest) = files.split_first().context("empty stream")?;
+    let watcher = Arrivals::watch(&events.join("done"))?;
+    write_atomically(&events, first)?;
+    let running = etl.spawn(false)?;
+    let started = Instant::now();
+    while !watcher.contains(&first.name) {
+        if started.elapsed() > Duration::from_secs(60) {
+            running.terminate();
+            let _ = running.wait(Duration::from_secs(15));
+            bail!(
+                "the following etl did not pick up a file within 60 s: {}",
+                etl.log_tail()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let mut written: HashMap<&str, (Instant, SystemTime)> = HashMap::with_capacity(rest.len());
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let t0 = Instant::now();
+    for (i, file) in rest.iter().enumerate() {
+        let due = t0 + period.mul_f64(i as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        write_atomically(&events, file)?;
+        written.insert(&file.name, (Instant::now(), SystemTime::now()));
+    }
+    let writing = t0.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while watcher.len() < files.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    running.terminate();
+    let exited = running.wait(Duration::from_secs(60))?;
+    let arrived = watcher.finish()?;
+
+    let mut done_ms: Vec<f64> = rest
+        .iter()
+        .filter_map(|f| {
+            let (at, _) = written[f.name.as_str()];
+            let seen = arrived.get(&f.name)?;
+            Some(seen.saturating_duration_since(at).as_secs_f64() * 1e3)
+        })
+        .collect();
+    let mut tx_ms = tx_start_latencies(&etl.database_url, &written)?;
+    let (done, tx) = (Percentiles::of(&mut done_ms), Percentiles::of(&mut tx_ms));
+    Ok(Stream {
+        rate_per_s: rate,
+        secs,
+        sent: rest.len(),
+        committed: done_ms.len(),
+        achieved_rate_per_s: rest.len() as f64 / writing.as_secs_f64(),
+        done_p50_ms: done.p50,
+        done_p99_ms: done.p99,
+        done_max_ms: done.max,
+        tx_start_p50_ms: tx.p50,
+        tx_start_p99_ms: tx.p99,
+        tx_start_max_ms: tx.max,
+        peak_rss_mib: exited.peak_rss_kib as f64 / 1024.0,
+    })
+}
+
+fn load(staging: &Path) -> anyhow::Result<Vec<File>> {
+    let mut files = Vec::new();
+    for folder in ["users", "cards"] {
+        for entry in std::fs::read_dir(staging.join(folder))? {
+            let path = entry?.path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            if name.ends_with(".json") && !name.starts_with('.') {
+                files.push(File {
+                    folder: folder.to_owned(),
+                    name: name.into_owned(),
+                    bytes: std::fs::read(&path)?,
+                });
+            }
+        }
+    }
+    // Users first, then cards in directory order: the mix of an ordinary stream.
+    Ok(files)
+}
+
+/// Write a dotfile, then rename it into place, as the producers do.
+fn write_atomically(events: &Path, file: &File) -> std::io::Result<()> {
+    let dir = events.join("inbox").join(&file.folder);
+    let tmp = dir.join(format!(".{}.tmp", file.name));
+    std::fs::write(&tmp, &file.bytes)?;
+    std::fs::rename(&tmp, dir.join(&file.name))
+}
+
+/// `ingested_at` (transaction start) minus the write time of each streamed file, in ms.
+fn tx_start_latencies(
+    url: &str,
+    written: &HashMap<&str, (Instant, SystemTime)>,
+) -> anyhow::Result<Vec<f64>> {
+    let out = pgtest::psql(
+        url,
+        "SELECT source_file, extract(epoch FROM ingested_at)::numeric(20,6) FROM events",
+    )?;
+    let mut latencies = Vec::new();
+    for line in out.lines() {
+        let Some((source, epoch)) = line.split_once('|') else {
+            continue;
+        };
+        let name = source.rsplit('/').next().unwrap_or(source);
+        let Some((_, at)) = written.get(name) else {
+            continue; // the warm-up file
+        };
+        let written_s = at.duration_since(SystemTime::UNIX_EPOCH)?.as_secs_f64();
+        latencies.push((epoch.parse::<f64>()? - written_s) * 1e3);
+    }
+    Ok(latencies)
+}
+
+struct Percentiles {
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles; NaN for an empty sample.
+    fn of(values: &mut [f64]) -> Percentiles {
+        values.sort_by(f64::total_cmp);
+        let rank = |p: f64| -> f64 {
+            if values.is_empty() {
+                return f64::NAN;
+            }
+            let i = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
+            values[i]
+        };
+        Percentiles {
+            p50: rank(0.50),
+            p99: rank(0.99),
+            max: rank(1.0),
+        }
+    }
+}
+
+/// Arrival times in `done/users` and `done/cards`, stamped by a thread that does nothing but
+/// wait on inotify, so a busy writer cannot delay the stamp.
+struct Arrivals {
+    seen: Arc<Mutex<HashMap<String, Instant>>>,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Arrivals {
+    fn watch(done: &Path) -> anyhow::Result<Arrivals> {
+        let inotify = Inotify::new(done)?;
+        let seen = Arc::new(Mutex::new(HashMap::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("bench-done-watcher".into())
+            .spawn({
+                let (seen, stop) = (seen.clone(), stop.clone());
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        inotify.wait(&seen, Duration::from_millis(50))?;
+                    }
+                    Ok(())
+                }
+            })?;
+        Ok(Arrivals { seen, stop, thread })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.lock().contains_key(name)
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn finish(self) -> anyhow::Result<HashMap<String, Instant>> {
+        let Arrivals { seen, stop, thread } = self;
+        stop.store(true, Ordering::Relaxed);
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the done/ watcher panicked"))??;
+        let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(std::mem::take(&mut *seen))
+    }
+}
+
+/// A non-blocking inotify descriptor watching renames into two folders.
+struct Inotify {
+    fd: i32,
+}
+
+impl Inotify {
+    fn new(done: &Path) -> anyhow::Result<Inotify> {
+        // SAFETY: plain syscall; the fd is owned by the returned value.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            bail!("inotify_init1: {}", std::io::Error::last_os_error());
+        }
+        let inotify = Inotify { fd };
+        for folder in ["users", "cards"] {
+            let dir: PathBuf = done.join(folder);
+            let path = CString::new(dir.as_os_str().as_bytes())?;
+            // SAFETY: valid fd and NUL-terminated path.
+            let wd = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), libc::IN_MOVED_TO) };
+            if wd < 0 {
+                bail!(
+                    "inotify_add_watch {}: {}",
+                    dir.display(),
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+        Ok(inotify)
+    }
+
+    /// Waits up to `timeout` for renames, and records the arrival time of each file reported.
+    fn wait(
+        &self,
+        seen: &Mutex<HashMap<String, Instant>>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let mut poll = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut poll, 1, timeout.as_millis() as i32) } <= 0 {
+            return Ok(());
+        }
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            // SAFETY: the buffer is valid for writes of its length.
+            let n = unsafe { libc::read(self.fd, buffer.as_mut_ptr().cast(), buffer.len()) };
+            if n <= 0 {
+                return Ok(()); // EAGAIN: drained
+            }
+            let now = Instant::now();
+            let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+            let header = std::mem::size_of::<libc::inotify_event>();
+            let mut offset = 0;
+            while offset + header <= n as usize {
+                // SAFETY: the kernel wrote a whole event header here; read it unaligned.
+                let event: libc::inotify_event =
+                    unsafe { std::ptr::read_unaligned(buffer[offset..].as_ptr().cast()) };
+                if event.mask & libc::IN_Q_OVERFLOW != 0 {
+                    bail!("inotify queue overflow: arrival times were lost");
+                }
+                let name = &buffer[offset + header..offset + header + event.len as usize];
+                let name = name.split(|b| *b == 0).next().unwrap_or_default();
+                seen.entry(String::from_utf8_lossy(name).into_owned())
+                    .or_insert(now);
+                offset += header + event.len as usize;
+            }
+        }
+    }
+}
+
+impl Drop for Inotify {
+    fn drop(&mut self) {
+        // SAFETY: we own the fd.
+        unsafe { libc::close(self.fd) };
+    }
+}
