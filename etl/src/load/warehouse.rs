@@ -19,14 +19,30 @@ use crate::transform::Batch;
 /// A failure of the database, never of the events: the caller retries the whole batch.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("invalid database URL: {0}")]
+    #[error("invalid database URL: {}", causes(.0))]
     Url(#[source] tokio_postgres::Error),
     #[error("cannot build the connection pool: {0}")]
     Build(#[from] deadpool_postgres::BuildError),
-    #[error("cannot get a database connection: {0}")]
+    #[error("cannot get a database connection: {}", causes(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("database error: {0}")]
+    #[error("database error: {}", causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
+}
+
+/// An error and its sources on one line: tokio-postgres says only "error connecting to server"
+/// and keeps the useful part ("Connection refused") in its source.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// What a committed batch did.
