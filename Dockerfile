@@ -9,7 +9,7 @@ COPY . .
 # copied out because a cache mount is not part of the image.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release -p etl -p services \
+    cargo build --release --locked -p etl -p services \
     && mkdir /out \
     && cp target/release/etl target/release/users target/release/cards target/release/loadgen /out/
 
