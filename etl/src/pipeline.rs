@@ -21,7 +21,7 @@ use crate::event::Event;
 use crate::extract::discover::{self, Job, Tracker};
 use crate::extract::read::{intake, Intake, Limits};
 use crate::extract::schema::Schemas;
-use crate::files;
+use crate::files::{self, Moved};
 use crate::load::Warehouse;
 use crate::stats::{Snapshot, Stats};
 use crate::transform::pool::{Committed, Pool};
@@ -157,9 +157,11 @@ pub async fn run(
         ))
     });
     tracing::info!(?mode, workers = config.workers, readers = config.readers, data_dir = %config.data_dir.display(), "pipeline started");
-    match mode {
-        Mode::Drain => drain(&shared, jobs_tx, &stop).await,
-        Mode::Follow => follow(&shared, jobs_tx, &stop).await?,
+    // The shutdown clock starts at the signal, even if intake is blocked on full queues (a
+    // database outage with a backlog): `hard_stop` then unblocks every stage in turn.
+    tokio::select! {
+        ended = run_mode(&shared, mode, jobs_tx, &stop) => ended?,
+        _ = stop.cancelled() => {}
     }
     stop.cancel();
     progress.abort();
@@ -193,6 +195,21 @@ pub async fn run(
         graceful,
         stuck: shared.tracker.stuck(),
     })
+}
+
+async fn run_mode(
+    shared: &Arc<Shared>,
+    mode: Mode,
+    jobs: flume::Sender<Job>,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    match mode {
+        Mode::Drain => {
+            drain(shared, jobs, stop).await;
+            Ok(())
+        }
+        Mode::Follow => follow(shared, jobs, stop).await,
+    }
 }
 
 /// Migrates, retrying while the database is unreachable (it may still be starting).
@@ -328,7 +345,9 @@ fn reader(
             }
             Ok(Intake::Rejected(rejection)) => {
                 match files::reject(config, job.kind, &job.path, &rejection) {
-                    Ok(_) => {
+                    // Gone: another daemon rejected it first and counted it.
+                    Ok(Moved::AlreadyGone) => shared.tracker.release(&job.path),
+                    Ok(Moved::Yes) => {
                         Stats::add(&shared.stats.rejected, 1);
                         metrics::counter!("etl_files_moved_total", "to" => "failed").increment(1);
                         metrics::counter!("etl_events_rejected_total", "type" => job.kind.as_str(), "reason" => rejection.code.as_str()).increment(1);
@@ -370,10 +389,12 @@ fn mover(shared: &Shared, committed: flume::Receiver<Committed>) {
         let mut moved = 0;
         for (kind, path) in batch {
             match files::move_to_done(&shared.config, kind, &path) {
-                Ok(_) => {
+                Ok(Moved::Yes) => {
                     moved += 1;
                     shared.tracker.release(&path);
                 }
+                // Another daemon on the same folder moved it: not an error, not ours to count.
+                Ok(Moved::AlreadyGone) => shared.tracker.release(&path),
                 Err(error) => {
                     tracing::error!(file = %path.display(), %error, "cannot move a committed file to done/; it stays in the inbox (its event is committed: a retry changes nothing)");
                     shared.tracker.give_up(&path);

@@ -623,6 +623,13 @@ fn sigterm_during_an_outage_exits_within_the_bound_and_loses_nothing() {
         &[
             var("ETL_SHUTDOWN_TIMEOUT_SECS", bound_secs),
             var("ETL_MAX_RETRY_BACKOFF_MS", 500),
+            // Tiny queues, so the files delivered during the outage fill every stage and block
+            // intake itself (the watcher and the rescan): the bound must still hold.
+            var("ETL_CHANNEL_CAPACITY", 1),
+            var("ETL_BATCH_SIZE", 1),
+            var("ETL_READERS", 1),
+            var("ETL_WORKERS", 1),
+            var("ETL_RESCAN_INTERVAL_SECS", 1),
         ],
     );
     deliver(&env, before);
@@ -635,6 +642,7 @@ fn sigterm_during_an_outage_exits_within_the_bound_and_loses_nothing() {
         "no retry logged: {}",
         etl.log_tail(20)
     );
+    std::thread::sleep(Duration::from_secs(2)); // a rescan now blocks on the full queue
     etl.signal(libc::SIGTERM);
     let status = etl.exit_within(Duration::from_secs(bound_secs + 20));
     assert!(status.success(), "{}", etl.log_tail(20));
