@@ -49,6 +49,15 @@ pub struct RejectionRecord<'a> {
     pub rejected_at: chrono::DateTime<chrono::Utc>,
 }
 
+const SIDECAR_SUFFIX: &str = ".error.json";
+
+/// An event file (as the inbox sees one) that is not a reason file: what `done/` and `failed/`
+/// hold besides reasons.
+pub fn is_event_file(name: &std::ffi::OsStr) -> bool {
+    crate::extract::discover::is_candidate(name)
+        && !name.as_encoded_bytes().ends_with(SIDECAR_SUFFIX.as_bytes())
+}
+
 /// The name of the reason file of a failed file.
 ///
 /// A name too long for the suffix to fit in `NAME_MAX` is shortened and made unique again with
@@ -56,7 +65,7 @@ pub struct RejectionRecord<'a> {
 /// be rejected, and it would stay in the inbox for ever. (The record's `file` field keeps the
 /// full name.)
 pub fn sidecar_name(file_name: &str) -> String {
-    const SUFFIX: &str = ".error.json";
+    const SUFFIX: &str = SIDECAR_SUFFIX;
     if file_name.len() + SUFFIX.len() <= NAME_MAX {
         return format!("{file_name}{SUFFIX}");
     }
@@ -121,7 +130,7 @@ fn file_name(path: &Path) -> io::Result<String> {
 
 /// rename(2) into `folder` under the very same name (bytes, not a lossy UTF-8 copy of them):
 /// atomic, and a no-op report if the file is already gone.
-fn move_into(path: &Path, folder: &Path) -> io::Result<Moved> {
+pub(crate) fn move_into(path: &Path, folder: &Path) -> io::Result<Moved> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;

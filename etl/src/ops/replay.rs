@@ -5,8 +5,7 @@ use std::path::Path;
 
 use crate::config::Config;
 use crate::event::Kind;
-use crate::extract::discover::is_candidate;
-use crate::files::sidecar_name;
+use crate::files::{is_event_file, move_into, sidecar_name, Moved};
 
 /// What to replay: all failed files, or those of one type and/or whose reason contains a text.
 #[derive(Debug, Default, Clone)]
@@ -29,17 +28,15 @@ pub fn replay(config: &Config, filter: &Filter) -> io::Result<usize> {
             let entry = entry?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if !is_candidate(entry.file_name().as_os_str()) || name.ends_with(".error.json") {
+            if !is_event_file(entry.file_name().as_os_str()) {
                 continue;
             }
             let sidecar = failed.join(sidecar_name(name));
             if !matches_reason(&sidecar, filter.reason.as_deref()) {
                 continue;
             }
-            match std::fs::rename(entry.path(), config.inbox(kind).join(name)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+            if move_into(&entry.path(), &config.inbox(kind))? == Moved::AlreadyGone {
+                continue;
             }
             match std::fs::remove_file(&sidecar) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),

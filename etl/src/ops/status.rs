@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::event::Kind;
-use crate::extract::discover::is_candidate;
+use crate::files::is_event_file;
 
 /// Renders the status report.
 pub async fn report(config: &Config) -> String {
@@ -42,8 +42,7 @@ fn count(dir: &Path) -> String {
     match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(Result::ok)
-            .filter(|e| is_candidate(&e.file_name()))
-            .filter(|e| !e.file_name().to_string_lossy().ends_with(".error.json"))
+            .filter(|e| is_event_file(&e.file_name()))
             .count()
             .to_string(),
         Err(_) => "-".into(),
