@@ -18,17 +18,13 @@ pub fn check_file(path: &Path, schemas: &Schemas, max_file_bytes: u64) -> Result
     };
     // The folder decides the type, as it does for the daemon. Outside an inbox folder, try the
     // users schema and fall back to cards if the document says it is a card.
-    let folder = path
+    let folder_kind = path
         .parent()
         .and_then(|p| p.file_name())
-        .and_then(|n| n.to_str());
-    let mut verdict = intake(
-        path,
-        folder.and_then(Kind::from_folder).unwrap_or(Kind::User),
-        limits,
-        schemas,
-    );
-    if folder.and_then(Kind::from_folder).is_none() {
+        .and_then(|n| n.to_str())
+        .and_then(Kind::from_folder);
+    let mut verdict = intake(path, folder_kind.unwrap_or(Kind::User), limits, schemas);
+    if folder_kind.is_none() {
         if let Ok(Intake::Rejected(r)) = &verdict {
             if r.code == RejectCode::WrongFolder {
                 verdict = intake(path, Kind::Card, limits, schemas);

@@ -279,6 +279,8 @@ async fn follow(
     }
 }
 
+/// Lists the inbox once on a blocking thread (see [`discover::scan`]) and records what it saw
+/// for the backlog estimate. Returns how many candidates it saw.
 async fn scan(
     shared: &Arc<Shared>,
     jobs: &flume::Sender<Job>,
@@ -286,24 +288,12 @@ async fn scan(
     retry_stuck: bool,
 ) -> usize {
     let started_at = shared.stats.snapshot().finished();
-    let found = list(shared, jobs, stop, retry_stuck).await;
-    shared.finished_at_scan.store(started_at, Ordering::Relaxed);
-    shared.scan_seen.store(found as u64, Ordering::Relaxed);
-    found
-}
-
-async fn list(
-    shared: &Arc<Shared>,
-    jobs: &flume::Sender<Job>,
-    stop: &CancellationToken,
-    retry_stuck: bool,
-) -> usize {
-    let (shared, jobs, stop) = (shared.clone(), jobs.clone(), stop.clone());
+    let (owned, jobs, stop) = (shared.clone(), jobs.clone(), stop.clone());
     let listed = tokio::task::spawn_blocking(move || {
-        discover::scan(&shared.config, &shared.tracker, &jobs, &stop, retry_stuck)
+        discover::scan(&owned.config, &owned.tracker, &jobs, &stop, retry_stuck)
     })
     .await;
-    match listed {
+    let found = match listed {
         Ok(Ok(found)) => found,
         Ok(Err(error)) => {
             tracing::error!(%error, "cannot list the inbox");
@@ -313,7 +303,10 @@ async fn list(
             tracing::error!(%error, "inbox scan failed");
             0
         }
-    }
+    };
+    shared.finished_at_scan.store(started_at, Ordering::Relaxed);
+    shared.scan_seen.store(found as u64, Ordering::Relaxed);
+    found
 }
 
 /// A reader thread: reads and validates files, sends valid events on, rejects the others.

@@ -21,6 +21,15 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(120);
 
 const SQL: &str = "'); DROP TABLE cards; --";
 
+/// `etl run --drain` with no settle window, so truncated files are rejected at once.
+fn drain_without_settle(env: &Env) -> common::Daemon {
+    env.spawn_etl(
+        "drain",
+        &["run", "--drain"],
+        &[("ETL_SETTLE_MS", "0".to_owned())],
+    )
+}
+
 fn event_id(n: u32) -> String {
     format!("00000000-0000-4000-8000-{n:012}")
 }
@@ -342,11 +351,7 @@ fn every_hostile_file_is_rejected_with_a_reason_and_valid_neighbours_load() {
     }
     let bystanders = plant_bystanders(&env);
 
-    let mut etl = env.spawn_etl(
-        "drain",
-        &["run", "--drain"],
-        &[("ETL_SETTLE_MS", "0".to_owned())],
-    );
+    let mut etl = drain_without_settle(&env);
     let status = etl.exit_within(DRAIN_LIMIT);
     assert!(status.success(), "{}", etl.log_tail(20));
 
@@ -537,11 +542,7 @@ fn a_bad_file_with_the_longest_possible_name_is_still_rejected() {
     )
     .expect("write");
 
-    let mut etl = env.spawn_etl(
-        "drain",
-        &["run", "--drain"],
-        &[("ETL_SETTLE_MS", "0".to_owned())],
-    );
+    let mut etl = drain_without_settle(&env);
     let status = etl.exit_within(DRAIN_LIMIT);
     assert!(status.success(), "{}", etl.log_tail(20));
     let failed = env.config.failed(Kind::Card);
@@ -581,11 +582,7 @@ fn a_huge_offending_value_gives_a_short_reason() {
     for (name, doc) in &cases {
         fs::write(env.inbox(Kind::Card).join(name), text(doc)).expect("write");
     }
-    let mut etl = env.spawn_etl(
-        "drain",
-        &["run", "--drain"],
-        &[("ETL_SETTLE_MS", "0".to_owned())],
-    );
+    let mut etl = drain_without_settle(&env);
     assert!(etl.exit_within(DRAIN_LIMIT).success());
     for (name, _) in &cases {
         let sidecar = env

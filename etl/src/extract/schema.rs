@@ -66,9 +66,15 @@ impl Schemas {
 
     /// The built-in schemas only (for `etl check` outside a project folder and for tests).
     pub fn builtin() -> Result<Schemas, SchemaError> {
+        let builtin = |kind: Kind| {
+            compile(
+                &format!("built-in {}.schema.json", kind.as_str()),
+                builtin_text(kind),
+            )
+        };
         Ok(Schemas {
-            user: compile("built-in user.schema.json", BUILTIN_USER)?,
-            card: compile("built-in card.schema.json", BUILTIN_CARD)?,
+            user: builtin(Kind::User)?,
+            card: builtin(Kind::Card)?,
         })
     }
 

@@ -52,8 +52,6 @@ pub struct Applied {
     pub events: [u64; 2],
     /// Rows inserted or changed in the entity tables, per kind.
     pub changed: [u64; 2],
-    /// Events whose id was already in the raw zone (replays and duplicates).
-    pub duplicates: u64,
 }
 
 // Every statement takes its rows as one array per column and `unnest`s them, in array order, so
@@ -156,8 +154,7 @@ impl Warehouse {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let insert_events = tx.prepare_cached(INSERT_EVENTS).await?;
-        let inserted = tx.execute(&insert_events, &raw.params()).await?;
-        applied.duplicates = raw.event_id.len() as u64 - inserted;
+        tx.execute(&insert_events, &raw.params()).await?;
         for (kind, columns) in Kind::ALL.into_iter().zip(&entities) {
             if columns.is_empty() {
                 continue;
