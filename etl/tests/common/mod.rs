@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 pub const SAMPLES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/samples/reference-events"
+    "/tests/fixtures/reference-events"
 );
 
 pub struct Env {

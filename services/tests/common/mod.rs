@@ -6,9 +6,9 @@ use services::{CardEvent, UserEvent};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// The reference producers' files, in the shared folder beside the repository.
+/// The reference producers' files, copied byte for byte into the etl crate's test fixtures.
 pub fn reference_events_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/samples/reference-events")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../etl/tests/fixtures/reference-events")
 }
 
 /// Every file name in `dir` (hidden ones included), sorted.
