@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::event::Kind;
 use crate::extract::read::{intake, Intake, Limits};
 use crate::extract::schema::Schemas;
@@ -10,11 +11,12 @@ use crate::extract::RejectCode;
 
 /// The verdict on one file, as printed. The file is read exactly as the daemon reads it (no
 /// symlinks, no FIFOs, bounded), so `etl check` is as safe to point at anything.
-pub fn check_file(path: &Path, schemas: &Schemas, max_file_bytes: u64) -> Result<(), String> {
+pub fn check_file(path: &Path, schemas: &Schemas, config: &Config) -> Result<(), String> {
     // No settle window: offline, a truncated file is simply invalid.
     let limits = Limits {
-        max_file_bytes,
+        max_file_bytes: config.max_file_bytes,
         settle: Duration::ZERO,
+        max_future_skew: config.max_future_skew(),
     };
     // The folder decides the type, as it does for the daemon. Outside an inbox folder, try the
     // users schema and fall back to cards if the document says it is a card.

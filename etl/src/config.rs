@@ -46,6 +46,11 @@ pub struct Config {
     pub http_addr: String,
     /// Seconds between progress lines while work is pending.
     pub progress_interval_secs: u64,
+    /// An event whose version clock or `event_at` is further ahead of the daemon's clock (UTC)
+    /// than this is refused (`future_version`): it would win the version guard against every
+    /// genuine update. Producers write naive local times, so the default (one day) covers any
+    /// time zone.
+    pub max_future_skew_secs: u64,
 }
 
 impl Default for Config {
@@ -67,6 +72,7 @@ impl Default for Config {
             max_retry_backoff_ms: 5000,
             http_addr: "127.0.0.1:9187".into(),
             progress_interval_secs: 5,
+            max_future_skew_secs: 24 * 3600,
         }
     }
 }
@@ -125,6 +131,10 @@ impl Config {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    pub fn max_future_skew(&self) -> Duration {
+        Duration::from_secs(self.max_future_skew_secs)
     }
 
     pub fn max_retry_backoff(&self) -> Duration {

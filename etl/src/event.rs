@@ -137,6 +137,14 @@ impl Event {
         }
     }
 
+    /// JSON pointer of the field that is this event's version clock.
+    pub fn clock_pointer(&self) -> &'static str {
+        match &self.payload {
+            Payload::User(_) => "/metadata/event_at",
+            Payload::Card(_) => "/payload/updated_at",
+        }
+    }
+
     pub fn version(&self) -> Version {
         let clock = match &self.payload {
             Payload::User(_) => self.meta.event_at,

@@ -74,7 +74,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             let (schemas, _) = Schemas::load(&config.schemas_dir)?;
             let mut all_valid = true;
             for file in &files {
-                match etl::check::check_file(file, &schemas, config.max_file_bytes) {
+                match etl::check::check_file(file, &schemas, &config) {
                     Ok(()) => println!("ok       {}", file.display()),
                     Err(reason) => {
                         all_valid = false;

@@ -322,6 +322,7 @@ fn reader(
     let limits = Limits {
         max_file_bytes: config.max_file_bytes,
         settle: config.settle(),
+        max_future_skew: config.max_future_skew(),
     };
     while !stop.is_cancelled() {
         let job = match jobs.recv_timeout(Duration::from_millis(100)) {

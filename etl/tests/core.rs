@@ -6,7 +6,7 @@ mod common;
 
 use std::fs;
 
-use common::{count, event_files, feed_in_order, oracle, Env};
+use common::{count, event_files, feed_in_order, oracle, ownerless_cards, Env};
 use etl::event::Kind;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -23,6 +23,9 @@ fn drain_over_a_backlog_leaves_the_latest_version_of_every_entity() {
     let mut all = event_files(&env.inbox(Kind::User));
     all.extend(event_files(&env.inbox(Kind::Card)));
     let expected = oracle(&all);
+    // The generator, like the reference producer, emits some cards without an owner.
+    let ownerless = ownerless_cards(&all);
+    assert!(ownerless > 100, "ownerless cards generated: {ownerless}");
 
     let output = env.run_etl(&["run", "--drain"]);
     assert!(
@@ -33,13 +36,16 @@ fn drain_over_a_backlog_leaves_the_latest_version_of_every_entity() {
 
     assert_eq!(env.dump(), expected, "warehouse differs from the oracle");
     assert_eq!(env.scalar("SELECT count(*) FROM users"), 1_000);
-    assert_eq!(env.scalar("SELECT count(*) FROM events"), 21_000);
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM events"),
+        21_000 - ownerless as i64
+    );
     for kind in Kind::ALL {
         assert_eq!(count(&env.inbox(kind)), 0, "{kind} inbox not empty");
     }
     assert_eq!(count(&env.config.done(Kind::User)), 1_000);
-    assert_eq!(count(&env.config.done(Kind::Card)), 20_000);
-    assert_eq!(count(&env.config.failed(Kind::Card)), 1);
+    assert_eq!(count(&env.config.done(Kind::Card)), 20_000 - ownerless);
+    assert_eq!(count(&env.config.failed(Kind::Card)), 1 + ownerless);
     assert_eq!(count(&env.config.failed(Kind::User)), 1);
     let counter =
         fs::read_to_string(env.inbox(Kind::Card).join("__id_counter")).expect("left alone");
@@ -59,14 +65,38 @@ fn the_reference_samples_load_and_the_counter_file_stays() {
     let output = env.run_etl(&["run", "--drain"]);
     assert!(output.status.success());
     assert_eq!(env.dump(), expected);
-    // Card 15 has no user_id in the samples, and keeps none.
-    assert_eq!(
-        env.scalar("SELECT count(*) FROM cards WHERE id = 15 AND user_id IS NULL"),
-        1
-    );
+    // Card 15 has no user_id in the samples: both of its versions are the reference's 'bad'
+    // events, rejected with a reason that names the missing field.
+    assert_eq!(env.scalar("SELECT count(*) FROM cards WHERE id = 15"), 0);
+    assert_eq!(env.scalar("SELECT count(*) FROM cards"), 5);
     assert!(env.inbox(Kind::Card).join("__id_counter").exists());
-    assert_eq!(count(&env.config.done(Kind::Card)), 8);
+    assert_eq!(count(&env.config.done(Kind::Card)), 6);
     assert_eq!(count(&env.config.done(Kind::User)), 3);
+    let failed = event_files(&env.config.failed(Kind::Card));
+    assert_eq!(failed.len(), 2);
+    for file in failed {
+        let reason_file = file.with_file_name(format!(
+            "{}.error.json",
+            file.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+        ));
+        let reason: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&reason_file).expect("reason file"))
+                .expect("reason is JSON");
+        assert_eq!(reason["code"], "schema", "{reason}");
+        assert!(
+            reason["reason"].as_str().unwrap_or("").contains("user_id"),
+            "{reason}"
+        );
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string()
+        + &String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        stderr.lines().filter(|l| l.contains(" rejected")).count(),
+        2,
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

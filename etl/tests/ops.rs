@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{count, Env};
+use common::{count, event_files, oracle, oracle_owner_optional, ownerless_cards, Env};
 use etl::event::Kind;
 
 fn free_addr() -> String {
@@ -75,6 +75,10 @@ fn metrics_counters_match_what_happened() {
     let env = Env::new();
     let inbox = env.config.events_dir().join("inbox");
     services::generate_backlog(&inbox, 100, 3_000, 5).expect("backlog");
+    // The generated cards include the reference producer's 'bad' ones (no user_id).
+    let ownerless = ownerless_cards(&event_files(&env.inbox(Kind::Card)));
+    assert!(ownerless > 10, "ownerless cards: {ownerless}");
+    let ownerless_f = ownerless as f64;
     std::fs::write(env.inbox(Kind::Card).join("bad-1.json"), "[]").expect("write");
     std::fs::write(env.inbox(Kind::User).join("bad-2.json"), "{").expect("write");
     let addr = free_addr();
@@ -95,7 +99,7 @@ fn metrics_counters_match_what_happened() {
     });
     wait_for("the counters to settle", Duration::from_secs(10), || {
         let m = get(&addr, "/metrics").map(|r| r.1).unwrap_or_default();
-        metric(&m, "etl_files_moved_total", "to=\"done\"") == 3_100.0
+        metric(&m, "etl_files_moved_total", "to=\"done\"") == 3_100.0 - ownerless_f
     });
     let m = get(&addr, "/metrics").expect("metrics").1;
 
@@ -106,14 +110,30 @@ fn metrics_counters_match_what_happened() {
     );
     let card_events = metric(&m, "etl_events_applied_total", "type=\"card\"")
         + metric(&m, "etl_events_stale_total", "type=\"card\"");
-    assert_eq!(card_events, 3_000.0);
+    assert_eq!(card_events, 3_000.0 - ownerless_f);
     assert!(metric(&m, "etl_events_applied_total", "type=\"card\"") >= cards);
-    assert_eq!(metric(&m, "etl_events_rejected_total", ""), 2.0);
+    assert_eq!(
+        metric(&m, "etl_events_rejected_total", ""),
+        2.0 + ownerless_f
+    );
+    // The ownerless cards, and bad-1.json (an array, not an object).
+    assert_eq!(
+        metric(
+            &m,
+            "etl_events_rejected_total",
+            "type=\"card\",reason=\"schema\""
+        ),
+        ownerless_f + 1.0,
+        "{m}"
+    );
     assert_eq!(
         metric(&m, "etl_events_rejected_total", "reason=\"invalid_json\""),
         1.0
     );
-    assert_eq!(metric(&m, "etl_files_moved_total", "to=\"failed\""), 2.0);
+    assert_eq!(
+        metric(&m, "etl_files_moved_total", "to=\"failed\""),
+        2.0 + ownerless_f
+    );
     assert!(metric(&m, "etl_batch_size_count", "") > 0.0, "{m}");
     assert!(m.contains("etl_commit_seconds_bucket"), "{m}");
     assert_eq!(get(&addr, "/readyz").map(|r| r.0), Some(200));
@@ -122,7 +142,7 @@ fn metrics_counters_match_what_happened() {
     let log = std::fs::read_to_string(env.config.logs_dir().join("etl.log")).expect("etl.log");
     assert_eq!(
         log.lines().filter(|l| l.contains("rejected")).count(),
-        2,
+        2 + ownerless,
         "{log}"
     );
     let _ = daemon.0.kill();
@@ -219,4 +239,58 @@ fn a_fixed_schema_and_replay_reprocess_a_rejected_file() {
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["users", "1"]),
         "{text}"
     );
+}
+
+/// The reference producer's 'bad' cards (no `user_id`) are rejected by default; an operator who
+/// wants them makes `user_id` optional, restarts and replays, and they load with a NULL owner.
+#[test]
+fn ownerless_cards_are_rejected_until_the_operator_relaxes_the_schema_and_replays() {
+    let env = Env::new();
+    let inbox = env.config.events_dir().join("inbox");
+    services::generate_backlog(&inbox, 50, 1_000, 23).expect("backlog");
+    let mut all = event_files(&env.inbox(Kind::User));
+    all.extend(event_files(&env.inbox(Kind::Card)));
+    let ownerless = ownerless_cards(&all);
+    assert!(ownerless > 5, "ownerless cards: {ownerless}");
+    let (strict_rule, relaxed_rule) = (oracle(&all), oracle_owner_optional(&all));
+
+    let out = env.run_etl(&["run", "--drain"]);
+    assert!(out.status.success());
+    assert_eq!(env.dump(), strict_rule, "strict rule");
+    assert_eq!(count(&env.config.failed(Kind::Card)), ownerless);
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM cards WHERE user_id IS NULL"),
+        0
+    );
+
+    // The operator's edit: user_id no longer required, in a schemas folder of their own.
+    let schemas = env.dir.path().join("schemas");
+    std::fs::create_dir_all(&schemas).expect("mkdir");
+    for name in ["user.schema.json", "card.schema.json"] {
+        std::fs::copy(env.config.schemas_dir.join(name), schemas.join(name)).expect("copy");
+    }
+    let strict = std::fs::read_to_string(schemas.join("card.schema.json")).expect("schema");
+    let relaxed = strict.replace(r#"["id", "user_id", "#, r#"["id", "#);
+    assert_ne!(strict, relaxed, "the test must really change the schema");
+    std::fs::write(schemas.join("card.schema.json"), relaxed).expect("write schema");
+
+    let replay = env.run_etl(&["replay", "--type", "cards"]);
+    assert!(replay.status.success());
+    assert!(
+        String::from_utf8_lossy(&replay.stdout).contains(&format!("moved {ownerless}")),
+        "{}",
+        String::from_utf8_lossy(&replay.stdout)
+    );
+    let out = env
+        .etl()
+        .env("ETL_SCHEMAS_DIR", &schemas)
+        .args(["run", "--drain"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    assert_eq!(count(&env.config.failed(Kind::Card)), 0);
+    assert_eq!(count(&env.inbox(Kind::Card)), 0);
+    assert_eq!(env.dump(), relaxed_rule, "relaxed rule");
+    assert!(env.scalar("SELECT count(*) FROM cards WHERE user_id IS NULL") > 0);
+    assert_eq!(env.scalar("SELECT count(*) FROM events"), all.len() as i64);
 }

@@ -77,6 +77,37 @@ pub fn decode(
     })
 }
 
+/// Refuses an event dated more than `skew` after `now` (the daemon's clock, UTC). A version from
+/// the far future (2099, say) would win the version guard against every genuine later update
+/// and freeze its entity for ever, so it is the event's fault, like any other invalid value.
+pub fn refuse_future(
+    event: &Event,
+    now: chrono::NaiveDateTime,
+    skew: std::time::Duration,
+) -> Result<(), Rejection> {
+    let bound = now + chrono::Duration::from_std(skew).unwrap_or(chrono::Duration::MAX);
+    let version = event.version();
+    for (at, pointer) in [
+        (event.meta.event_at, "/metadata/event_at"),
+        (version.clock, event.clock_pointer()),
+    ] {
+        if at > bound {
+            return Err(Rejection::new(
+                RejectCode::FutureVersion,
+                format!(
+                    "{pointer} is {} but the daemon's clock says {} (UTC): a version more than \
+                     {}s ahead would override every genuine later update (max_future_skew_secs)",
+                    at.format(crate::event::timestamp::FORMAT),
+                    now.format(crate::event::timestamp::FORMAT),
+                    skew.as_secs()
+                ),
+            )
+            .at(pointer));
+        }
+    }
+    Ok(())
+}
+
 /// Types the part of a schema-valid document at `pointer`. What the schema cannot express
 /// (impossible dates such as 2024-02-30, integers beyond i64) fails here.
 fn typed<'a, T: Deserialize<'a>>(document: &'a Value, pointer: &str) -> Result<T, Rejection> {

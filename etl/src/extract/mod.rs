@@ -33,6 +33,10 @@ pub enum RejectCode {
     WrongFolder,
     Schema,
     InvalidValue,
+    /// A version clock (or `event_at`) too far in the future: it would freeze its entity.
+    FutureVersion,
+    /// Valid by the schema, but PostgreSQL refused the row (a constraint, a value out of range).
+    DbRefused,
 }
 
 impl RejectCode {
@@ -44,6 +48,8 @@ impl RejectCode {
             RejectCode::WrongFolder => "wrong_folder",
             RejectCode::Schema => "schema",
             RejectCode::InvalidValue => "invalid_value",
+            RejectCode::FutureVersion => "future_version",
+            RejectCode::DbRefused => "db_refused",
         }
     }
 }

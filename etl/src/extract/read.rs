@@ -7,7 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::decode::decode;
+use super::decode::{decode, refuse_future};
 use super::schema::Schemas;
 use super::{RejectCode, Rejection};
 use crate::event::{Event, Kind};
@@ -32,6 +32,8 @@ pub enum Intake {
 pub struct Limits {
     pub max_file_bytes: u64,
     pub settle: Duration,
+    /// How far ahead of the daemon's clock a version may be (see `decode::refuse_future`).
+    pub max_future_skew: Duration,
 }
 
 /// Reads, parses and validates one file of the `kind` inbox.
@@ -72,7 +74,13 @@ pub fn intake(path: &Path, kind: Kind, limits: Limits, schemas: &Schemas) -> io:
     }
 
     match decode(kind, &bytes, path.to_path_buf(), schemas) {
-        Ok(event) => Ok(Intake::Event(Box::new(event))),
+        Ok(event) => {
+            let now = chrono::Utc::now().naive_utc();
+            match refuse_future(&event, now, limits.max_future_skew) {
+                Ok(()) => Ok(Intake::Event(Box::new(event))),
+                Err(rejection) => Ok(Intake::Rejected(rejection)),
+            }
+        }
         Err(rejection) if rejection.may_be_incomplete() && changed_recently(&meta, limits) => {
             Ok(Intake::Unsettled)
         }
