@@ -17,14 +17,16 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::event::Event;
+use crate::event::{Event, Kind};
 use crate::extract::discover::{self, Job, Tracker};
 use crate::extract::read::{intake, Intake, Limits};
 use crate::extract::schema::Schemas;
+use crate::extract::Rejection;
 use crate::files::{self, Moved};
+use crate::load::fault::Health;
 use crate::load::Warehouse;
 use crate::stats::{Snapshot, Stats};
-use crate::transform::pool::{Committed, Pool};
+use crate::transform::pool::{Pool, Settled};
 
 /// How long the daemon runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +55,8 @@ pub struct Shared {
     pub tracker: Arc<Tracker>,
     pub stats: Arc<Stats>,
     pub warehouse: Warehouse,
+    /// The database's current trouble, if batches cannot commit: `/readyz` says why.
+    pub health: Arc<Health>,
     /// True while the inbox watcher runs (always, in drain mode, which needs none): readiness.
     pub watching: AtomicBool,
     /// Candidates the last scan saw, and files finished when it started: the backlog estimate.
@@ -108,6 +112,7 @@ pub async fn run(
         tracker: Arc::new(Tracker::default()),
         stats: Arc::new(Stats::default()),
         warehouse: warehouse.clone(),
+        health: Arc::new(Health::default()),
         watching: AtomicBool::new(mode == Mode::Drain),
         scan_seen: AtomicU64::new(0),
         finished_at_scan: AtomicU64::new(0),
@@ -119,18 +124,19 @@ pub async fn run(
     let hard_stop = CancellationToken::new();
 
     let (jobs_tx, jobs_rx) = flume::bounded::<Job>(config.channel_capacity);
-    let (committed_tx, committed_rx) = flume::bounded::<Committed>(config.workers * 2);
+    let (settled_tx, settled_rx) = flume::bounded::<Settled>(config.workers * 2);
     let pool = Pool::start(
         config,
         warehouse,
         shared.stats.clone(),
-        committed_tx,
+        shared.health.clone(),
+        settled_tx,
         hard_stop.clone(),
     );
 
     let mover = spawn_thread("etl-mover", {
         let shared = shared.clone();
-        move || mover(&shared, committed_rx)
+        move || mover(&shared, settled_rx)
     });
     let mut readers = Vec::new();
     for i in 0..config.readers {
@@ -337,22 +343,7 @@ fn reader(
                     return;
                 }
             }
-            Ok(Intake::Rejected(rejection)) => {
-                match files::reject(config, job.kind, &job.path, &rejection) {
-                    // Gone: another daemon rejected it first and counted it.
-                    Ok(Moved::AlreadyGone) => shared.tracker.release(&job.path),
-                    Ok(Moved::Yes) => {
-                        Stats::add(&shared.stats.rejected, 1);
-                        metrics::counter!("etl_files_moved_total", "to" => "failed").increment(1);
-                        metrics::counter!("etl_events_rejected_total", "type" => job.kind.as_str(), "reason" => rejection.code.as_str()).increment(1);
-                        shared.tracker.release(&job.path);
-                    }
-                    Err(error) => {
-                        tracing::error!(file = %job.path.display(), %error, "cannot move a rejected file to failed/; it stays in the inbox");
-                        shared.tracker.give_up(&job.path);
-                    }
-                }
-            }
+            Ok(Intake::Rejected(rejection)) => reject(shared, job.kind, &job.path, &rejection),
             Ok(Intake::Unsettled) => {
                 tracing::debug!(file = %job.path.display(), "file looks half-written; retrying after the settle window");
                 let (requeue, stop, settle) = (requeue.clone(), stop.clone(), config.settle());
@@ -377,11 +368,34 @@ fn reader(
     }
 }
 
-/// The mover thread: moves committed files to `done/`, in the order their batches committed.
-fn mover(shared: &Shared, committed: flume::Receiver<Committed>) {
-    for batch in committed.iter() {
+/// Moves a rejected file to `failed/` with its reason, and counts it: the one place where a
+/// rejection is recorded, whether the decoder or the database refused the event.
+fn reject(shared: &Shared, kind: Kind, path: &std::path::Path, rejection: &Rejection) {
+    match files::reject(&shared.config, kind, path, rejection) {
+        // Gone: another daemon rejected it first and counted it.
+        Ok(Moved::AlreadyGone) => shared.tracker.release(path),
+        Ok(Moved::Yes) => {
+            Stats::add(&shared.stats.rejected, 1);
+            metrics::counter!("etl_files_moved_total", "to" => "failed").increment(1);
+            metrics::counter!("etl_events_rejected_total", "type" => kind.as_str(), "reason" => rejection.code.as_str()).increment(1);
+            shared.tracker.release(path);
+        }
+        Err(error) => {
+            tracing::error!(file = %path.display(), %error, "cannot move a refused file to failed/; it stays in the inbox");
+            shared.tracker.give_up(path);
+        }
+    }
+}
+
+/// The mover thread: moves committed files to `done/`, in the order their batches committed,
+/// and the files of events the database refused to `failed/`.
+fn mover(shared: &Shared, settled: flume::Receiver<Settled>) {
+    for batch in settled.iter() {
+        for (kind, path, rejection) in &batch.refused {
+            reject(shared, *kind, path, rejection);
+        }
         let mut moved = 0;
-        for (kind, path) in batch {
+        for (kind, path) in batch.committed {
             match files::move_to_done(&shared.config, kind, &path) {
                 Ok(Moved::Yes) => {
                     moved += 1;

@@ -21,6 +21,10 @@ pub struct Rejection {
     pub instance_path: Option<String>,
     /// JSON pointer into the schema of the keyword that failed, for schema failures.
     pub schema_location: Option<String>,
+    /// What the database said, for an event it refused (`db_refused`): the SQLSTATE, the
+    /// constraint or column, the server's message.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<crate::load::fault::Refusal>,
 }
 
 /// The class of a rejection: a stable, low-cardinality label for metrics and grep.
@@ -61,6 +65,15 @@ impl Rejection {
             reason: shortened(reason.into()),
             instance_path: None,
             schema_location: None,
+            refusal: None,
+        }
+    }
+
+    /// An event the warehouse refused (see [`crate::load::fault`]).
+    pub fn refused(refusal: crate::load::fault::Refusal) -> Rejection {
+        Rejection {
+            refusal: Some(refusal.clone()),
+            ..Rejection::new(RejectCode::DbRefused, refusal.reason())
         }
     }
 

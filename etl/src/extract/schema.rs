@@ -102,6 +102,7 @@ impl Schemas {
                     reason: format!("{} (at {place})", shortened(error.to_string())),
                     instance_path: Some(instance_path),
                     schema_location: Some(error.schema_path().to_string()),
+                    refusal: None,
                 })
             }
         }

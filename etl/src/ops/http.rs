@@ -37,20 +37,24 @@ pub async fn serve(addr: String, shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
-/// Ready when the database answers and the inbox watcher runs.
+/// Ready when the database answers, takes batches, and the inbox watcher runs. A database that
+/// answers a ping but refuses every batch (a revoked permission, a read-only failover) is not
+/// ready either, and the body says why.
 async fn ready(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
     let db = tokio::time::timeout(Duration::from_secs(2), shared.warehouse.ping()).await;
     let db_ok = matches!(db, Ok(Ok(())));
+    let trouble = shared.health.trouble_now();
     let watching = shared.watching.load(Ordering::Relaxed);
-    let code = if db_ok && watching {
+    let code = if db_ok && trouble.is_none() && watching {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        code,
-        format!("database: {}\nwatcher: {}\n", up(db_ok), up(watching)),
-    )
+    let mut body = format!("database: {}\nwatcher: {}\n", up(db_ok), up(watching));
+    if let Some(cause) = trouble {
+        body.push_str(&format!("batches: retrying: {cause}\n"));
+    }
+    (code, body)
 }
 
 fn up(ok: bool) -> &'static str {

@@ -1,5 +1,6 @@
 //! The worker pool: a router sends each event to the worker owning its entity, and each worker
-//! applies batches to the warehouse, retrying database failures until they pass.
+//! applies batches to the warehouse: retrying while the database has trouble that is not about
+//! the events, and isolating the events it refuses so that they never stall the others.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
@@ -13,11 +14,18 @@ use tokio_util::sync::CancellationToken;
 use super::Batch;
 use crate::config::Config;
 use crate::event::{Event, Kind};
+use crate::extract::Rejection;
+use crate::load::fault::{Fault, Health, Refusal};
 use crate::load::{Applied, Warehouse};
 use crate::stats::Stats;
 
-/// Files whose events are committed, on their way to `done/`.
-pub type Committed = Vec<(Kind, PathBuf)>;
+/// What a worker hands on once a batch is settled: the files whose events committed (on their
+/// way to `done/`) and those the database refused (on their way to `failed/`).
+#[derive(Debug, Default)]
+pub struct Settled {
+    pub committed: Vec<(Kind, PathBuf)>,
+    pub refused: Vec<(Kind, PathBuf, Rejection)>,
+}
 
 /// The worker owning an entity. One entity is only ever written by one worker, so two workers
 /// never contend for a row and per-entity order within a worker is kept.
@@ -30,6 +38,10 @@ pub fn partition(kind: Kind, entity_id: i64, workers: usize) -> usize {
 /// Most events the router takes from the inbound channel at once.
 const ROUTER_RUN: usize = 256;
 
+/// Attempts at a batch that fails with an error of unknown class (neither about the connection
+/// nor about the rows, see [`Fault::Unknown`]) before it is split, and a single event rejected.
+pub const UNKNOWN_FAULT_ATTEMPTS: u32 = 3;
+
 /// A running pool. Dropping every clone of its sender lets it finish: each worker commits
 /// what it holds and the pool's task ends.
 pub struct Pool {
@@ -41,7 +53,8 @@ pub struct Pool {
 struct Shared {
     warehouse: Warehouse,
     stats: Arc<Stats>,
-    committed: flume::Sender<Committed>,
+    health: Arc<Health>,
+    settled: flume::Sender<Settled>,
     batch_size: usize,
     batch_timeout: Duration,
     max_backoff: Duration,
@@ -54,14 +67,16 @@ impl Pool {
         config: &Config,
         warehouse: Warehouse,
         stats: Arc<Stats>,
-        committed: flume::Sender<Committed>,
+        health: Arc<Health>,
+        settled: flume::Sender<Settled>,
         hard_stop: CancellationToken,
     ) -> Pool {
         let (sender, mut inbound) = mpsc::channel::<Event>(config.channel_capacity);
         let shared = Arc::new(Shared {
             warehouse,
             stats,
-            committed,
+            health,
+            settled,
             batch_size: config.batch_size,
             batch_timeout: config.batch_timeout(),
             max_backoff: config.max_retry_backoff(),
@@ -111,62 +126,121 @@ async fn worker(id: usize, mut lane: mpsc::Receiver<Event>, shared: Arc<Shared>)
                 Ok(_) => {}
             }
         }
-        let batch = Batch::new(std::mem::take(&mut buffer));
-        let Some(applied) = apply_with_retry(id, &shared, &batch).await else {
+        let Some(settled) = apply_isolating(id, &shared, std::mem::take(&mut buffer)).await else {
             return; // hard stop: the files stay in the inbox for the next run
         };
-        account(&shared.stats, &applied);
-        let files: Committed = batch
-            .events
-            .into_iter()
-            .map(|e| (e.meta.kind, e.source))
-            .collect();
-        if shared.committed.send_async(files).await.is_err() {
+        if shared.settled.send_async(settled).await.is_err() {
             return;
         }
     }
 }
 
-/// Applies a batch, retrying with capped exponential backoff. A database error is never the
-/// events' fault, so they are never rejected for it. Returns `None` only on a hard stop.
-async fn apply_with_retry(worker: usize, shared: &Shared, batch: &Batch) -> Option<Applied> {
+/// Applies `events`, isolating those the database refuses: a refused batch is split in halves
+/// and each half applied on its own, until every refused event stands alone and is rejected.
+/// Everything else commits (a poison event costs about 2·log2(batch) extra transactions, once).
+/// Splitting is safe because applying is idempotent and order-independent. Returns `None` only
+/// on a hard stop.
+async fn apply_isolating(worker: usize, shared: &Shared, events: Vec<Event>) -> Option<Settled> {
+    let mut settled = Settled::default();
+    let mut parts = vec![events];
+    while let Some(part) = parts.pop() {
+        let batch = Batch::new(part);
+        match apply_with_retry(worker, shared, &batch).await? {
+            Ok(applied) => {
+                account(&shared.stats, &applied);
+                let files = batch.events.into_iter().map(|e| (e.meta.kind, e.source));
+                settled.committed.extend(files);
+            }
+            Err(refusal) if batch.len() == 1 => {
+                let rejection = Rejection::refused(refusal);
+                let files = batch.events.into_iter().map(|e| (e.meta.kind, e.source));
+                settled
+                    .refused
+                    .extend(files.map(|(kind, path)| (kind, path, rejection.clone())));
+            }
+            Err(refusal) => {
+                tracing::info!(
+                    worker,
+                    events = batch.len(),
+                    sqlstate = refusal.sqlstate,
+                    "the database refused a row of this batch; splitting it to find the event"
+                );
+                let mut first = batch.events;
+                let second = first.split_off(first.len() / 2);
+                parts.push(second);
+                parts.push(first);
+            }
+        }
+    }
+    Some(settled)
+}
+
+/// Applies a batch, retrying with capped exponential backoff while the database has trouble
+/// that is not about the events (a [`Fault::Transient`]): no event is ever rejected for that.
+/// Returns the server's refusal when the rows themselves are refused ([`Fault::Refused`]), or
+/// when an error of unknown class persists for [`UNKNOWN_FAULT_ATTEMPTS`]; `None` only on a
+/// hard stop.
+async fn apply_with_retry(
+    worker: usize,
+    shared: &Shared,
+    batch: &Batch,
+) -> Option<Result<Applied, Refusal>> {
     let mut backoff = Duration::from_millis(100);
-    let mut attempt: u32 = 0;
+    let mut unknown_attempts: u32 = 0;
     loop {
         let started = std::time::Instant::now();
-        match shared.warehouse.apply(batch).await {
+        let error = match shared.warehouse.apply(batch).await {
             Ok(applied) => {
                 metrics::histogram!("etl_commit_seconds").record(started.elapsed().as_secs_f64());
                 metrics::histogram!("etl_batch_size").record(batch.len() as f64);
-                if attempt > 0 {
+                if let Some(over) = shared.health.recovered() {
                     tracing::info!(
                         worker,
-                        attempts = attempt + 1,
-                        "database is back; batch committed"
+                        cause = over.cause,
+                        "the database takes batches again"
                     );
                 }
-                return Some(applied);
+                return Some(Ok(applied));
             }
-            Err(error) => {
-                attempt += 1;
-                Stats::add(&shared.stats.db_errors, 1);
-                metrics::counter!("etl_db_errors_total").increment(1);
-                tracing::error!(
-                    worker,
-                    attempt,
-                    events = batch.len(),
-                    retry_in_ms = backoff.as_millis() as u64,
-                    %error,
-                    "database unavailable; will retry the batch (its files stay in the inbox)"
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shared.hard_stop.cancelled() => return None,
+            Err(error) => error,
+        };
+        Stats::add(&shared.stats.db_errors, 1);
+        metrics::counter!("etl_db_errors_total").increment(1);
+        match Fault::of(&error) {
+            Fault::Refused(refusal) => return Some(Err(refusal)),
+            Fault::Unknown(refusal) => {
+                unknown_attempts += 1;
+                if unknown_attempts >= UNKNOWN_FAULT_ATTEMPTS {
+                    return Some(Err(refusal));
                 }
-                metrics::counter!("etl_db_retries_total").increment(1);
-                backoff = (backoff * 2).min(shared.max_backoff);
+                tracing::warn!(
+                    worker,
+                    attempt = unknown_attempts,
+                    events = batch.len(),
+                    sqlstate = refusal.sqlstate,
+                    server_message = refusal.message,
+                    "the database refused the batch with an error of unknown class; retrying it"
+                );
+            }
+            Fault::Transient(trouble) => {
+                if shared.health.trouble(&trouble) {
+                    let what = if trouble.server_answered {
+                        "the database answered but cannot take batches; retrying them (their files stay in the inbox)"
+                    } else {
+                        "database unavailable; retrying the batches (their files stay in the inbox)"
+                    };
+                    tracing::error!(worker, cause = trouble.cause, "{what}");
+                } else {
+                    tracing::debug!(worker, cause = trouble.cause, "still retrying");
+                }
             }
         }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shared.hard_stop.cancelled() => return None,
+        }
+        metrics::counter!("etl_db_retries_total").increment(1);
+        backoff = (backoff * 2).min(shared.max_backoff);
     }
 }
 
