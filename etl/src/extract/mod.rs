@@ -24,7 +24,7 @@ pub struct Rejection {
     /// What the database said, for an event it refused (`db_refused`): the SQLSTATE, the
     /// constraint or column, the server's message.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub refusal: Option<crate::load::fault::Refusal>,
+    pub refusal: Option<Box<crate::load::fault::Refusal>>,
 }
 
 /// The class of a rejection: a stable, low-cardinality label for metrics and grep.
@@ -72,7 +72,7 @@ impl Rejection {
     /// An event the warehouse refused (see [`crate::load::fault`]).
     pub fn refused(refusal: crate::load::fault::Refusal) -> Rejection {
         Rejection {
-            refusal: Some(refusal.clone()),
+            refusal: Some(Box::new(refusal.clone())),
             ..Rejection::new(RejectCode::DbRefused, refusal.reason())
         }
     }
