@@ -125,8 +125,14 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         Command::Status => {
             let (report, warehouse) = etl::ops::status::report(&config).await;
             print!("{report}");
-            warehouse.context("the warehouse cannot be read")?;
-            Ok(ExitCode::SUCCESS)
+            match warehouse {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(error) if connect::fatal_at_startup(&error).is_some() => Err(error.into()),
+                Err(error) => {
+                    tracing::error!("the warehouse cannot be read: {error}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
     }
 }
