@@ -707,6 +707,17 @@ mod tests {
     }
 
     #[test]
+    fn a_logged_config_shows_no_password() {
+        let config = Config {
+            database_url: "postgres://etl:hunter2@h/db".into(),
+            ..Config::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://etl:***@h/db"), "{shown}");
+    }
+
+    #[test]
     fn secret_files_lose_their_final_newline_only() {
         let dir = std::env::temp_dir().join(format!("etl-connect-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
