@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// The configuration file read when `--config` is not given (and only if it exists).
+pub const DEFAULT_CONFIG: &str = "etl.toml";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "etl",
@@ -12,9 +15,10 @@ use clap::{Parser, Subcommand, ValueEnum};
     about = "Loads event files from the inbox into the PostgreSQL warehouse"
 )]
 pub struct Cli {
-    /// Optional configuration file; `ETL_*` environment variables override it.
-    #[arg(long, global = true, default_value = "etl.toml")]
-    pub config: PathBuf,
+    /// Configuration file; `ETL_*` environment variables override it. Without this option,
+    /// `etl.toml` is read if it exists; a file named here must exist.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

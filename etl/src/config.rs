@@ -11,11 +11,15 @@ use crate::event::Kind;
 
 /// Every setting of the daemon. Each field `foo` can be set as `foo = …` in `etl.toml` or as
 /// `ETL_FOO` in the environment (the README's operator guide lists them all).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// PostgreSQL connection URL of the warehouse.
+    /// PostgreSQL connection URL of the warehouse (libpq's `sslmode` and `sslrootcert` included).
     pub database_url: String,
+    /// A file holding the URL (a Docker or Kubernetes secret); it replaces `database_url`.
+    pub database_url_file: Option<PathBuf>,
+    /// A file holding the password (a Docker or Kubernetes secret); it replaces the URL's.
+    pub database_password_file: Option<PathBuf>,
     /// Root of the file layout: `events/{inbox,done,failed}/<type>/` and `logs/`.
     pub data_dir: PathBuf,
     /// Folder with `user.schema.json` and `card.schema.json`; built-in copies are used for a
@@ -58,6 +62,8 @@ impl Default for Config {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Config {
             database_url: "postgres://postgres@localhost:5432/postgres".into(),
+            database_url_file: None,
+            database_password_file: None,
             data_dir: PathBuf::from("./data"),
             schemas_dir: PathBuf::from("./schemas"),
             workers: cores,
@@ -139,5 +145,14 @@ impl Config {
 
     pub fn max_retry_backoff(&self) -> Duration {
         Duration::from_millis(self.max_retry_backoff_ms.max(1))
+    }
+}
+
+/// Every setting, with the URL's password redacted: a `Config` may be logged.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        shown["database_url"] = crate::load::connect::redact(&self.database_url).into();
+        write!(f, "Config {shown}")
     }
 }

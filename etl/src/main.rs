@@ -1,14 +1,16 @@
 //! The `etl` binary: parse the command line, load the configuration, call the library.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use etl::cli::{Cli, Command};
+use etl::cli::{Cli, Command, DEFAULT_CONFIG};
 use etl::config::Config;
 use etl::extract::schema::Schemas;
+use etl::load::connect::{self, Target};
 use etl::load::Warehouse;
 use etl::ops::replay::Filter as ReplayFilter;
 use etl::pipeline::{self, Mode};
@@ -16,7 +18,22 @@ use etl::pipeline::{self, Mode};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(&cli.config) {
+    // The default file is optional; a file the user names must be there (a typo in the path
+    // must not start the daemon on defaults).
+    let config_file = match &cli.config {
+        Some(path) => match std::fs::metadata(path) {
+            Ok(_) => path.clone(),
+            Err(error) => {
+                eprintln!(
+                    "ERROR cannot read the configuration file {} given with --config: {error}",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        None => PathBuf::from(DEFAULT_CONFIG),
+    };
+    let config = match Config::load(&config_file) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("invalid configuration: {error}");
@@ -26,12 +43,20 @@ async fn main() -> ExitCode {
     // Only the daemon writes the log file operators tail; one-shot commands print to stdout.
     let log_dir = matches!(cli.command, Command::Run { .. }).then(|| config.logs_dir());
     let _log_guard = etl::telemetry::init(cli.log_format, log_dir.as_deref());
+    let warehouse = connect::describe(&config);
     match run(cli, config).await {
         Ok(code) => code,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            ExitCode::FAILURE
-        }
+        // Wrong password, unknown database, TLS refused…: said once, exit status 2.
+        Err(error) => match connect::fatal_in(&error) {
+            Some(advice) => {
+                tracing::error!(%warehouse, "{advice}");
+                ExitCode::from(2)
+            }
+            None => {
+                tracing::error!("{error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -65,7 +90,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
-            let warehouse = Warehouse::new(&config.database_url, 1)?;
+            let warehouse = Warehouse::open(Target::from_config(&config)?, 1)?;
             let applied = warehouse.migrate().await?;
             tracing::info!(?applied, "migrations applied");
             Ok(ExitCode::SUCCESS)
@@ -98,8 +123,16 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status => {
-            print!("{}", etl::ops::status::report(&config).await);
-            Ok(ExitCode::SUCCESS)
+            let (report, warehouse) = etl::ops::status::report(&config).await;
+            print!("{report}");
+            match warehouse {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(error) if connect::fatal_at_startup(&error).is_some() => Err(error.into()),
+                Err(error) => {
+                    tracing::error!("the warehouse cannot be read: {error}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
     }
 }

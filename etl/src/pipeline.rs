@@ -23,8 +23,9 @@ use crate::extract::read::{intake, Intake, Limits};
 use crate::extract::schema::Schemas;
 use crate::extract::Rejection;
 use crate::files::{self, Moved};
+use crate::load::connect::{self, Target};
 use crate::load::fault::Health;
-use crate::load::Warehouse;
+use crate::load::{DbError, Warehouse};
 use crate::stats::{Snapshot, Stats};
 use crate::transform::pool::{Pool, Settled};
 
@@ -97,8 +98,8 @@ pub async fn run(
     crate::ops::metrics::describe();
     let (schemas, origins) = Schemas::load(&config.schemas_dir)?;
     tracing::info!(schemas = ?origins, "schemas compiled");
-    let warehouse = Warehouse::new(&config.database_url, config.workers + 2)?;
-    if !migrate_with_retry(&warehouse, &config, &shutdown).await {
+    let warehouse = Warehouse::open(Target::from_config(&config)?, config.workers + 2)?;
+    if !migrate_with_retry(&warehouse, &config, &shutdown).await? {
         return Ok(Summary {
             stats: Snapshot::default(),
             elapsed: started.elapsed(),
@@ -219,26 +220,28 @@ async fn run_mode(
 }
 
 /// Migrates, retrying while the database is unreachable (it may still be starting).
-/// Returns false if shut down before it succeeded.
+/// Returns false if shut down before it succeeded, and the error at once if no retry can fix
+/// it (see [`connect::fatal_at_startup`]).
 async fn migrate_with_retry(
     warehouse: &Warehouse,
     config: &Config,
     shutdown: &CancellationToken,
-) -> bool {
+) -> Result<bool, DbError> {
     let mut backoff = Duration::from_millis(200);
     loop {
         match warehouse.migrate().await {
             Ok(applied) => {
                 tracing::info!(?applied, "database ready");
-                return true;
+                return Ok(true);
             }
+            Err(error) if connect::fatal_at_startup(&error).is_some() => return Err(error),
             Err(error) => {
                 tracing::error!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot migrate the warehouse yet");
             }
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.cancelled() => return false,
+            _ = shutdown.cancelled() => return Ok(false),
         }
         backoff = (backoff * 2).min(config.max_retry_backoff());
     }

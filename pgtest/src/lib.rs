@@ -9,6 +9,9 @@
 //!   isolation without paying for a server per test.
 //! * [`Cluster`]: a private server the test fully controls, e.g. to stop it
 //!   and simulate an outage, then start it again on the same port and data dir.
+//! * [`Cluster::start_with`]: the same with TLS (a certificate from [`TestCa`])
+//!   and/or roles that must log in with a password, to test what a trusting
+//!   server cannot show (wrong password, certificate checks).
 //! * [`psql`]: run SQL through the `psql` client, for setup and assertions.
 //!
 //! # Which server?
@@ -68,6 +71,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+pub mod tls;
+pub use tls::{ServerCert, TestCa};
+
 /// Settings appended to `postgresql.conf`. Durability is pointless for a
 /// throwaway cluster, so it is traded for speed; connections are raised
 /// because tests run in parallel, each with its own pool.
@@ -79,6 +85,18 @@ synchronous_commit = off
 full_page_writes = off
 max_connections = 200
 ";
+
+/// How a private cluster is started (see [`Cluster::start_with`]); the default is what
+/// [`Cluster::start`] does: no TLS, every local connection trusted.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Serve TLS (`ssl = on`) with this certificate and key (see [`tls::TestCa`]).
+    pub tls: Option<ServerCert>,
+    /// Every role but `postgres` must log in over TCP with its password (scram-sha-256), and
+    /// over TLS when `tls` is set (`hostssl`). `postgres` stays trusted so that the harness and
+    /// the test can still administer the cluster without a password.
+    pub password_auth: bool,
+}
 
 /// How long to wait for the server to start or stop.
 const SERVER_TIMEOUT_SECS: u64 = 60;
@@ -191,6 +209,11 @@ impl Cluster {
     /// Creates (`initdb`) and starts a new cluster on a free port, and waits
     /// until it accepts connections.
     pub fn start() -> Result<Cluster> {
+        Cluster::start_with(&Options::default())
+    }
+
+    /// [`Cluster::start`] with TLS and/or password authentication (see [`Options`]).
+    pub fn start_with(options: &Options) -> Result<Cluster> {
         let bin = bin_dir()?;
         let as_postgres = is_root();
         // Under /tmp rather than $TMPDIR: the `postgres` user must be able to
@@ -235,7 +258,31 @@ impl Cluster {
         run(&mut initdb, "initdb")?;
 
         let socket_dir = cluster.dir.display().to_string().replace('\'', "''");
-        let settings = format!("{SETTINGS}unix_socket_directories = '{socket_dir}'\n");
+        let mut settings = format!("{SETTINGS}unix_socket_directories = '{socket_dir}'\n");
+        if let Some(cert) = &options.tls {
+            // Relative paths are relative to the data dir; the key must be private to the server.
+            cluster.write_server_file("server.crt", &cert.cert_pem, 0o644)?;
+            cluster.write_server_file("server.key", &cert.key_pem, 0o600)?;
+            settings
+                .push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        }
+        if options.password_auth {
+            let host = if options.tls.is_some() {
+                "hostssl"
+            } else {
+                "host"
+            };
+            let hba = format!(
+                "# written by pgtest: postgres is trusted, every other role needs its password\n\
+                 local all all trust\n\
+                 host all postgres 127.0.0.1/32 trust\n\
+                 host all postgres ::1/128 trust\n\
+                 {host} all all 127.0.0.1/32 scram-sha-256\n\
+                 {host} all all ::1/128 scram-sha-256\n"
+            );
+            cluster.write_server_file("pg_hba.conf", &hba, 0o600)?;
+            settings.push_str("password_encryption = 'scram-sha-256'\n");
+        }
         append(&data.join("postgresql.conf"), &settings)?;
 
         // The free port may be taken by someone else before the server binds
@@ -287,6 +334,19 @@ impl Cluster {
         cmd.process_group(0);
         run(&mut cmd, "pg_ctl start").map_err(|e| self.with_log(e))?;
         self.wait_ready().map_err(|e| self.with_log(e))
+    }
+
+    /// Writes `name` into the data dir with `mode`, owned by the server's user.
+    fn write_server_file(&self, name: &str, text: &str, mode: u32) -> Result<()> {
+        let path = self.data_dir().join(name);
+        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+        if self.as_postgres {
+            let (uid, gid) = postgres_ids()?;
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                .with_context(|| format!("chown postgres {}", path.display()))?;
+        }
+        Ok(())
     }
 
     fn data_dir(&self) -> PathBuf {

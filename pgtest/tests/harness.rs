@@ -99,3 +99,31 @@ fn psql_reports_sql_errors() {
     let err = psql(&db.url, "SELECT * FROM no_such_table").expect_err("should fail");
     assert!(format!("{err:#}").contains("no_such_table"), "{err:#}");
 }
+
+#[test]
+fn cluster_with_tls_and_passwords() {
+    let ca = pgtest::TestCa::new("pgtest CA").expect("CA");
+    let options = pgtest::Options {
+        tls: Some(ca.server_cert(&["localhost"]).expect("server cert")),
+        password_auth: true,
+    };
+    let cluster = Cluster::start_with(&options).expect("cluster starts");
+    // `postgres` is still trusted, so the test can set the cluster up.
+    psql(&cluster.url(), "CREATE ROLE app LOGIN PASSWORD 'right'").expect("create role");
+    let port = cluster.port();
+    let url = |password: &str, sslmode: &str| {
+        format!("postgres://app:{password}@127.0.0.1:{port}/postgres?sslmode={sslmode}")
+    };
+    let ssl = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    assert_eq!(psql(&url("right", "require"), ssl).expect("TLS login"), "t");
+    let wrong = psql(&url("wrong", "require"), "SELECT 1").expect_err("wrong password");
+    assert!(
+        format!("{wrong:#}").contains("password authentication failed"),
+        "{wrong:#}"
+    );
+    let plain = psql(&url("right", "disable"), "SELECT 1").expect_err("no TLS, no entry");
+    assert!(
+        format!("{plain:#}").contains("no pg_hba.conf entry"),
+        "{plain:#}"
+    );
+}

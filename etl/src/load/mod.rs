@@ -1,5 +1,6 @@
 //! Loading: the PostgreSQL warehouse, its migrations, and the timestamp-guarded upserts.
 
+pub mod connect;
 pub mod fault;
 pub mod migrate;
 pub mod warehouse;

@@ -5,15 +5,13 @@
 //! guard: a row only changes for a strictly greater version. Applying any set of events, in any
 //! order, any number of times, therefore leaves the same tables.
 
-use std::time::Duration;
-
 use chrono::NaiveDateTime;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::types::{Json, ToSql};
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use crate::event::{Event, Kind, Payload};
+use crate::load::connect::Target;
 use crate::transform::Batch;
 
 /// A failure of the database, never of the events: the caller retries the whole batch.
@@ -27,6 +25,8 @@ pub enum DbError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database error: {}", causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Setup(#[from] crate::load::connect::SetupError),
 }
 
 /// An error and its sources on one line: tokio-postgres says only "error connecting to server"
@@ -104,14 +104,14 @@ pub struct Warehouse {
 impl Warehouse {
     /// Builds the pool; connections are made lazily, so this succeeds while the server is down.
     pub fn new(url: &str, max_connections: usize) -> Result<Warehouse, DbError> {
-        let mut pg: tokio_postgres::Config = url.parse().map_err(DbError::Url)?;
-        if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(Duration::from_secs(5));
-        }
-        pg.application_name("etl");
+        Warehouse::open(Target::parse(url)?, max_connections)
+    }
+
+    /// [`Warehouse::new`] for a parsed target (TLS settings and secrets resolved).
+    pub fn open(target: Target, max_connections: usize) -> Result<Warehouse, DbError> {
         let manager = Manager::from_config(
-            pg,
-            NoTls,
+            target.pg,
+            target.tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

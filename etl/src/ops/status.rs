@@ -8,9 +8,12 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::event::Kind;
 use crate::files::is_event_file;
+use crate::load::connect::{self, Target};
+use crate::load::DbError;
 
-/// Renders the status report.
-pub async fn report(config: &Config) -> String {
+/// Renders the status report, and whether the warehouse could be read (the caller exits
+/// non-zero when it could not).
+pub async fn report(config: &Config) -> (String, Result<(), DbError>) {
     let mut out = String::from("files        inbox       done     failed\n");
     for kind in Kind::ALL {
         out.push_str(&format!(
@@ -25,16 +28,21 @@ pub async fn report(config: &Config) -> String {
         Some(n) => out.push_str(&format!("in flight in the running daemon: {n}\n")),
         None => out.push_str("in flight: no daemon answering on the HTTP address\n"),
     }
-    match rows(config).await {
+    out.push_str(&format!("\nwarehouse {}\n", connect::describe(config)));
+    let warehouse = match rows(config).await {
         Ok(rows) => {
-            out.push_str("\ntable       rows\n");
+            out.push_str("table       rows\n");
             for (table, n) in rows {
                 out.push_str(&format!("{table:<8} {n:>7}\n"));
             }
+            Ok(())
         }
-        Err(error) => out.push_str(&format!("\nwarehouse unreachable: {error}\n")),
-    }
-    out
+        Err(error) => {
+            out.push_str("warehouse unreachable\n");
+            Err(error)
+        }
+    };
+    (out, warehouse)
 }
 
 /// Event files in a folder (reason files excluded).
@@ -49,10 +57,8 @@ fn count(dir: &Path) -> String {
     }
 }
 
-async fn rows(config: &Config) -> anyhow::Result<Vec<(&'static str, i64)>> {
-    let (client, connection) =
-        tokio_postgres::connect(&config.database_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
+async fn rows(config: &Config) -> Result<Vec<(&'static str, i64)>, DbError> {
+    let client = Target::from_config(config)?.connect().await?;
     let mut rows = Vec::new();
     for table in ["users", "cards", "events"] {
         let row = client
