@@ -70,18 +70,19 @@ docker_available() {
 # by DOCKER_BUILDKIT=1); newer clients without buildx only have the legacy builder. Status 3 when
 # no client can.
 buildkit_build() {
-    local client version
+    local client version clients
     if docker buildx version >/dev/null 2>&1; then
         docker buildx build --load "$@"
         return
     fi
-    while IFS= read -r client; do
-        version=$("$client" version --format '{{.Client.Version}}' 2>/dev/null) || continue
+    mapfile -t clients < <(type -aP docker | awk '!seen[$0]++')
+    for client in "${clients[@]}"; do
+        version=$("$client" version --format '{{.Client.Version}}' 2>/dev/null </dev/null) || continue
         if [[ "$version" =~ ^([0-9]+)\. ]] && [ "${BASH_REMATCH[1]}" -lt 23 ]; then
             DOCKER_BUILDKIT=1 "$client" build "$@"
             return
         fi
-    done < <(type -aP docker | awk '!seen[$0]++')
+    done
     say "no BuildKit builder: install the docker buildx plugin (docker-buildx) or use a docker client older than 23.0"
     return 3
 }
