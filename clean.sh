@@ -70,13 +70,16 @@ docker_available() {
 # by DOCKER_BUILDKIT=1); newer clients without buildx only have the legacy builder. Status 3 when
 # no client can.
 buildkit_build() {
-    local client version clients
+    local client version dir dirs
     if docker buildx version >/dev/null 2>&1; then
         docker buildx build --load "$@"
         return
     fi
-    mapfile -t clients < <(type -aP docker | awk '!seen[$0]++')
-    for client in "${clients[@]}"; do
+    # Every docker on PATH (`type -aP` reports only the hashed one once docker has run).
+    IFS=: read -ra dirs <<<"$PATH"
+    for dir in "${dirs[@]}"; do
+        client="${dir:-.}/docker"
+        [ -x "$client" ] || continue
         version=$("$client" version --format '{{.Client.Version}}' 2>/dev/null </dev/null) || continue
         if [[ "$version" =~ ^([0-9]+)\. ]] && [ "${BASH_REMATCH[1]}" -lt 23 ]; then
             DOCKER_BUILDKIT=1 "$client" build "$@"
