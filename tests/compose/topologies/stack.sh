@@ -42,6 +42,24 @@ stack_rows() {
     [ "$(sql 'SELECT least((SELECT count(*) FROM users), (SELECT count(*) FROM cards))')" -gt 0 ]
 }
 
+# The README's compose commands while it runs: `etl status` in the container, and psql from the
+# host through the published port with the .env role (password from .env, never printed).
+stack_status() {
+    local out
+    out=$(dc exec -T etl etl status 2>&1) || { DETAIL="etl status failed"; return 1; }
+    DETAIL=$(grep -m1 -i 'cards' <<<"$out" | tr -s ' ')
+    grep -qi users <<<"$out" && grep -qi cards <<<"$out"
+}
+
+stack_host_psql() {
+    local n
+    command -v psql >/dev/null 2>&1 || { DETAIL="no psql on the host"; return 1; }
+    n=$(PGPASSWORD=$POSTGRES_PASSWORD psql -X -At -h 127.0.0.1 -p 54329 -U "$POSTGRES_USER" \
+        -d "$POSTGRES_DB" -c 'SELECT count(*) FROM cards' 2>&1) || { DETAIL="psql failed"; return 1; }
+    DETAIL="$n cards"
+    [[ "$n" =~ ^[0-9]+$ ]]
+}
+
 # The warehouse as JSON lines for oracle.py.
 dump() {
     sql "SELECT json_build_object('t', 'users', 'r', row_to_json(u)) FROM users u
@@ -198,6 +216,8 @@ topology_stack() {
     stage "stack checks"
     check "producers writing into the inbox" stack_producers_writing
     check "rows in users and cards" stack_rows
+    check "docker compose exec etl etl status" stack_status
+    check "psql from the host on 127.0.0.1:54329 as the .env role" stack_host_psql
     dc restart etl >/dev/null 2>&1
     check "etl ready again after docker compose restart etl (mid-stream)" stack_ready
     sleep 5
