@@ -83,26 +83,32 @@ need_image() {
 
 # The app image (APP_IMAGE), built with BuildKit from the Dockerfile, with the binaries compiled in
 # Docker (BINARIES=build) or taken from outside (BINARIES=prebuilt: PREBUILT names a local image
-# holding them, or else the named build context PREBUILT is PREBUILT_DIR, default target/release,
-# which needs the buildx plugin).
+# holding them, or else they are PREBUILT_DIR, default target/release, given as the named build
+# context PREBUILT with the buildx plugin, or imported as an image for a builder without it).
 build_image() {
-    local binaries=${BINARIES:-build} prebuilt=${PREBUILT:-prebuilt} args=()
-    args=(--build-arg "BUILD_IMAGE=$BUILD_IMAGE" --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE"
-        --build-arg "BINARIES=$binaries" --build-arg "PREBUILT=$prebuilt")
+    local binaries=${BINARIES:-build} prebuilt=${PREBUILT:-prebuilt} dir context=()
     case "$binaries" in
         build) need_image BUILD_IMAGE "$BUILD_IMAGE" ;;
         prebuilt)
             if ! docker image inspect "$prebuilt" >/dev/null 2>&1; then
-                local dir=${PREBUILT_DIR:-target/release}
+                dir=${PREBUILT_DIR:-target/release}
                 [ -x "$dir/etl" ] || die "BINARIES=prebuilt: no $dir/etl (cargo build --release -p etl -p services, or set PREBUILT_DIR)"
-                args+=(--build-context "$prebuilt=$dir")
+                if docker buildx version >/dev/null 2>&1; then
+                    context=(--build-context "$prebuilt=$dir")
+                else
+                    prebuilt=etl-binaries:rerun
+                    tar -C "$dir" -c etl users cards loadgen | docker import - "$prebuilt" >/dev/null \
+                        || die "cannot import the binaries of $dir as an image"
+                fi
             fi
             ;;
         *) die "BINARIES must be build or prebuilt, got '$binaries'" ;;
     esac
     need_image RUNTIME_IMAGE "$RUNTIME_IMAGE"
     say "== building $APP_IMAGE (binaries: $binaries)"
-    buildkit_build -t "$APP_IMAGE" "${args[@]}" . || die "the image build failed"
+    buildkit_build -t "$APP_IMAGE" --build-arg "BUILD_IMAGE=$BUILD_IMAGE" \
+        --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE" --build-arg "BINARIES=$binaries" \
+        --build-arg "PREBUILT=$prebuilt" "${context[@]}" . || die "the image build failed"
 }
 
 run_docker() {

@@ -3,11 +3,13 @@
 # with Docker for 60 s, its one message for a base image that cannot be pulled, and natively from
 # the copy, which sits in a folder private to root.
 
-# RERUN_MODE=docker RERUN_FOR=60 ./rerun.sh with the harness's image variables: exit 0, events
-# processed, nothing of the project left running.
+# RERUN_MODE=docker RERUN_FOR=60 ./rerun.sh with the harness's image variables and
+# BINARIES=prebuilt, the binaries given as a folder (PREBUILT_DIR) as a developer would: exit 0,
+# events processed, nothing of the project left running.
 rerun_docker() {
     local code=0 running
-    (cd "$WORK" && RERUN_MODE=docker RERUN_FOR=60 ./rerun.sh >"$HARNESS_DIR/rerun-docker.log" 2>&1) || code=$?
+    (cd "$WORK" && env -u PREBUILT PREBUILT_DIR="$TARGET_DIR/release" RERUN_MODE=docker \
+        RERUN_FOR=60 ./rerun.sh >"$HARNESS_DIR/rerun-docker.log" 2>&1) || code=$?
     running=$(docker ps -q --filter label=com.docker.compose.project=etl | wc -l)
     DETAIL="exit $code, $(count_json events/done/users) users and $(count_json events/done/cards) cards in done/, $running containers still running (log: rerun-docker.log)"
     [ "$code" = 0 ] && [ "$running" = 0 ] && [ "$(count_json events/done/cards)" -gt 0 ]
