@@ -7,9 +7,11 @@
 # What it stops:
 #   - the native run: the processes recorded in data/run/<name>.pid (cards, users, then etl, each
 #     with SIGTERM so it finishes gracefully, SIGKILL only past a deadline), then the private
-#     PostgreSQL cluster in data/pg/ (pg_ctl stop -m fast);
-#   - the Docker run: `docker compose down -v` (containers and the warehouse volume), when a Docker
-#     engine answers.
+#     PostgreSQL cluster (pg_ctl stop -m fast): in data/pg/, or, for a run as root, in the
+#     /tmp/etl-rerun-pg.* folder named by data/run/pg.dir, which is then removed (its log is kept
+#     as data/logs/postgres.log);
+#   - the Docker run: `docker compose down -v` (containers, network and the warehouse volume), when
+#     a Docker engine answers (with the Compose plugin, or the standalone docker-compose).
 #
 # rerun.sh sources this file for the same functions, so starting and stopping share one definition
 # of the layout, the pid files and the cluster; run as a command, it calls main at the bottom.
@@ -31,10 +33,25 @@ STOP_TIMEOUT_SECS=20
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DATA="$ROOT/data"
 RUN_DIR="$DATA/run"
+# The native cluster: data/pg/, unless a run as root put it elsewhere (data/run/pg.dir says where).
+PG_DIR_FILE="$RUN_DIR/pg.dir"
 PG_DIR="$DATA/pg"
-PG_DATA="$PG_DIR/data"
 
 say() { printf '%s\n' "$*" >&2; }
+
+# The compose command, found once: the Compose plugin (`docker compose`), else the standalone
+# docker-compose (1.29 in Debian bookworm), which reads the same docker-compose.yml.
+COMPOSE=()
+find_compose() {
+    [ "${#COMPOSE[@]}" -gt 0 ] && return 0
+    if docker compose version >/dev/null 2>&1; then
+        COMPOSE=(docker compose)
+    elif command -v docker-compose >/dev/null 2>&1 && docker-compose version >/dev/null 2>&1; then
+        COMPOSE=(docker-compose)
+    else
+        return 1
+    fi
+}
 
 # Whether a Docker engine answers and compose is available: then the system runs in containers.
 # RERUN_MODE=native|docker forces the choice (e.g. to try the native path on a Docker machine).
@@ -45,7 +62,32 @@ docker_available() {
     esac
     command -v docker >/dev/null 2>&1 \
         && docker info >/dev/null 2>&1 \
-        && docker compose version >/dev/null 2>&1
+        && find_compose
+}
+
+# `docker build ARGS...` with BuildKit, which the Dockerfile needs: through the buildx plugin when
+# there is one, else with a docker client older than 23.0 on PATH (BuildKit built in, switched on
+# by DOCKER_BUILDKIT=1); newer clients without buildx only have the legacy builder. Status 3 when
+# no client can.
+buildkit_build() {
+    local client version dir dirs
+    if docker buildx version >/dev/null 2>&1; then
+        docker buildx build --load "$@"
+        return
+    fi
+    # Every docker on PATH (`type -aP` reports only the hashed one once docker has run).
+    IFS=: read -ra dirs <<<"$PATH"
+    for dir in "${dirs[@]}"; do
+        client="${dir:-.}/docker"
+        [ -x "$client" ] || continue
+        version=$("$client" version --format '{{.Client.Version}}' 2>/dev/null </dev/null) || continue
+        if [[ "$version" =~ ^([0-9]+)\. ]] && [ "${BASH_REMATCH[1]}" -lt 23 ]; then
+            DOCKER_BUILDKIT=1 "$client" build "$@"
+            return
+        fi
+    done
+    say "no BuildKit builder: install the docker buildx plugin (docker-buildx) or use a docker client older than 23.0"
+    return 3
 }
 
 # The directory holding initdb, pg_ctl and postgres: PATH first, then the newest Debian/Ubuntu
@@ -106,11 +148,23 @@ stop_service() {
 }
 
 stop_cluster() {
-    local bin
-    [ -f "$PG_DATA/postmaster.pid" ] || return 0
-    bin=$(pg_bin_dir) || { say "cannot find pg_ctl to stop the cluster in $PG_DATA"; return 1; }
-    say "stopping PostgreSQL ($PG_DATA)"
-    as_pg "$bin/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null 2>&1 || true
+    local bin dir=$PG_DIR
+    [ -f "$PG_DIR_FILE" ] && dir=$(<"$PG_DIR_FILE")
+    if [ -f "$dir/data/postmaster.pid" ]; then
+        bin=$(pg_bin_dir) || { say "cannot find pg_ctl to stop the cluster in $dir/data"; return 1; }
+        say "stopping PostgreSQL ($dir/data)"
+        as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+    if [ -f "$PG_DIR_FILE" ]; then
+        # A cluster outside data/ (a run as root): keep its log in data/logs/, drop the rest.
+        if [ -f "$dir/postgres.log" ] && [ -d "$DATA/logs" ]; then
+            cp --remove-destination "$dir/postgres.log" "$DATA/logs/postgres.log" 2>/dev/null || true
+        fi
+        case "$dir" in
+            /tmp/etl-rerun-pg.*) rm -rf "$dir" ;;
+        esac
+        rm -f "$PG_DIR_FILE"
+    fi
 }
 
 # Stops everything a native run or the compose project may have left running.
@@ -120,8 +174,8 @@ stop_all() {
         stop_service "$name"
     done
     stop_cluster
-    if docker_available; then
-        (cd "$ROOT" && docker compose down -v --remove-orphans)
+    if docker_available && find_compose; then
+        (cd "$ROOT" && "${COMPOSE[@]}" down -v --remove-orphans)
     fi
 }
 

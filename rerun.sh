@@ -3,13 +3,17 @@
 # and the users and cards producers writing into data/events/inbox/. Prints where to look, then
 # waits until Ctrl-C, which stops everything (etl gracefully, with SIGTERM).
 #
-# With a Docker engine (`docker info` answers and `docker compose` exists): docker compose build,
-# ./clean.sh, docker compose up (see docker-compose.yml).
+# With a Docker engine (`docker info` answers, and `docker compose` or docker-compose exists): checks
+# that the base images are on the engine or can be pulled (else stops at once, saying which and how
+# to override it), builds the image with BuildKit, ./clean.sh, docker compose up (see
+# docker-compose.yml).
 # Without one, the same system natively (needs cargo and the postgresql package):
 #   - cargo build --release -p etl -p services
-#   - a private PostgreSQL cluster in data/pg/ (initdb -A trust -U postgres, as the postgres user
-#     when run as root), listening on 127.0.0.1:$RERUN_PG_PORT (default 54329, so that it never
-#     clashes with a system server on 5432) and on a socket in data/pg/sock, with a database `dwh`;
+#   - a private PostgreSQL cluster (initdb -A trust -U postgres) in data/pg/, or, when run as root,
+#     as the postgres user in a fresh /tmp/etl-rerun-pg.* folder owned by it (a checkout may sit in
+#     a folder that postgres cannot enter, e.g. under /root; ./clean.sh removes it), listening on
+#     127.0.0.1:$RERUN_PG_PORT (default 54329, so that it never clashes with a system server on
+#     5432) and on a socket in the cluster's folder, with a database `dwh`;
 #   - `etl run`, `users` and `cards` in the background, pid files in data/run/, output in
 #     data/logs/etl.stdout.log, users.log and cards.log (etl also writes data/logs/etl.log),
 #     the server's log in data/logs/postgres.log.
@@ -19,6 +23,11 @@
 #   RERUN_PG_PORT=PORT         port of the native cluster (default 54329)
 #   RERUN_MODE=native|docker   skip the detection
 #   ETL_*                      passed on to the daemon (ETL_HTTP_ADDR defaults to 127.0.0.1:9187)
+#   BUILD_IMAGE RUNTIME_IMAGE DWH_IMAGE APP_IMAGE BINARIES PREBUILT PREBUILT_DIR
+#                              Docker only: the images and where the binaries come from (README,
+#                              "Images"; e.g. BINARIES=prebuilt takes target/release/)
+#   HOST_UID HOST_GID          Docker only: the user the services run as (default: yours); as
+#                              root, data/ is then handed to that user
 #
 # Exit status: 0 once everything stopped cleanly, 1 if a service failed or could not start.
 
@@ -58,33 +67,88 @@ port_in_use() {
 # Docker
 # ------------------------------------------------------------------------------------------------
 
+# Makes sure `image` (the value of the variable `var`) is on the engine, pulling it if it is not;
+# stops with one message when it cannot be had.
+need_image() {
+    local var=$1 image=$2 out
+    docker image inspect "$image" >/dev/null 2>&1 && return 0
+    say "== pulling $image ($var)"
+    if ! out=$(timeout 600 docker pull -q "$image" 2>&1); then
+        out=$(printf '%s\n' "$out" | tail -n 1)
+        die "base image $image ($var) is not on this Docker engine and cannot be pulled: ${out:-timed out}
+  Point $var at an image this engine has or can pull (README, \"Images\"), e.g. $var=<your mirror>/$image ./rerun.sh,
+  or run without Docker: RERUN_MODE=native ./rerun.sh"
+    fi
+}
+
+# The app image (APP_IMAGE), built with BuildKit from the Dockerfile, with the binaries compiled in
+# Docker (BINARIES=build) or taken from outside (BINARIES=prebuilt: PREBUILT names a local image
+# holding them, or else they are PREBUILT_DIR, default target/release, given as the named build
+# context PREBUILT with the buildx plugin, or imported as an image for a builder without it).
+build_image() {
+    local binaries=${BINARIES:-build} prebuilt=${PREBUILT:-prebuilt} dir context=()
+    case "$binaries" in
+        build) need_image BUILD_IMAGE "$BUILD_IMAGE" ;;
+        prebuilt)
+            if ! docker image inspect "$prebuilt" >/dev/null 2>&1; then
+                dir=${PREBUILT_DIR:-target/release}
+                [ -x "$dir/etl" ] || die "BINARIES=prebuilt: no $dir/etl (cargo build --release -p etl -p services, or set PREBUILT_DIR)"
+                if docker buildx version >/dev/null 2>&1; then
+                    context=(--build-context "$prebuilt=$dir")
+                else
+                    prebuilt=etl-binaries:rerun
+                    tar -C "$dir" -c etl users cards loadgen | docker import - "$prebuilt" >/dev/null \
+                        || die "cannot import the binaries of $dir as an image"
+                fi
+            fi
+            ;;
+        *) die "BINARIES must be build or prebuilt, got '$binaries'" ;;
+    esac
+    need_image RUNTIME_IMAGE "$RUNTIME_IMAGE"
+    say "== building $APP_IMAGE (binaries: $binaries)"
+    buildkit_build -t "$APP_IMAGE" --build-arg "BUILD_IMAGE=$BUILD_IMAGE" \
+        --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE" --build-arg "BINARIES=$binaries" \
+        --build-arg "PREBUILT=$prebuilt" "${context[@]}" . || die "the image build failed"
+}
+
 run_docker() {
-    # The services write into ./data as the invoking user, so that ./clean.sh can remove it.
-    HOST_UID=$(id -u)
-    HOST_GID=$(id -g)
+    # The services write into ./data as the invoking user (or HOST_UID:HOST_GID), so that
+    # ./clean.sh can remove it.
+    HOST_UID=${HOST_UID:-$(id -u)}
+    HOST_GID=${HOST_GID:-$(id -g)}
     export HOST_UID HOST_GID
-    docker compose build
+    BUILD_IMAGE=${BUILD_IMAGE:-rust:1-bookworm}
+    RUNTIME_IMAGE=${RUNTIME_IMAGE:-debian:bookworm-slim}
+    DWH_IMAGE=${DWH_IMAGE:-postgres:16-bookworm}
+    APP_IMAGE=${APP_IMAGE:-etl-app}
+    export BUILD_IMAGE RUNTIME_IMAGE DWH_IMAGE APP_IMAGE
+    find_compose || die "neither \`docker compose\` nor docker-compose is installed (or RERUN_MODE=native)"
+    need_image DWH_IMAGE "$DWH_IMAGE"
+    build_image
     "$ROOT/clean.sh"
+    if [ "$HOST_UID:$HOST_GID" != "$(id -u):$(id -g)" ]; then
+        # Only root can hand data/ to another user; anyone else gets a clear refusal from chown.
+        chown -R "$HOST_UID:$HOST_GID" "$DATA" || die "cannot hand data/ to $HOST_UID:$HOST_GID"
+    fi
     say ""
     say "== Docker: warehouse, etl, users and cards starting; Ctrl-C stops everything"
     say "  rejections: tail -F data/logs/etl.log | grep rejected"
     say "  reasons:    ls data/events/failed/cards/   (each rejected file has a <name>.error.json)"
     # shellcheck source=.env
     . "$ROOT/.env" # the credentials, for the psql line
-    say "  warehouse:  docker compose exec dwh psql -U $POSTGRES_USER -d $POSTGRES_DB -c 'SELECT count(*) FROM cards'"
-    say "  status:     docker compose exec etl etl status"
+    say "  warehouse:  ${COMPOSE[*]} exec dwh psql -U $POSTGRES_USER -d $POSTGRES_DB -c 'SELECT count(*) FROM cards'"
+    say "  status:     ${COMPOSE[*]} exec etl etl status"
     say "  metrics:    curl -s http://127.0.0.1:9187/metrics"
-    say "  producers:  docker compose logs -f users cards"
+    say "  producers:  ${COMPOSE[*]} logs -f users cards"
     say ""
+    trap '"${COMPOSE[@]}" stop; exit 0' INT TERM
     if [ -n "$RERUN_FOR" ]; then
         # SIGINT is what Ctrl-C sends: compose then stops the containers gracefully. --foreground
         # keeps compose in the terminal's process group, so that a real Ctrl-C reaches it too.
-        trap 'docker compose stop; exit 0' INT TERM
-        timeout --foreground --signal=INT "$RERUN_FOR" docker compose up || true
-        docker compose stop
+        timeout --foreground --signal=INT "$RERUN_FOR" "${COMPOSE[@]}" up --no-build || true
+        "${COMPOSE[@]}" stop
     else
-        trap 'docker compose stop; exit 0' INT TERM
-        docker compose up
+        "${COMPOSE[@]}" up --no-build
     fi
 }
 
@@ -97,14 +161,26 @@ declare -A NAME_OF=() # pid -> service name
 TIMER=""         # pid of the RERUN_FOR sleep
 
 start_cluster() {
-    local bin=$1 sock="$PG_DIR/sock" conf
-    mkdir -p "$sock"
-    touch "$DATA/logs/postgres.log"
+    local bin=$1 sock conf
     if [ "$(id -u)" = 0 ]; then
-        chown -R postgres: "$PG_DIR" "$DATA/logs/postgres.log"
+        # The server runs as postgres, which may not be allowed into the checkout (e.g. under
+        # /root, or a mktemp -d folder): the cluster and its log go to a folder of its own.
+        PG_DIR=$(mktemp -d /tmp/etl-rerun-pg.XXXXXX) || die "cannot create a folder in /tmp"
+        printf '%s\n' "$PG_DIR" >"$PG_DIR_FILE"
+        PG_LOG="$PG_DIR/postgres.log"
+        touch "$PG_LOG"
+        ln -sfn "$PG_LOG" "$DATA/logs/postgres.log"
+        chown -R postgres: "$PG_DIR"
         runuser -u postgres -- test -w "$PG_DIR" \
-            || die "the postgres user cannot reach $PG_DIR (a parent folder is private to root): use a checkout under a world-readable path, or run as a normal user"
+            || die "the postgres user cannot write to $PG_DIR"
+    else
+        PG_LOG="$DATA/logs/postgres.log"
+        mkdir -p "$PG_DIR"
+        touch "$PG_LOG"
     fi
+    PG_DATA="$PG_DIR/data"
+    sock="$PG_DIR/sock"
+    as_pg mkdir -p "$sock"
     say "== PostgreSQL: initdb in $PG_DATA"
     as_pg "$bin/initdb" -D "$PG_DATA" -A trust -U postgres -E UTF8 >"$PG_DIR/initdb.log" 2>&1 \
         || die "initdb failed, see $PG_DIR/initdb.log"
@@ -119,7 +195,7 @@ listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$sock'
 EOF
-    as_pg "$bin/pg_ctl" -D "$PG_DATA" -l "$DATA/logs/postgres.log" -w -t 60 start >/dev/null \
+    as_pg "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 start >/dev/null \
         || die "PostgreSQL did not start, see data/logs/postgres.log"
     "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "postgres://postgres@127.0.0.1:$PG_PORT/postgres" \
         -c 'CREATE DATABASE dwh' || die "cannot create the database dwh"
