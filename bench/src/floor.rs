@@ -76,21 +76,42 @@ pub fn measure(events_dir: &Path, url: &str, threads: usize) -> anyhow::Result<F
     })
 }
 
-/// Moves every file from `done/` back into the inbox, for the next measurement (not timed).
-pub fn restore(events_dir: &Path) -> anyhow::Result<usize> {
-    let mut moved = 0;
+/// Moves every file from `done/` and `failed/` back into the inbox, for the next measurement (not
+/// timed).
+pub fn restore(events_dir: &Path) -> anyhow::Result<Restored> {
+    let mut restored = Restored::default();
     for (folder, _) in KINDS {
-        let (done, inbox) = (
-            events_dir.join("done").join(folder),
-            events_dir.join("inbox").join(folder),
-        );
-        for entry in std::fs::read_dir(&done)? {
-            let name = entry?.file_name();
-            std::fs::rename(done.join(&name), inbox.join(&name))?;
-            moved += 1;
+        let inbox = events_dir.join("inbox").join(folder);
+        for (stage, count) in [
+            ("done", &mut restored.done),
+            ("failed", &mut restored.failed),
+        ] {
+            let from = events_dir.join(stage).join(folder);
+            if !from.exists() {
+                continue;
+            }
+            for entry in std::fs::read_dir(&from)? {
+                let name = entry?.file_name();
+                // The daemon's reason files stay behind: they are not events.
+                if name.to_string_lossy().ends_with(".error.json") {
+                    std::fs::remove_file(from.join(&name))?;
+                    continue;
+                }
+                std::fs::rename(from.join(&name), inbox.join(&name))?;
+                *count += 1;
+            }
         }
     }
-    Ok(moved)
+    Ok(restored)
+}
+
+/// Files moved back into the inbox by [`restore`], by where they were.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Restored {
+    /// From `done/`: committed events (or, after the floor, every file).
+    pub done: usize,
+    /// From `failed/`: files the etl rejected (the producer's ownerless cards).
+    pub failed: usize,
 }
 
 /// (folder, file name, contents) of every `*.json` file in the inbox.
