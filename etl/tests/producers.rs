@@ -39,7 +39,8 @@ fn producers_writing_in_place_feed_a_running_daemon_without_rejecting_half_writt
 
 fn producers_feed_a_running_daemon(write_mode: &[&str]) {
     let env = Env::new();
-    let mut etl = env.spawn_etl("etl", &["run"], &[]);
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut etl = env.spawn_etl("etl", &["run"], &[("ETL_HTTP_ADDR", http.clone())]);
     let state = env.dir.path().join("state");
     let state = state.to_str().expect("utf-8 temp path");
     let users_args = [&["--seed", "3", "--count", "1000"][..], write_mode].concat();
@@ -112,6 +113,14 @@ fn producers_feed_a_running_daemon(write_mode: &[&str]) {
             "no WARN line for {name}"
         );
     }
+    // The rejection counter operators alert on says the same.
+    let metrics = http_get(&http, "/metrics");
+    let counted: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("etl_events_rejected_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(counted as usize, failed.len(), "{metrics}");
     assert_eq!(stray_files(&env), Vec::<PathBuf>::new());
     let done = files_in(&env, "done");
     assert_eq!(
@@ -381,4 +390,17 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// The body of a plain HTTP GET (empty if nothing answers).
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned()
 }
