@@ -5,12 +5,10 @@
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{event_files, files_in, oracle, wait_until, Env};
+use common::{event_files, files_in, free_addr, http_get as get, oracle, wait_until, Env};
 use etl::event::Kind;
 use serde_json::{json, Value};
 
@@ -155,23 +153,6 @@ fn a_batch_with_several_refused_events_isolates_all_of_them() {
     for name in &poison {
         assert_refused_by_constraint(&env, name);
     }
-}
-
-fn free_addr() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").to_string()
-}
-
-/// A plain HTTP GET: (status code, body), or None if nothing answers.
-fn get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    Some((code, body))
 }
 
 /// Copies `files` into the inbox (by their folder's kind).

@@ -39,7 +39,7 @@ fn producers_writing_in_place_feed_a_running_daemon_without_rejecting_half_writt
 
 fn producers_feed_a_running_daemon(write_mode: &[&str]) {
     let env = Env::new();
-    let http = format!("127.0.0.1:{}", free_port());
+    let http = common::free_addr();
     let mut etl = env.spawn_etl("etl", &["run"], &[("ETL_HTTP_ADDR", http.clone())]);
     let state = env.dir.path().join("state");
     let state = state.to_str().expect("utf-8 temp path");
@@ -114,7 +114,9 @@ fn producers_feed_a_running_daemon(write_mode: &[&str]) {
         );
     }
     // The rejection counter operators alert on says the same.
-    let metrics = http_get(&http, "/metrics");
+    let metrics = common::http_get(&http, "/metrics")
+        .map(|r| r.1)
+        .unwrap_or_default();
     let counted: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("etl_events_rejected_total{"))
@@ -247,7 +249,7 @@ fn rerun_sh_runs_the_whole_system_natively() {
     let root = dir.path();
     copy_tree(Path::new(WORKSPACE), root);
     let pg_port = free_port();
-    let http = format!("127.0.0.1:{}", free_port());
+    let http = common::free_addr();
     let log = root.join("rerun.out");
     let out = fs::File::create(&log).expect("log file");
     let err = out.try_clone().expect("log file handle");
@@ -390,17 +392,4 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
-}
-
-/// The body of a plain HTTP GET (empty if nothing answers).
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned()
 }

@@ -25,6 +25,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::Config;
+use crate::load::warehouse::causes;
 use crate::load::DbError;
 
 /// libpq's `sslmode` values (`allow` is taken as `prefer`: tokio-postgres cannot start
@@ -604,21 +605,6 @@ fn tls_advice(error: &rustls::Error) -> String {
         }
         _ => format!("the TLS handshake with the server failed: {error}"),
     }
-}
-
-/// An error and its sources on one line.
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
