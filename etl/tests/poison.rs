@@ -53,7 +53,7 @@ fn reason_of(env: &Env, name: &str) -> Value {
     let path = env
         .config
         .failed(Kind::Card)
-        .join(etl::files::sidecar_name(name));
+        .join(etl::source::inbox::files::sidecar_name(name));
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("reason file is JSON")
 }
