@@ -126,4 +126,45 @@ mod tests {
         assert!(!is_candidate(OsStr::new(".0d133695.json.tmp")));
         assert!(!is_candidate(OsStr::new("notes.txt")));
     }
+
+    #[test]
+    fn a_scan_queues_each_untracked_candidate_once_and_leaves_the_rest_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        super::super::files::ensure_layout(&config).expect("layout");
+        let users = config.inbox(Kind::User);
+        for name in ["a.json", "b.json", ".tmp.json", "notes.txt", "stuck.json"] {
+            std::fs::write(users.join(name), "{}").expect("write");
+        }
+        std::os::unix::fs::symlink(users.join("a.json"), users.join("link.json")).expect("link");
+        std::fs::write(config.inbox(Kind::Card).join("c.json"), "{}").expect("write");
+
+        let tracker = Tracker::default();
+        tracker.claim(&users.join("b.json")); // already in flight (the watcher found it)
+        tracker.claim(&users.join("stuck.json"));
+        tracker.give_up(&users.join("stuck.json"));
+        let (jobs, queued) = flume::unbounded();
+        let seen = scan(&config, &tracker, &jobs, &CancellationToken::new(), false).expect("scan");
+        let mut names: Vec<String> = queued
+            .try_iter()
+            .map(|job| {
+                format!(
+                    "{}/{}",
+                    job.kind,
+                    job.path.file_name().unwrap_or_default().to_string_lossy()
+                )
+            })
+            .collect();
+        names.sort();
+        assert_eq!(names, ["card/c.json", "user/a.json"]);
+        assert_eq!(seen, 3, "b.json is seen (in flight) but not queued again");
+
+        // A following daemon retries what it gave up on at its next rescan.
+        scan(&config, &tracker, &jobs, &CancellationToken::new(), true).expect("scan");
+        let again: Vec<_> = queued.try_iter().map(|job| job.path).collect();
+        assert_eq!(again, [users.join("stuck.json")]);
+    }
 }

@@ -407,3 +407,163 @@ fn spawn_thread(
     }
     finished
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, Kind};
+    use crate::extract::decode::Decoder;
+    use crate::extract::schema::Schemas;
+    use crate::extract::RejectCode;
+
+    fn user(id: i64) -> String {
+        format!(
+            r#"{{"metadata": {{"type": "user", "event_at": "2024-05-01 12:00:03",
+            "event_id": "6f1c1c4e-7a53-4b8e-9d3a-1f0e9b2c3d{id:02}"}},
+            "payload": {{"id": {id}, "name": "N", "address": "A", "job": "J", "score": 0.5}}}}"#
+        )
+    }
+
+    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..200 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    /// The inbox alone, with a fake pool: the test receives the events and answers their acks.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_leaves_the_inbox_only_as_its_ack_says() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            settle_ms: 0,
+            readers: 1,
+            // No rescan during the test: a released file is found again only by a later scan.
+            rescan_interval_secs: 3600,
+            ..Config::default()
+        };
+        files::ensure_layout(&config).expect("layout");
+        let inbox_dir = config.inbox(Kind::User);
+        for (name, text) in [
+            ("a.json", user(1)),
+            ("b.json", user(2)),
+            ("bad.json", "{".into()),
+        ] {
+            std::fs::write(inbox_dir.join(name), text).expect("write");
+        }
+        std::fs::write(inbox_dir.join(".hidden.json"), user(3)).expect("write");
+
+        let stats = Arc::new(Stats::default());
+        let inbox = Arc::new(Inbox::new(&config, stats.clone()));
+        let (events, mut pool) = tokio::sync::mpsc::channel::<Event>(16);
+        let decoder = Decoder {
+            schemas: Schemas::builtin().expect("built-in schemas"),
+            max_future_skew: config.max_future_skew(),
+        };
+        let stop = CancellationToken::new();
+        let started = inbox.clone().start(
+            Mode::Follow,
+            Intake::new(Arc::new(decoder), events),
+            stop.clone(),
+        );
+
+        let mut valid = Vec::new();
+        for _ in 0..2 {
+            valid.push(pool.recv().await.expect("a valid event"));
+        }
+        valid.sort_by_key(|e| e.entity_id());
+        assert_eq!(valid[0].origin, "users/a.json");
+        let failed = config.failed(Kind::User);
+        eventually("bad.json in failed/", || failed.join("bad.json").exists()).await;
+        let reason = std::fs::read_to_string(failed.join(files::sidecar_name("bad.json")))
+            .expect("reason file");
+        assert!(
+            reason.contains(RejectCode::InvalidJson.as_str()),
+            "{reason}"
+        );
+        assert!(
+            inbox_dir.join("a.json").exists() && inbox_dir.join("b.json").exists(),
+            "nothing moves before its ack is resolved"
+        );
+        assert_eq!(inbox.in_flight(), 2);
+
+        // a.json committed; b.json abandoned (a hard stop drops its event unanswered).
+        let b = valid.pop().expect("b");
+        let a = valid.pop().expect("a");
+        a.ack.resolve(Fate::Committed);
+        drop(b);
+        let done = config.done(Kind::User);
+        eventually("a.json in done/", || done.join("a.json").exists()).await;
+        eventually("nothing in flight", || inbox.in_flight() == 0).await;
+        assert!(
+            inbox_dir.join("b.json").exists(),
+            "retry: it stays in the inbox"
+        );
+        assert!(
+            inbox_dir.join(".hidden.json").exists(),
+            "dotfiles are left alone"
+        );
+        let counted = stats.snapshot();
+        assert_eq!((counted.done, counted.rejected), (1, 1));
+        assert_eq!(inbox.stuck(), 0);
+
+        stop.cancel();
+        drop(pool);
+        started.discovery.await.expect("task").expect("discovery");
+        for thread in started.finished {
+            thread.await.expect("thread ends");
+        }
+    }
+
+    /// A cut-off document that changed within the settle window is looked at again, not rejected.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_half_written_file_is_retried_after_the_settle_window() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            settle_ms: 1000,
+            readers: 1,
+            rescan_interval_secs: 3600,
+            ..Config::default()
+        };
+        files::ensure_layout(&config).expect("layout");
+        let path = config.inbox(Kind::User).join("slow.json");
+        let text = user(4);
+        std::fs::write(&path, &text[..20]).expect("write a prefix");
+
+        let stats = Arc::new(Stats::default());
+        let inbox = Arc::new(Inbox::new(&config, stats.clone()));
+        let (events, mut pool) = tokio::sync::mpsc::channel::<Event>(16);
+        let decoder = Decoder {
+            schemas: Schemas::builtin().expect("built-in schemas"),
+            max_future_skew: config.max_future_skew(),
+        };
+        let stop = CancellationToken::new();
+        let started = inbox.clone().start(
+            Mode::Follow,
+            Intake::new(Arc::new(decoder), events),
+            stop.clone(),
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(path.exists(), "not rejected while it may still be written");
+        assert_eq!(inbox.in_flight(), 1, "still tracked while it waits");
+        std::fs::write(&path, &text).expect("the producer finishes");
+        let event = tokio::time::timeout(Duration::from_secs(10), pool.recv())
+            .await
+            .expect("retried after the window")
+            .expect("an event");
+        assert_eq!(event.entity_id(), 4);
+        assert_eq!(stats.snapshot().rejected, 0);
+
+        stop.cancel();
+        drop((event, pool));
+        started.discovery.await.expect("task").expect("discovery");
+        for thread in started.finished {
+            thread.await.expect("thread ends");
+        }
+    }
+}
