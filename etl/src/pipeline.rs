@@ -48,6 +48,7 @@ pub struct Shared {
     pub warehouse: Warehouse,
     /// The database's current trouble, if batches cannot commit: `/readyz` says why.
     pub health: Arc<Health>,
+    /// The configured sources, asked for their backlog, in-flight records and readiness.
     pub sources: Vec<Arc<dyn Source>>,
 }
 
