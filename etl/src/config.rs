@@ -8,6 +8,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Kind;
+use crate::source::SourceConfig;
 
 /// Every setting of the daemon. Each field `foo` can be set as `foo = …` in `etl.toml` or as
 /// `ETL_FOO` in the environment (the README's operator guide lists them all).
@@ -55,6 +56,10 @@ pub struct Config {
     /// genuine update. Producers write naive local times, so the default (one day) covers any
     /// time zone.
     pub max_future_skew_secs: u64,
+    /// Where records come from: `[[sources]]` tables in `etl.toml` (e.g. `kind = "inbox"`).
+    /// None configured means the inbox, so every existing setup keeps working.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
 }
 
 impl Default for Config {
@@ -79,6 +84,7 @@ impl Default for Config {
             http_addr: "127.0.0.1:9187".into(),
             progress_interval_secs: 5,
             max_future_skew_secs: 24 * 3600,
+            sources: Vec::new(),
         }
     }
 }
@@ -101,6 +107,15 @@ impl Config {
         self.channel_capacity = self.channel_capacity.max(1);
         self.batch_size = self.batch_size.max(1);
         self
+    }
+
+    /// The configured sources, or the inbox alone when none is.
+    pub fn sources(&self) -> Vec<SourceConfig> {
+        if self.sources.is_empty() {
+            vec![SourceConfig::Inbox {}]
+        } else {
+            self.sources.clone()
+        }
     }
 
     pub fn events_dir(&self) -> PathBuf {
@@ -154,5 +169,38 @@ impl std::fmt::Debug for Config {
         let mut shown = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
         shown["database_url"] = crate::load::connect::redact(&self.database_url).into();
         write!(f, "Config {shown}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str) -> Result<Config, Box<figment::Error>> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("etl.toml");
+        std::fs::write(&file, toml).expect("write etl.toml");
+        Config::load(&file)
+    }
+
+    #[test]
+    fn without_sources_the_inbox_is_the_source() {
+        let config = load("workers = 3\n").expect("valid");
+        assert_eq!(config.sources(), vec![SourceConfig::Inbox {}]);
+    }
+
+    #[test]
+    fn sources_are_named_in_tables() {
+        let config = load("[[sources]]\nkind = \"inbox\"\n").expect("valid");
+        assert_eq!(config.sources(), vec![SourceConfig::Inbox {}]);
+    }
+
+    #[test]
+    fn an_unknown_source_kind_is_a_configuration_error() {
+        let error = load("[[sources]]\nkind = \"carrier-pigeon\"\n").err();
+        assert!(
+            error.is_some(),
+            "an unknown source must not start the daemon"
+        );
     }
 }

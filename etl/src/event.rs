@@ -1,7 +1,6 @@
 //! The typed event model shared by every stage: what a valid user or card event is.
 
 use std::fmt;
-use std::path::PathBuf;
 
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
@@ -115,14 +114,17 @@ pub struct Version {
     pub event_id: Uuid,
 }
 
-/// A validated event, with the file it came from (which moves to `done/` once it is committed).
-#[derive(Clone, Debug)]
+/// A validated event, with where it came from and the handle that tells its source its fate
+/// (resolved by the pool once the event is committed or refused).
+#[derive(Debug)]
 pub struct Event {
     pub meta: Metadata,
     pub payload: Payload,
     /// The payload exactly as received, for the raw zone (keeps fields we do not model).
     pub raw_payload: serde_json::Value,
-    pub source: PathBuf,
+    /// Where it came from, as its source names it (the raw zone's `source_file`).
+    pub origin: String,
+    pub ack: crate::source::Ack,
 }
 
 impl Event {

@@ -1,19 +1,23 @@
 //! `etl`: watches the event inbox, validates every file against a JSON Schema, applies it to the
 //! PostgreSQL warehouse with a timestamp-guarded upsert, and files it under `done/` or `failed/`.
 //!
-//! The modules follow the data: [`extract`] (files → typed events), [`transform`] (the worker
-//! pool and its batches), [`load`] (the warehouse), [`files`] (where each file ends up), wired
-//! together by [`pipeline`].
+//! The modules follow the data: a [`source`] yields records (the inbox folders are the first),
+//! [`extract`] decodes them into typed events, [`transform`] is the worker pool and its
+//! batches, [`load`] the warehouse; each record's acknowledgement goes back to its source once
+//! its transaction committed. [`outcome`] records what happened, [`pipeline`] wires it all
+//! together and [`shutdown`] stops it.
 
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod event;
 pub mod extract;
-pub mod files;
 pub mod load;
 pub mod ops;
+pub mod outcome;
 pub mod pipeline;
+pub mod shutdown;
+pub mod source;
 pub mod stats;
 pub mod telemetry;
 pub mod transform;

@@ -191,3 +191,30 @@ async fn an_older_version_never_overwrites_a_newer_one() {
         "both versions are in the raw zone"
     );
 }
+
+/// The pipeline in follow mode, in this process, stopped through its handle: a file written
+/// after it started is committed and moved to `done/` before the stop returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_following_pipeline_takes_new_files_and_stops_on_its_handle() {
+    let env = Env::new();
+    let running = env.follow();
+    let user = r#"{"metadata": {"type": "user", "event_at": "2024-05-01 12:00:03",
+        "event_id": "6f1c1c4e-7a53-4b8e-9d3a-1f0e9b2c3d4e"},
+        "payload": {"id": 17, "name": "N", "address": "A", "job": "J", "score": 0.5}}"#;
+    // Written atomically (a dotfile renamed in), as producers do.
+    let tmp = env.inbox(Kind::User).join(".u17.json.tmp");
+    fs::write(&tmp, user).expect("write");
+    fs::rename(&tmp, env.inbox(Kind::User).join("u17.json")).expect("rename");
+    let done = env.config.done(Kind::User).join("u17.json");
+    let moved = tokio::task::spawn_blocking(move || {
+        common::wait_until(std::time::Duration::from_secs(30), || done.exists())
+    })
+    .await
+    .expect("wait");
+    let summary = running.shutdown().await.expect("stops");
+
+    assert!(moved, "the new file was not moved to done/");
+    assert!(summary.graceful);
+    assert_eq!((summary.stats.done, summary.stats.applied), (1, 1));
+    assert_eq!(env.scalar("SELECT count(*) FROM users WHERE id = 17"), 1);
+}

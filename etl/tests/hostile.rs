@@ -206,7 +206,7 @@ fn assert_rejected(env: &Env, case: &Case) {
         "{name} still in the inbox"
     );
     assert!(failed.join(name).exists(), "{name} not in failed/");
-    let sidecar = failed.join(etl::files::sidecar_name(name));
+    let sidecar = failed.join(etl::source::inbox::files::sidecar_name(name));
     let record: Value = serde_json::from_str(
         &fs::read_to_string(&sidecar).unwrap_or_else(|e| panic!("{name}: no reason file: {e}")),
     )
@@ -559,7 +559,7 @@ fn a_bad_file_with_the_longest_possible_name_is_still_rejected() {
     let failed = env.config.failed(Kind::Card);
     assert!(failed.join(&name).is_file());
     assert!(!env.inbox(Kind::Card).join(&name).exists());
-    let sidecar = failed.join(etl::files::sidecar_name(&name));
+    let sidecar = failed.join(etl::source::inbox::files::sidecar_name(&name));
     let record: Value =
         serde_json::from_str(&fs::read_to_string(sidecar).expect("reason file")).expect("JSON");
     assert_eq!(record["file"], name.as_str());
@@ -599,7 +599,7 @@ fn a_huge_offending_value_gives_a_short_reason() {
         let sidecar = env
             .config
             .failed(Kind::Card)
-            .join(etl::files::sidecar_name(name));
+            .join(etl::source::inbox::files::sidecar_name(name));
         let record: Value =
             serde_json::from_str(&fs::read_to_string(&sidecar).expect("reason file"))
                 .expect("JSON");

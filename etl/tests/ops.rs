@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
     count, event_files, free_addr, http_get as get, oracle, oracle_owner_optional, ownerless_cards,
-    Env,
+    Daemon, Env,
 };
 use etl::event::Kind;
 
@@ -29,29 +28,15 @@ fn metric(text: &str, name: &str, labels: &str) -> f64 {
         .sum()
 }
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// A following daemon serving its endpoints on `addr`: a process of its own, since the metrics
+/// recorder and the log file are per process.
 fn follow(env: &Env, addr: &str, extra: &[(&str, &str)]) -> Daemon {
-    let mut cmd = env.etl();
-    cmd.env("ETL_HTTP_ADDR", addr)
-        .env("ETL_PROGRESS_INTERVAL_SECS", "1");
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let child = cmd
-        .args(["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("etl starts");
-    Daemon(child)
+    let mut vars = vec![
+        ("ETL_HTTP_ADDR", addr.to_owned()),
+        ("ETL_PROGRESS_INTERVAL_SECS", "1".to_owned()),
+    ];
+    vars.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    env.spawn_etl("follow", &["run"], &vars)
 }
 
 #[test]
@@ -129,7 +114,7 @@ fn metrics_counters_match_what_happened() {
         2 + ownerless,
         "{log}"
     );
-    let _ = daemon.0.kill();
+    daemon.kill();
 }
 
 #[test]

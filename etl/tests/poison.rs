@@ -24,9 +24,11 @@ fn card(id: i64, updated_at: &str, n: u32) -> Value {
     })
 }
 
+/// Writes a card file atomically (dotfile, then rename), as the producers do.
 fn write_card(dir: &Path, name: &str, doc: &Value) -> PathBuf {
-    let path = dir.join(name);
-    fs::write(&path, serde_json::to_vec(doc).expect("json")).expect("write");
+    let (tmp, path) = (dir.join(format!(".{name}.tmp")), dir.join(name));
+    fs::write(&tmp, serde_json::to_vec(doc).expect("json")).expect("write");
+    fs::rename(&tmp, &path).expect("rename");
     path
 }
 
@@ -51,7 +53,7 @@ fn reason_of(env: &Env, name: &str) -> Value {
     let path = env
         .config
         .failed(Kind::Card)
-        .join(etl::files::sidecar_name(name));
+        .join(etl::source::inbox::files::sidecar_name(name));
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("reason file is JSON")
 }
@@ -155,13 +157,17 @@ fn a_batch_with_several_refused_events_isolates_all_of_them() {
     }
 }
 
-/// Copies `files` into the inbox (by their folder's kind).
+/// Puts `files` into the inbox (by their folder's kind) as the producers do: written under a
+/// dotfile name, then renamed, so the daemon (which runs with no settle window in these tests)
+/// never reads one half-copied.
 fn deliver(env: &Env, files: &[PathBuf]) {
     for file in files {
         let folder = file.parent().and_then(|p| p.file_name()).expect("folder");
         let kind = Kind::from_folder(&folder.to_string_lossy()).expect("a type folder");
-        let name = file.file_name().expect("name");
-        fs::copy(file, env.inbox(kind).join(name)).expect("copy into the inbox");
+        let name = file.file_name().and_then(|n| n.to_str()).expect("name");
+        let tmp = env.inbox(kind).join(format!(".{name}.tmp"));
+        fs::copy(file, &tmp).expect("copy next to the inbox");
+        fs::rename(&tmp, env.inbox(kind).join(name)).expect("rename into the inbox");
     }
 }
 
@@ -189,7 +195,11 @@ fn following_a_lone_poison_file_is_rejected_and_an_outage_in_the_same_run_blames
         ],
     );
     deliver(&env, first);
-    assert!(wait_until(PATIENCE, || files_in(&env, "done").len() == first.len()));
+    assert!(
+        wait_until(PATIENCE, || files_in(&env, "done").len() == first.len()),
+        "{}",
+        etl.log_tail(20)
+    );
     write_card(
         &env.inbox(Kind::Card),
         "poison.json",
@@ -205,8 +215,12 @@ fn following_a_lone_poison_file_is_rejected_and_an_outage_in_the_same_run_blames
         etl.log_tail(20)
     );
     deliver(&env, second);
-    assert!(wait_until(PATIENCE, || files_in(&env, "done").len()
-        == first.len() + second.len()));
+    assert!(
+        wait_until(PATIENCE, || files_in(&env, "done").len()
+            == first.len() + second.len()),
+        "{}",
+        etl.log_tail(20)
+    );
 
     cluster.stop().expect("stop the server");
     deliver(&env, third);

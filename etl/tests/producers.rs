@@ -101,7 +101,7 @@ fn producers_feed_a_running_daemon(write_mode: &[&str]) {
         let reason = fs::read_to_string(
             env.config
                 .failed(Kind::Card)
-                .join(etl::files::sidecar_name(name)),
+                .join(etl::source::inbox::files::sidecar_name(name)),
         )
         .expect("reason file");
         assert!(

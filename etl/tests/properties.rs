@@ -298,7 +298,7 @@ fn spliced(mut bytes: Vec<u8>, splice: &Splice) -> Vec<u8> {
 
 /// The decoding contract: an event of the folder's kind, or a rejection that says why.
 fn decodes_or_explains(kind: Kind, bytes: &[u8]) -> Result<(), TestCaseError> {
-    match decode(kind, bytes, PathBuf::from("x.json"), &SCHEMAS) {
+    match decode(kind, bytes, &SCHEMAS) {
         Ok(event) => {
             prop_assert_eq!(event.kind(), kind);
             prop_assert!(event.entity_id() >= 0);
@@ -353,7 +353,7 @@ proptest! {
     fn a_valid_event_decodes_to_what_it_says((kind, doc) in valid_event(), pretty in any::<bool>()) {
         let bytes = if pretty { serde_json::to_vec_pretty(&doc) } else { serde_json::to_vec(&doc) }
             .expect("serializable");
-        let event = decode(kind, &bytes, PathBuf::from("x.json"), &SCHEMAS)
+        let event = decode(kind, &bytes, &SCHEMAS)
             .map_err(|r| TestCaseError::fail(format!("rejected: {r:?}")))?;
         let p = &doc["payload"];
         prop_assert_eq!(event.entity_id(), p["id"].as_i64().expect("id"));

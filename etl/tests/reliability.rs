@@ -86,7 +86,9 @@ fn assert_all_settled(env: &Env, valid: usize, invalid: &[(Kind, &str)]) {
         let failed = env.config.failed(*kind);
         assert!(failed.join(name).exists(), "{name} not in failed/");
         assert!(
-            failed.join(etl::files::sidecar_name(name)).exists(),
+            failed
+                .join(etl::source::inbox::files::sidecar_name(name))
+                .exists(),
             "{name} has no reason file"
         );
     }
@@ -409,7 +411,7 @@ fn a_truncated_file_that_never_completes_is_rejected_after_the_settle_window() {
     let sidecar = env
         .config
         .failed(Kind::Card)
-        .join(etl::files::sidecar_name(name));
+        .join(etl::source::inbox::files::sidecar_name(name));
     assert!(
         wait_until(PATIENCE, || sidecar.exists()),
         "truncated file never rejected: {}",

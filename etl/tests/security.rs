@@ -79,7 +79,7 @@ impl Case {
             schemas_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas")),
             ..Config::default()
         };
-        etl::files::ensure_layout(&config).expect("layout");
+        etl::source::inbox::files::ensure_layout(&config).expect("layout");
         Case { dir, config, db }
     }
 

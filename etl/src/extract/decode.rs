@@ -1,6 +1,7 @@
 //! Bytes → typed event: parse, check the folder, validate against the schema, then type it.
+//! The same step for every source: it sees bytes and a declared type, never where they came from.
 
-use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -8,16 +9,45 @@ use serde_json::Value;
 use super::schema::Schemas;
 use super::{RejectCode, Rejection};
 use crate::event::{Card, Event, Kind, Metadata, Payload, User};
+use crate::source::{Ack, Record};
 
-/// Decodes one file found in the `kind` folder. Every failure is a [`Rejection`] with a reason;
-/// nothing here can panic on input (serde_json caps nesting at 128 levels, so deep documents
-/// are an error, not a stack overflow).
-pub fn decode(
-    kind: Kind,
-    bytes: &[u8],
-    source: PathBuf,
-    schemas: &Schemas,
-) -> Result<Event, Rejection> {
+/// Turns records into events: [`decode`], then [`refuse_future`] against the daemon's clock.
+pub struct Decoder {
+    pub schemas: Schemas,
+    /// How far ahead of the daemon's clock a version may be (see [`refuse_future`]).
+    pub max_future_skew: Duration,
+}
+
+impl Decoder {
+    /// The record's event, carrying its ack on to the pool; or why not, with the ack back so
+    /// the caller can tell the source.
+    pub fn decode(&self, record: Record) -> Result<Event, (Rejection, Ack)> {
+        let Record {
+            kind,
+            bytes,
+            origin,
+            ack,
+        } = record;
+        let checked = decode(kind, &bytes, &self.schemas).and_then(|event| {
+            let now = chrono::Utc::now().naive_utc();
+            refuse_future(&event, now, self.max_future_skew).map(|()| event)
+        });
+        match checked {
+            Ok(mut event) => {
+                event.origin = origin;
+                event.ack = ack;
+                Ok(event)
+            }
+            Err(rejection) => Err((rejection, ack)),
+        }
+    }
+}
+
+/// Decodes one document declared to be of `kind`. Every failure is a [`Rejection`] with a
+/// reason; nothing here can panic on input (serde_json caps nesting at 128 levels, so deep
+/// documents are an error, not a stack overflow). The event has no origin and a detached ack
+/// until [`Decoder::decode`] gives it its record's.
+pub fn decode(kind: Kind, bytes: &[u8], schemas: &Schemas) -> Result<Event, Rejection> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| Rejection::new(RejectCode::NotUtf8, format!("not UTF-8 text: {e}")))?;
     if text.trim().is_empty() {
@@ -73,7 +103,8 @@ pub fn decode(
         meta,
         payload,
         raw_payload,
-        source,
+        origin: String::new(),
+        ack: Ack::detached(),
     })
 }
 
@@ -146,7 +177,7 @@ mod tests {
     }
 
     fn decode_str(kind: Kind, text: &str) -> Result<Event, Rejection> {
-        decode(kind, text.as_bytes(), PathBuf::from("x.json"), &schemas())
+        decode(kind, text.as_bytes(), &schemas())
     }
 
     const CARD: &str = r#"{"payload": {"id": 5, "user_id": 311, "created_by_name": "A B",

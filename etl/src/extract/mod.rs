@@ -1,12 +1,10 @@
-//! Extraction: find files in the inbox, read them safely, and turn each into a typed event or a
-//! reasoned rejection.
+//! Extraction: turn a record's bytes into a typed event or a reasoned rejection, the same way
+//! whatever source the record came from.
 //!
-//! `discover` finds candidate files (startup scan, watcher, periodic rescan), `read` opens one
-//! without trusting it, `decode` parses and validates it against the JSON Schemas in `schema`.
+//! `decode` parses and validates against the JSON Schemas in `schema`; [`Rejection`] is the
+//! reason a record is refused, whoever refuses it (the decoder or the database).
 
 pub mod decode;
-pub mod discover;
-pub mod read;
 pub mod schema;
 
 use serde::Serialize;

@@ -174,7 +174,7 @@ struct RawColumns<'a> {
     entity_id: Vec<i64>,
     event_at: Vec<NaiveDateTime>,
     payload: Vec<Json<&'a serde_json::Value>>,
-    source_file: Vec<String>,
+    source_file: Vec<&'a str>,
 }
 
 impl<'a> RawColumns<'a> {
@@ -185,7 +185,7 @@ impl<'a> RawColumns<'a> {
             entity_id: events.iter().map(|e| e.entity_id()).collect(),
             event_at: events.iter().map(|e| e.meta.event_at).collect(),
             payload: events.iter().map(|e| Json(&e.raw_payload)).collect(),
-            source_file: events.iter().map(|e| source_name(e)).collect(),
+            source_file: events.iter().map(|e| e.origin.as_str()).collect(),
         }
     }
 
@@ -199,16 +199,6 @@ impl<'a> RawColumns<'a> {
             &self.source_file,
         ]
     }
-}
-
-/// `<type folder>/<file name>`: where the file was found, relative to the inbox.
-fn source_name(event: &Event) -> String {
-    let name = event
-        .source
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    format!("{}/{}", event.kind().folder(), name)
 }
 
 /// The winners of one kind as the columns of its entity table: the typed payload, then the

@@ -1,6 +1,5 @@
 //! `/healthz`, `/readyz`, `/metrics` and `/status` for operators and orchestrators.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,7 +43,7 @@ async fn ready(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
     let db = tokio::time::timeout(Duration::from_secs(2), shared.warehouse.ping()).await;
     let db_ok = matches!(db, Ok(Ok(())));
     let trouble = shared.health.trouble_now();
-    let watching = shared.watching.load(Ordering::Relaxed);
+    let watching = shared.sources_ready();
     let code = if db_ok && trouble.is_none() && watching {
         StatusCode::OK
     } else {
@@ -75,7 +74,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> String {
 async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
     let s = shared.stats.snapshot();
     Json(serde_json::json!({
-        "in_flight": shared.tracker.len(),
+        "in_flight": shared.in_flight(),
         "applied": s.applied,
         "stale": s.stale,
         "rejected": s.rejected,

@@ -4,6 +4,19 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+// Every metric's name, defined once: the code that counts and the descriptions below use these.
+pub const EVENTS_APPLIED: &str = "etl_events_applied_total";
+pub const EVENTS_STALE: &str = "etl_events_stale_total";
+pub const EVENTS_REJECTED: &str = "etl_events_rejected_total";
+pub const FILES_MOVED: &str = "etl_files_moved_total";
+pub const DB_ERRORS: &str = "etl_db_errors_total";
+pub const DB_RETRIES: &str = "etl_db_retries_total";
+pub const BATCH_SIZE: &str = "etl_batch_size";
+pub const COMMIT_SECONDS: &str = "etl_commit_seconds";
+pub const CHANNEL_DEPTH: &str = "etl_channel_depth";
+pub const INBOX_BACKLOG: &str = "etl_inbox_backlog";
+pub const IN_FLIGHT: &str = "etl_in_flight";
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the global recorder once per process (tests start several pipelines in one process)
@@ -13,12 +26,12 @@ pub fn handle() -> Option<PrometheusHandle> {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
-                    Matcher::Full("etl_commit_seconds".into()),
+                    Matcher::Full(COMMIT_SECONDS.into()),
                     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
                 )
                 .and_then(|b| {
                     b.set_buckets_for_metric(
-                        Matcher::Full("etl_batch_size".into()),
+                        Matcher::Full(BATCH_SIZE.into()),
                         &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0],
                     )
                 });
@@ -37,52 +50,43 @@ pub fn handle() -> Option<PrometheusHandle> {
 pub fn describe() {
     use crate::event::Kind;
     use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, Unit};
+    describe_counter!(EVENTS_APPLIED, "Events that changed a warehouse row");
     describe_counter!(
-        "etl_events_applied_total",
-        "Events that changed a warehouse row"
-    );
-    describe_counter!(
-        "etl_events_stale_total",
+        EVENTS_STALE,
         "Valid events older than the stored version, or already applied"
     );
     describe_counter!(
-        "etl_events_rejected_total",
+        EVENTS_REJECTED,
         "Files moved to failed/, by type and reason"
     );
-    describe_counter!(
-        "etl_files_moved_total",
-        "Files moved out of the inbox, by destination"
-    );
-    describe_counter!("etl_db_errors_total", "Failed attempts to apply a batch");
-    describe_counter!(
-        "etl_db_retries_total",
-        "Batch retries after a database error"
-    );
-    describe_histogram!("etl_batch_size", "Events per committed batch");
+    describe_counter!(FILES_MOVED, "Files moved out of the inbox, by destination");
+    describe_counter!(DB_ERRORS, "Failed attempts to apply a batch");
+    describe_counter!(DB_RETRIES, "Batch retries after a database error");
+    describe_histogram!(BATCH_SIZE, "Events per committed batch");
     describe_histogram!(
-        "etl_commit_seconds",
+        COMMIT_SECONDS,
         Unit::Seconds,
         "Time to apply and commit one batch"
     );
     describe_gauge!(
-        "etl_channel_depth",
+        CHANNEL_DEPTH,
         "Events waiting in the channel to the worker pool"
     );
     describe_gauge!(
-        "etl_inbox_backlog",
+        INBOX_BACKLOG,
         "Files in the inbox not finished yet (estimate)"
     );
     describe_gauge!(
-        "etl_in_flight",
+        IN_FLIGHT,
         "Files read but not yet moved to done/ or failed/"
     );
     for kind in Kind::ALL {
-        counter!("etl_events_applied_total", "type" => kind.as_str()).absolute(0);
-        counter!("etl_events_stale_total", "type" => kind.as_str()).absolute(0);
+        counter!(EVENTS_APPLIED, "type" => kind.as_str()).absolute(0);
+        counter!(EVENTS_STALE, "type" => kind.as_str()).absolute(0);
     }
-    counter!("etl_files_moved_total", "to" => "done").absolute(0);
-    counter!("etl_files_moved_total", "to" => "failed").absolute(0);
-    counter!("etl_db_errors_total").absolute(0);
-    counter!("etl_db_retries_total").absolute(0);
-    gauge!("etl_channel_depth").set(0.0);
+    counter!(FILES_MOVED, "to" => "done").absolute(0);
+    counter!(FILES_MOVED, "to" => "failed").absolute(0);
+    counter!(DB_ERRORS).absolute(0);
+    counter!(DB_RETRIES).absolute(0);
+    gauge!(CHANNEL_DEPTH).set(0.0);
 }

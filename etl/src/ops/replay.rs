@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::config::Config;
 use crate::event::Kind;
-use crate::files::{is_event_file, move_into, sidecar_name, Moved};
+use crate::source::inbox::files::{is_event_file, move_into, sidecar_name, Moved};
 
 /// What to replay: all failed files, or those of one type and/or whose reason contains a text.
 #[derive(Debug, Default, Clone)]

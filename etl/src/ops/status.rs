@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::event::Kind;
-use crate::files::is_event_file;
 use crate::load::connect::{self, Target};
 use crate::load::DbError;
+use crate::source::inbox::files::is_event_file;
 
 /// Renders the status report, and whether the warehouse could be read (the caller exits
 /// non-zero when it could not).

@@ -67,7 +67,8 @@ mod tests {
                 active: true,
             }),
             raw_payload: serde_json::Value::Null,
-            source: format!("{event_id}.json").into(),
+            origin: format!("cards/{event_id}.json"),
+            ack: crate::source::Ack::detached(),
         }
     }
 

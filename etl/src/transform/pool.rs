@@ -1,9 +1,12 @@
 //! The worker pool: a router sends each event to the worker owning its entity, and each worker
 //! applies batches to the warehouse: retrying while the database has trouble that is not about
 //! the events, and isolating the events it refuses so that they never stall the others.
+//!
+//! The pool knows nothing of sources: once a transaction has committed it resolves the
+//! [`Ack`](crate::source::Ack) of each of its events, and a refused event's ack with the
+//! database's reason. Nothing is acknowledged before its commit.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,15 +20,10 @@ use crate::event::{Event, Kind};
 use crate::extract::Rejection;
 use crate::load::fault::{Fault, Health, Refusal};
 use crate::load::{Applied, Warehouse};
+use crate::ops::metrics::{BATCH_SIZE, CHANNEL_DEPTH, COMMIT_SECONDS};
+use crate::outcome;
+use crate::source::Fate;
 use crate::stats::Stats;
-
-/// What a worker hands on once a batch is settled: the files whose events committed (on their
-/// way to `done/`) and those the database refused (on their way to `failed/`).
-#[derive(Debug, Default)]
-pub struct Settled {
-    pub committed: Vec<(Kind, PathBuf)>,
-    pub refused: Vec<(Kind, PathBuf, Rejection)>,
-}
 
 /// The worker owning an entity. One entity is only ever written by one worker, so two workers
 /// never contend for a row and per-entity order within a worker is kept.
@@ -54,7 +52,6 @@ struct Shared {
     warehouse: Warehouse,
     stats: Arc<Stats>,
     health: Arc<Health>,
-    settled: flume::Sender<Settled>,
     batch_size: usize,
     batch_timeout: Duration,
     max_backoff: Duration,
@@ -68,7 +65,6 @@ impl Pool {
         warehouse: Warehouse,
         stats: Arc<Stats>,
         health: Arc<Health>,
-        settled: flume::Sender<Settled>,
         hard_stop: CancellationToken,
     ) -> Pool {
         let (sender, mut inbound) = mpsc::channel::<Event>(config.channel_capacity);
@@ -76,7 +72,6 @@ impl Pool {
             warehouse,
             stats,
             health,
-            settled,
             batch_size: config.batch_size,
             batch_timeout: config.batch_timeout(),
             max_backoff: config.max_retry_backoff(),
@@ -92,7 +87,7 @@ impl Pool {
         let task = tokio::spawn(async move {
             // Events are taken in runs, not one by one: one wake-up and one gauge update per
             // run instead of per event. The gauge handle is looked up once.
-            let depth = metrics::gauge!("etl_channel_depth");
+            let depth = metrics::gauge!(CHANNEL_DEPTH);
             let mut run = Vec::with_capacity(ROUTER_RUN);
             'route: while inbound.recv_many(&mut run, ROUTER_RUN).await > 0 {
                 depth.set(inbound.len() as f64);
@@ -126,10 +121,8 @@ async fn worker(id: usize, mut lane: mpsc::Receiver<Event>, shared: Arc<Shared>)
                 Ok(_) => {}
             }
         }
-        let Some(settled) = apply_isolating(id, &shared, std::mem::take(&mut buffer)).await else {
-            return; // hard stop: the files stay in the inbox for the next run
-        };
-        if shared.settled.send_async(settled).await.is_err() {
+        if !apply_isolating(id, &shared, std::mem::take(&mut buffer)).await {
+            // Hard stop: the events are dropped unresolved, so their sources offer them again.
             return;
         }
     }
@@ -138,25 +131,28 @@ async fn worker(id: usize, mut lane: mpsc::Receiver<Event>, shared: Arc<Shared>)
 /// Applies `events`, isolating those the database refuses: a refused batch is split in halves
 /// and each half applied on its own, until every refused event stands alone and is rejected.
 /// Everything else commits (a poison event costs about 2·log2(batch) extra transactions, once).
-/// Splitting is safe because applying is idempotent and order-independent. Returns `None` only
+/// Splitting is safe because applying is idempotent and order-independent. Each part's acks
+/// are resolved as soon as it has committed (or its lone event is refused). Returns false only
 /// on a hard stop.
-async fn apply_isolating(worker: usize, shared: &Shared, events: Vec<Event>) -> Option<Settled> {
-    let mut settled = Settled::default();
+async fn apply_isolating(worker: usize, shared: &Shared, events: Vec<Event>) -> bool {
     let mut parts = vec![events];
     while let Some(part) = parts.pop() {
         let batch = Batch::new(part);
-        match apply_with_retry(worker, shared, &batch).await? {
+        let Some(result) = apply_with_retry(worker, shared, &batch).await else {
+            return false;
+        };
+        match result {
             Ok(applied) => {
-                account(&shared.stats, &applied);
-                let files = batch.events.into_iter().map(|e| (e.meta.kind, e.source));
-                settled.committed.extend(files);
+                outcome::applied(&shared.stats, &applied);
+                for event in batch.events {
+                    event.ack.resolve(Fate::Committed);
+                }
             }
             Err(refusal) if batch.len() == 1 => {
                 let rejection = Rejection::refused(refusal);
-                let files = batch.events.into_iter().map(|e| (e.meta.kind, e.source));
-                settled
-                    .refused
-                    .extend(files.map(|(kind, path)| (kind, path, rejection.clone())));
+                for event in batch.events {
+                    event.ack.resolve(Fate::Rejected(rejection.clone()));
+                }
             }
             Err(refusal) => {
                 tracing::info!(
@@ -172,7 +168,7 @@ async fn apply_isolating(worker: usize, shared: &Shared, events: Vec<Event>) -> 
             }
         }
     }
-    Some(settled)
+    true
 }
 
 /// Applies a batch, retrying with capped exponential backoff while the database has trouble
@@ -191,8 +187,8 @@ async fn apply_with_retry(
         let started = std::time::Instant::now();
         let error = match shared.warehouse.apply(batch).await {
             Ok(applied) => {
-                metrics::histogram!("etl_commit_seconds").record(started.elapsed().as_secs_f64());
-                metrics::histogram!("etl_batch_size").record(batch.len() as f64);
+                metrics::histogram!(COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+                metrics::histogram!(BATCH_SIZE).record(batch.len() as f64);
                 if let Some(over) = shared.health.recovered() {
                     tracing::info!(
                         worker,
@@ -204,8 +200,7 @@ async fn apply_with_retry(
             }
             Err(error) => error,
         };
-        Stats::add(&shared.stats.db_errors, 1);
-        metrics::counter!("etl_db_errors_total").increment(1);
+        outcome::db_error(&shared.stats);
         match Fault::of(&error) {
             Fault::Refused(refusal) => return Some(Err(refusal)),
             Fault::Unknown(refusal) => {
@@ -239,20 +234,8 @@ async fn apply_with_retry(
             _ = tokio::time::sleep(backoff) => {}
             _ = shared.hard_stop.cancelled() => return None,
         }
-        metrics::counter!("etl_db_retries_total").increment(1);
+        outcome::db_retry();
         backoff = (backoff * 2).min(shared.max_backoff);
-    }
-}
-
-fn account(stats: &Stats, applied: &Applied) {
-    for kind in Kind::ALL {
-        let events = applied.events[kind as usize];
-        let changed = applied.changed[kind as usize].min(events);
-        Stats::add(&stats.applied, changed);
-        Stats::add(&stats.stale, events - changed);
-        metrics::counter!("etl_events_applied_total", "type" => kind.as_str()).increment(changed);
-        metrics::counter!("etl_events_stale_total", "type" => kind.as_str())
-            .increment(events - changed);
     }
 }
 

@@ -37,7 +37,7 @@ impl Env {
             http_addr: String::new(),
             ..Config::default()
         };
-        etl::files::ensure_layout(&config).expect("layout");
+        etl::source::inbox::files::ensure_layout(&config).expect("layout");
         Env { db, dir, config }
     }
 
@@ -54,6 +54,12 @@ impl Env {
         pipeline::run(config, Mode::Drain, CancellationToken::new())
             .await
             .expect("drain runs")
+    }
+
+    /// Starts the real pipeline in follow mode, in this process; stop it with
+    /// [`pipeline::Handle::shutdown`].
+    pub fn follow(&self) -> pipeline::Handle {
+        pipeline::spawn(self.config.clone(), Mode::Follow)
     }
 
     /// The `etl` binary with this environment's settings, as an operator would run it.

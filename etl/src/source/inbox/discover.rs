@@ -1,16 +1,16 @@
-//! Finding work: the startup scan and periodic rescans of the inbox, the file watcher, and the
-//! tracker that makes sure a file is in the pipeline at most once at a time.
+//! Finding work: the startup scan and periodic rescans of the inbox, and the file watcher.
+//! Both go through the [`Tracker`], so a file is in the pipeline at most once at a time.
 
-use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::tracker::Tracker;
 use crate::config::Config;
 use crate::event::Kind;
 
@@ -19,86 +19,6 @@ use crate::event::Kind;
 pub struct Job {
     pub kind: Kind,
     pub path: PathBuf,
-}
-
-/// The files currently somewhere between discovery and their final folder. The scan, the
-/// watcher and retries all find the same files; the tracker lets only the first one through,
-/// and tells a draining daemon when everything it started is finished.
-#[derive(Default)]
-pub struct Tracker {
-    paths: Mutex<HashSet<PathBuf>>,
-    /// Files this run could not finish (unreadable, or a move that failed): a drain does not
-    /// wait for them, so one bad file cannot keep it looping for ever.
-    stuck: Mutex<HashSet<PathBuf>>,
-    idle: Notify,
-}
-
-impl Tracker {
-    fn lock(&self) -> MutexGuard<'_, HashSet<PathBuf>> {
-        // A panic while holding this lock cannot leave the set inconsistent (single insert or
-        // remove), so a poisoned lock is still usable.
-        self.paths.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// True if the file was not yet in the pipeline and now is.
-    pub fn claim(&self, path: &Path) -> bool {
-        self.lock().insert(path.to_path_buf())
-    }
-
-    /// The file has reached its final place; it may be found again.
-    pub fn release(&self, path: &Path) {
-        self.lock_stuck().remove(path);
-        self.remove(path);
-    }
-
-    /// The file could not be finished (the error is logged where it happened). It stays in the
-    /// inbox; a following daemon retries it at its next rescan, a draining one leaves it.
-    pub fn give_up(&self, path: &Path) {
-        self.lock_stuck().insert(path.to_path_buf());
-        self.remove(path);
-    }
-
-    pub fn is_stuck(&self, path: &Path) -> bool {
-        self.lock_stuck().contains(path)
-    }
-
-    /// How many files this run gave up on.
-    pub fn stuck(&self) -> usize {
-        self.lock_stuck().len()
-    }
-
-    fn lock_stuck(&self) -> MutexGuard<'_, HashSet<PathBuf>> {
-        self.stuck.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn remove(&self, path: &Path) {
-        let mut paths = self.lock();
-        paths.remove(path);
-        if paths.is_empty() {
-            self.idle.notify_waiters();
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Waits until no file is in the pipeline.
-    pub async fn wait_idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_empty() {
-                return;
-            }
-            notified.await;
-        }
-    }
 }
 
 /// Regular `*.json` files that are not dotfiles. Everything else in an inbox (the producer's
@@ -205,5 +125,46 @@ mod tests {
         assert!(!is_candidate(OsStr::new(".0d133695.json")));
         assert!(!is_candidate(OsStr::new(".0d133695.json.tmp")));
         assert!(!is_candidate(OsStr::new("notes.txt")));
+    }
+
+    #[test]
+    fn a_scan_queues_each_untracked_candidate_once_and_leaves_the_rest_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        super::super::files::ensure_layout(&config).expect("layout");
+        let users = config.inbox(Kind::User);
+        for name in ["a.json", "b.json", ".tmp.json", "notes.txt", "stuck.json"] {
+            std::fs::write(users.join(name), "{}").expect("write");
+        }
+        std::os::unix::fs::symlink(users.join("a.json"), users.join("link.json")).expect("link");
+        std::fs::write(config.inbox(Kind::Card).join("c.json"), "{}").expect("write");
+
+        let tracker = Tracker::default();
+        tracker.claim(&users.join("b.json")); // already in flight (the watcher found it)
+        tracker.claim(&users.join("stuck.json"));
+        tracker.give_up(&users.join("stuck.json"));
+        let (jobs, queued) = flume::unbounded();
+        let seen = scan(&config, &tracker, &jobs, &CancellationToken::new(), false).expect("scan");
+        let mut names: Vec<String> = queued
+            .try_iter()
+            .map(|job| {
+                format!(
+                    "{}/{}",
+                    job.kind,
+                    job.path.file_name().unwrap_or_default().to_string_lossy()
+                )
+            })
+            .collect();
+        names.sort();
+        assert_eq!(names, ["card/c.json", "user/a.json"]);
+        assert_eq!(seen, 3, "b.json is seen (in flight) but not queued again");
+
+        // A following daemon retries what it gave up on at its next rescan.
+        scan(&config, &tracker, &jobs, &CancellationToken::new(), true).expect("scan");
+        let again: Vec<_> = queued.try_iter().map(|job| job.path).collect();
+        assert_eq!(again, [users.join("stuck.json")]);
     }
 }

@@ -1,5 +1,5 @@
-//! File bookkeeping: the folder layout, and moving each file to `done/` or `failed/` once its
-//! fate is durable.
+//! The inbox's file bookkeeping: the folder layout, and moving each file to `done/` or
+//! `failed/` (with its reason file) once its fate is durable.
 //!
 //! A file stays in the inbox until then, so the inbox itself is the queue: a crash at any point
 //! leaves every unfinished file where a restart will find it, and reprocessing a file whose
@@ -54,7 +54,7 @@ const SIDECAR_SUFFIX: &str = ".error.json";
 /// An event file (as the inbox sees one) that is not a reason file: what `done/` and `failed/`
 /// hold besides reasons.
 pub fn is_event_file(name: &std::ffi::OsStr) -> bool {
-    crate::extract::discover::is_candidate(name)
+    super::discover::is_candidate(name)
         && !name.as_encoded_bytes().ends_with(SIDECAR_SUFFIX.as_bytes())
 }
 
@@ -88,9 +88,8 @@ fn fnv1a(text: &str) -> u64 {
     })
 }
 
-/// Moves a rejected file to `failed/<type>/` with its reason file, and logs the one WARN line
-/// operators grep for. The reason file is written first: if we crash in between, the file is
-/// still in the inbox and is simply rejected again.
+/// Moves a rejected file to `failed/<type>/` with its reason file. The reason file is written
+/// first: if we crash in between, the file is still in the inbox and is simply rejected again.
 pub fn reject(
     config: &Config,
     kind: Kind,
@@ -107,19 +106,7 @@ pub fn reject(
     };
     let json = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
     write_atomically(&failed.join(sidecar_name(&name)), &json)?;
-    let moved = move_into(path, &failed)?;
-    if moved == Moved::Yes {
-        tracing::warn!(
-            file = %path.display(),
-            r#type = %kind,
-            code = rejection.code.as_str(),
-            reason = %rejection.reason,
-            instance_path = rejection.instance_path.as_deref().unwrap_or(""),
-            schema_location = rejection.schema_location.as_deref().unwrap_or(""),
-            "rejected"
-        );
-    }
-    Ok(moved)
+    move_into(path, &failed)
 }
 
 fn file_name(path: &Path) -> io::Result<String> {
@@ -130,7 +117,7 @@ fn file_name(path: &Path) -> io::Result<String> {
 
 /// rename(2) into `folder` under the very same name (bytes, not a lossy UTF-8 copy of them):
 /// atomic, and a no-op report if the file is already gone.
-pub(crate) fn move_into(path: &Path, folder: &Path) -> io::Result<Moved> {
+pub fn move_into(path: &Path, folder: &Path) -> io::Result<Moved> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;

@@ -1,0 +1,60 @@
+//! The one place where an outcome is recorded: the log line operators grep for, the counters of
+//! [`Stats`] and the Prometheus metrics. Stages report what happened here instead of counting
+//! on their own, so the numbers and the log always agree.
+
+use std::fmt::Display;
+
+use crate::event::Kind;
+use crate::extract::Rejection;
+use crate::load::Applied;
+use crate::ops::metrics::{
+    DB_ERRORS, DB_RETRIES, EVENTS_APPLIED, EVENTS_REJECTED, EVENTS_STALE, FILES_MOVED,
+};
+use crate::stats::Stats;
+
+/// A rejected record has reached its final place (for the inbox: `failed/` with its reason
+/// file). Logs the one WARN line per rejection and counts it.
+pub fn rejected(stats: &Stats, kind: Kind, origin: &dyn Display, rejection: &Rejection) {
+    tracing::warn!(
+        file = %origin,
+        r#type = %kind,
+        code = rejection.code.as_str(),
+        reason = %rejection.reason,
+        instance_path = rejection.instance_path.as_deref().unwrap_or(""),
+        schema_location = rejection.schema_location.as_deref().unwrap_or(""),
+        "rejected"
+    );
+    Stats::add(&stats.rejected, 1);
+    metrics::counter!(FILES_MOVED, "to" => "failed").increment(1);
+    metrics::counter!(EVENTS_REJECTED, "type" => kind.as_str(), "reason" => rejection.code.as_str())
+        .increment(1);
+}
+
+/// `n` committed records have reached their final place (for the inbox: `done/`).
+pub fn done(stats: &Stats, n: u64) {
+    Stats::add(&stats.done, n);
+    metrics::counter!(FILES_MOVED, "to" => "done").increment(n);
+}
+
+/// A batch committed: how many of its events changed a row, per type, and how many were stale.
+pub fn applied(stats: &Stats, applied: &Applied) {
+    for kind in Kind::ALL {
+        let events = applied.events[kind as usize];
+        let changed = applied.changed[kind as usize].min(events);
+        Stats::add(&stats.applied, changed);
+        Stats::add(&stats.stale, events - changed);
+        metrics::counter!(EVENTS_APPLIED, "type" => kind.as_str()).increment(changed);
+        metrics::counter!(EVENTS_STALE, "type" => kind.as_str()).increment(events - changed);
+    }
+}
+
+/// An attempt to apply a batch failed (it is retried or split).
+pub fn db_error(stats: &Stats) {
+    Stats::add(&stats.db_errors, 1);
+    metrics::counter!(DB_ERRORS).increment(1);
+}
+
+/// A batch is tried again after a database error.
+pub fn db_retry() {
+    metrics::counter!(DB_RETRIES).increment(1);
+}

@@ -1,0 +1,165 @@
+//! Sources: where records come from, and how each learns its record's fate.
+//!
+//! A source yields [`Record`]s: raw bytes, the event type they claim to be, and an [`Ack`].
+//! The [`Intake`] decodes each record the same way whatever its source, hands a valid event to
+//! the worker pool and resolves the ack of an invalid one at once. The pool resolves the acks
+//! of valid events only after the transaction holding them has committed (end-to-end
+//! acknowledgement, as Vector's finalizers): a source never forgets a record before that.
+//!
+//! The inbox folders are the first source ([`inbox`]).
+
+pub mod inbox;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::event::{Event, Kind};
+use crate::extract::decode::Decoder;
+use crate::extract::Rejection;
+
+/// How long a source runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Until a shutdown signal: for the inbox, scan, then follow the watcher and rescan.
+    Follow,
+    /// Until the source has nothing left: for the inbox, scan and process until a scan finds
+    /// nothing.
+    Drain,
+}
+
+/// A place records come from. The pipeline starts each configured source and knows nothing
+/// else about it than this.
+pub trait Source: Send + Sync + 'static {
+    /// Starts reading: records go to `intake` until `stop` fires or, in drain mode, until the
+    /// source has nothing left.
+    fn start(
+        self: std::sync::Arc<Self>,
+        mode: Mode,
+        intake: Intake,
+        stop: CancellationToken,
+    ) -> Started;
+    /// Records not finished yet, estimated (the `etl_inbox_backlog` gauge, progress lines).
+    fn backlog(&self) -> u64;
+    /// Records read and not yet finished.
+    fn in_flight(&self) -> u64;
+    /// Whether the source is taking new records (`/readyz`).
+    fn ready(&self) -> bool;
+    /// Records this run gave up on (each logged as an ERROR): a drain then exits with 1.
+    fn stuck(&self) -> usize;
+}
+
+/// A started source.
+pub struct Started {
+    /// Ends when the source stops looking for records (on `stop`, or drained); an error if it
+    /// cannot run at all (the inbox cannot be watched).
+    pub discovery: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Each fires when one of the source's threads has ended, after the last ack it waits for.
+    pub finished: Vec<oneshot::Receiver<()>>,
+}
+
+/// One record as a source read it, before anything trusts it.
+pub struct Record {
+    /// The event type the source says it holds (for the inbox: the folder it was found in).
+    pub kind: Kind,
+    pub bytes: Vec<u8>,
+    /// Where it came from, for people and the raw zone (`events.source_file`).
+    pub origin: String,
+    pub ack: Ack,
+}
+
+/// What became of a record.
+#[derive(Debug)]
+pub enum Fate {
+    /// Its event is in a committed transaction.
+    Committed,
+    /// Refused for good (by the decoder or the database), with the reason.
+    Rejected(Rejection),
+    /// Not finished this time (a hard stop, the pipeline closing): the source offers it again.
+    Retry,
+}
+
+/// How a source learns the fate of one of its records. Implemented by each source.
+pub trait Acknowledge: Send + Sync + 'static {
+    fn settle(self: Box<Self>, fate: Fate);
+}
+
+/// The acknowledgement handle travelling with a record and then with its event. Resolved at
+/// most once; dropped unresolved (a hard stop abandons a batch) it means [`Fate::Retry`], so a
+/// record is never lost by forgetting to answer.
+#[derive(Default)]
+pub struct Ack(Option<Box<dyn Acknowledge>>);
+
+impl Ack {
+    pub fn new(receiver: impl Acknowledge) -> Ack {
+        Ack(Some(Box::new(receiver)))
+    }
+
+    /// An ack nobody listens to (tests, `etl check`).
+    pub fn detached() -> Ack {
+        Ack(None)
+    }
+
+    pub fn resolve(mut self, fate: Fate) {
+        if let Some(receiver) = self.0.take() {
+            receiver.settle(fate);
+        }
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if let Some(receiver) = self.0.take() {
+            receiver.settle(Fate::Retry);
+        }
+    }
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Ack"
+        } else {
+            "Ack(detached)"
+        })
+    }
+}
+
+/// The pipeline is shutting down: the record was not taken (its ack said [`Fate::Retry`]).
+#[derive(Debug)]
+pub struct Closed;
+
+/// What every source hands its records to: the decoder, then the worker pool.
+#[derive(Clone)]
+pub struct Intake {
+    decoder: std::sync::Arc<Decoder>,
+    events: mpsc::Sender<Event>,
+}
+
+impl Intake {
+    pub fn new(decoder: std::sync::Arc<Decoder>, events: mpsc::Sender<Event>) -> Intake {
+        Intake { decoder, events }
+    }
+
+    /// Decodes `record` and hands its event to the pool (waiting for room: backpressure), or
+    /// resolves its ack with the rejection. For source threads outside the async runtime.
+    pub fn blocking_submit(&self, record: Record) -> Result<(), Closed> {
+        match self.decoder.decode(record) {
+            Ok(event) => self.events.blocking_send(event).map_err(|_| Closed),
+            Err((rejection, ack)) => {
+                ack.resolve(Fate::Rejected(rejection));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One `[[sources]]` table of `etl.toml`. With none configured the daemon reads the inbox, as
+/// it always has.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// The `events/inbox/<type>/` folders (see [`inbox`]); its settings are the top-level
+    /// `settle_ms`, `readers`, `max_file_bytes`, `rescan_interval_secs`.
+    Inbox {},
+}
