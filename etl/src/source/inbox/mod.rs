@@ -22,7 +22,7 @@ pub mod read;
 pub mod tracker;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -73,12 +73,15 @@ impl Source for Inbox {
         self.watching.store(mode == Mode::Drain, Ordering::Relaxed);
         let config = &self.config;
         let (jobs_tx, jobs_rx) = flume::bounded::<Job>(config.channel_capacity);
-        // Unbounded, yet bounded in practice: one message per record in flight, and those are
-        // bounded by the channels in front of the pool. An ack may be resolved on the async
-        // runtime, which must never block on a full channel.
+        // Unbounded, because an ack may be resolved on the async runtime, which must never
+        // block on a full channel. Bounded in effect by the readers instead: they take no new
+        // file while `MAX_PENDING_MOVES` moves wait (see `reader`), so a mover slower than the
+        // database cannot make memory grow with the backlog.
         let (moves_tx, moves_rx) = flume::unbounded::<Move>();
+        let pending_moves = Arc::new(AtomicUsize::new(0));
         let acks = Arc::new(AckContext {
             inbox: self.clone(),
+            pending_moves: pending_moves.clone(),
             moves: moves_tx,
             requeue: jobs_tx.clone(),
             stop: stop.clone(),
@@ -86,8 +89,10 @@ impl Source for Inbox {
         });
 
         let mut finished = vec![spawn_thread("etl-mover", {
-            let inbox = self.clone();
-            move || mover(&inbox, &moves_rx)
+            // Not the ack context: it holds a sender, and the mover must end when the last
+            // sender is gone.
+            let (inbox, pending_moves) = (self.clone(), pending_moves.clone());
+            move || mover(&inbox, &pending_moves, &moves_rx)
         })];
         for i in 0..config.readers {
             let (acks, jobs, intake) = (acks.clone(), jobs_rx.clone(), intake.clone());
@@ -218,6 +223,8 @@ impl Inbox {
 /// half-written file again later.
 struct AckContext {
     inbox: Arc<Inbox>,
+    /// Moves sent to the mover and not done yet: the readers' backpressure.
+    pending_moves: Arc<AtomicUsize>,
     moves: flume::Sender<Move>,
     requeue: flume::Sender<Job>,
     stop: CancellationToken,
@@ -263,7 +270,9 @@ impl Acknowledge for InboxAck {
 
 impl AckContext {
     fn send(&self, next: Move) {
+        self.pending_moves.fetch_add(1, Ordering::Relaxed);
         if let Err(flume::SendError(next)) = self.moves.send(next) {
+            self.pending_moves.fetch_sub(1, Ordering::Relaxed);
             // The mover is gone (the run is over): the file stays in the inbox for the next run.
             let (Move::Done(job) | Move::Failed(job, _)) = next;
             self.inbox.tracker.release(&job.path);
@@ -287,6 +296,11 @@ fn reader(acks: &Arc<AckContext>, jobs: &flume::Receiver<Job>, intake: &Intake) 
     let inbox = &acks.inbox;
     let max_file_bytes = inbox.config.max_file_bytes;
     while !acks.stop.is_cancelled() {
+        // Backpressure from the mover (its channel is unbounded, see `Inbox::start`).
+        if acks.pending_moves.load(Ordering::Relaxed) >= MAX_PENDING_MOVES {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
         let job = match jobs.recv_timeout(Duration::from_millis(100)) {
             Ok(job) => job,
             Err(flume::RecvTimeoutError::Timeout) => continue,
@@ -336,9 +350,13 @@ fn origin(job: &Job) -> String {
 /// Most moves the mover does before it counts them (one counter update per run, not per file).
 const MOVER_RUN: usize = 1024;
 
+/// Moves that may wait for the mover before the readers pause: about what the former bounded
+/// channel between the workers and the mover held (two batches per worker).
+const MAX_PENDING_MOVES: usize = 4096;
+
 /// The mover thread: moves committed files to `done/` in the order their acks arrive (batch
 /// by batch, as they committed), and rejected ones to `failed/` with their reason.
-fn mover(inbox: &Inbox, moves: &flume::Receiver<Move>) {
+fn mover(inbox: &Inbox, pending_moves: &AtomicUsize, moves: &flume::Receiver<Move>) {
     while let Ok(first) = moves.recv() {
         let mut moved = 0;
         for next in std::iter::once(first).chain(moves.try_iter().take(MOVER_RUN)) {
@@ -346,6 +364,7 @@ fn mover(inbox: &Inbox, moves: &flume::Receiver<Move>) {
                 Move::Done(job) => moved += u64::from(move_to_done(inbox, &job)),
                 Move::Failed(job, rejection) => move_to_failed(inbox, &job, &rejection),
             }
+            pending_moves.fetch_sub(1, Ordering::Relaxed);
         }
         outcome::done(&inbox.stats, moved);
     }
