@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{event_files, files_in, free_addr, http_get as get, oracle, wait_until, Env};
+use common::{files_in, free_addr, http_get as get, oracle, wait_until, Env};
 use etl::event::Kind;
 use serde_json::{json, Value};
 
@@ -30,23 +30,6 @@ fn write_card(dir: &Path, name: &str, doc: &Value) -> PathBuf {
     fs::write(&tmp, serde_json::to_vec(doc).expect("json")).expect("write");
     fs::rename(&tmp, &path).expect("rename");
     path
-}
-
-/// A producer backlog without the producer's ownerless cards (their rejection is another
-/// test's subject), written into `dir`; returns its files.
-fn backlog(dir: &Path, users: usize, cards: usize, seed: u64) -> Vec<PathBuf> {
-    services::generate_backlog(dir, users, cards, seed).expect("backlog");
-    let mut files = Vec::new();
-    for kind in Kind::ALL {
-        for file in event_files(&dir.join(kind.folder())) {
-            if common::ownerless_cards(std::slice::from_ref(&file)) == 1 {
-                fs::remove_file(&file).expect("remove");
-            } else {
-                files.push(file);
-            }
-        }
-    }
-    files
 }
 
 fn reason_of(env: &Env, name: &str) -> Value {
@@ -94,7 +77,7 @@ fn one_refused_event_among_thousands_is_rejected_and_the_rest_load() {
     let env = Env::new();
     migrate_and_constrain(&env);
     let inbox = env.config.events_dir().join("inbox");
-    let valid = backlog(&inbox, 100, 2_000, 31);
+    let valid = common::valid_backlog(&inbox, 100, 2_000, 31);
     let expected = oracle(&valid);
     write_card(
         &env.inbox(Kind::Card),
@@ -128,7 +111,7 @@ fn a_batch_with_several_refused_events_isolates_all_of_them() {
     let env = Env::new();
     migrate_and_constrain(&env);
     let inbox = env.config.events_dir().join("inbox");
-    let valid = backlog(&inbox, 20, 300, 32);
+    let valid = common::valid_backlog(&inbox, 20, 300, 32);
     let expected = oracle(&valid);
     let poison: Vec<String> = (0..5).map(|i| format!("poison-{i}.json")).collect();
     for (i, name) in poison.iter().enumerate() {
@@ -181,7 +164,7 @@ fn following_a_lone_poison_file_is_rejected_and_an_outage_in_the_same_run_blames
     env.config.database_url = cluster.url();
     migrate_and_constrain(&env);
     let source = tempfile::tempdir().expect("tmp");
-    let valid = backlog(source.path(), 30, 600, 33);
+    let valid = common::valid_backlog(source.path(), 30, 600, 33);
     let expected = oracle(&valid);
     let (first, rest) = valid.split_at(valid.len() / 3);
     let (second, third) = rest.split_at(rest.len() / 2);
@@ -272,7 +255,7 @@ fn a_revoked_insert_rejects_nothing_and_everything_loads_once_granted_again() {
     let role_url = format!("{scheme}//{role}@{host}/{}", env.db.name);
 
     let source = tempfile::tempdir().expect("tmp");
-    let valid = backlog(source.path(), 20, 300, 34);
+    let valid = common::valid_backlog(source.path(), 20, 300, 34);
     let expected = oracle(&valid);
     let (before, after) = valid.split_at(valid.len() / 2);
     let addr = free_addr();

@@ -24,36 +24,24 @@ use serde_json::Value;
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Writes a producer backlog into the env's inbox and returns every event file it holds.
+/// These tests are about faults, not validation: every file they deliver is valid (see
+/// `common::valid_backlog`).
 fn backlog(env: &Env, users: usize, cards: usize, seed: u64) -> Vec<PathBuf> {
-    let inbox = env.config.events_dir().join("inbox");
-    services::generate_backlog(&inbox, users, cards, seed).expect("backlog");
-    remove_ownerless_cards(&inbox);
+    common::valid_backlog(&env.config.events_dir().join("inbox"), users, cards, seed);
     files_in(env, "inbox")
-}
-
-/// These tests are about faults, not validation: every file they deliver is valid, so the
-/// producer's 'bad' cards (no `user_id`, rejected by the default schema) are taken out. Their
-/// rejection is tested in `core`, `ops` and `producers`.
-fn remove_ownerless_cards(events_dir: &Path) {
-    for file in common::event_files(&events_dir.join(Kind::Card.folder())) {
-        if common::ownerless_cards(std::slice::from_ref(&file)) == 1 {
-            std::fs::remove_file(&file).expect("remove");
-        }
-    }
 }
 
 /// Valid event files written into a scratch folder (not an inbox), to be put into the inbox
 /// later, in whatever way a test needs. Returned as (kind, path).
 fn scratch_events(dir: &Path, users: usize, cards: usize, seed: u64) -> Vec<(Kind, PathBuf)> {
-    services::generate_backlog(dir, users, cards, seed).expect("backlog");
-    remove_ownerless_cards(dir);
-    let mut files = Vec::new();
-    for kind in Kind::ALL {
-        for file in common::event_files(&dir.join(kind.folder())) {
-            files.push((kind, file));
-        }
-    }
-    files
+    common::valid_backlog(dir, users, cards, seed)
+        .into_iter()
+        .map(|file| {
+            let folder = file.parent().and_then(|p| p.file_name()).expect("folder");
+            let kind = Kind::from_folder(&folder.to_string_lossy()).expect("a type folder");
+            (kind, file)
+        })
+        .collect()
 }
 
 /// Asserts the crash-safety invariant: a file only reaches `done/` after its event committed.

@@ -511,3 +511,23 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
     Some((code, body))
 }
+
+/// Generates a producer backlog into `events_dir` (`users/`, `cards/`) without the producer's
+/// ownerless cards, for tests about faults rather than validation (their rejection is tested in
+/// `core`, `ops` and `producers`). Returns every event file it holds, users first.
+pub fn valid_backlog(events_dir: &Path, users: usize, cards: usize, seed: u64) -> Vec<PathBuf> {
+    services::generate_backlog(events_dir, users, cards, seed).expect("backlog");
+    let mut files = Vec::new();
+    for kind in Kind::ALL {
+        for file in event_files(&events_dir.join(kind.folder())) {
+            let text = std::fs::read_to_string(&file).expect("readable");
+            let doc: Value = serde_json::from_str(&text).expect("generated files are JSON");
+            if is_ownerless_card(&doc) {
+                std::fs::remove_file(&file).expect("remove");
+            } else {
+                files.push(file);
+            }
+        }
+    }
+    files
+}

@@ -453,19 +453,25 @@ mod tests {
         panic!("timed out waiting for {what}");
     }
 
-    /// The inbox alone, with a fake pool: the test receives the events and answers their acks.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_file_leaves_the_inbox_only_as_its_ack_says() {
-        let dir = tempfile::tempdir().expect("temp dir");
+    /// A data folder with its layout, one reader, and no rescan during the test (a released
+    /// file is found again only by a later scan).
+    fn test_config(dir: &tempfile::TempDir, settle_ms: u64) -> Config {
         let config = Config {
             data_dir: dir.path().join("data"),
-            settle_ms: 0,
+            settle_ms,
             readers: 1,
-            // No rescan during the test: a released file is found again only by a later scan.
             rescan_interval_secs: 3600,
             ..Config::default()
         };
         files::ensure_layout(&config).expect("layout");
+        config
+    }
+
+    /// The inbox alone, with a fake pool: the test receives the events and answers their acks.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_leaves_the_inbox_only_as_its_ack_says() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = test_config(&dir, 0);
         let inbox_dir = config.inbox(Kind::User);
         for (name, text) in [
             ("a.json", user(1)),
@@ -542,14 +548,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_half_written_file_is_retried_after_the_settle_window() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = Config {
-            data_dir: dir.path().join("data"),
-            settle_ms: 1000,
-            readers: 1,
-            rescan_interval_secs: 3600,
-            ..Config::default()
-        };
-        files::ensure_layout(&config).expect("layout");
+        let config = test_config(&dir, 1000);
         let path = config.inbox(Kind::User).join("slow.json");
         let text = user(4);
         std::fs::write(&path, &text[..20]).expect("write a prefix");
