@@ -2,16 +2,15 @@
 
 use std::path::Path;
 
+use crate::catalog::{Catalog, Kind};
 use crate::config::Config;
-use crate::event::Kind;
 use crate::extract::decode::refuse_future;
-use crate::extract::schema::Schemas;
-use crate::extract::{decode, RejectCode, Rejection};
+use crate::extract::{decode, Rejection};
 use crate::source::inbox::read::{read_untrusted, Contents};
 
 /// The verdict on one file, as printed. The file is read exactly as the daemon reads it (no
 /// symlinks, no FIFOs, bounded), so `etl check` is as safe to point at anything.
-pub fn check_file(path: &Path, schemas: &Schemas, config: &Config) -> Result<(), String> {
+pub fn check_file(path: &Path, catalog: &Catalog, config: &Config) -> Result<(), String> {
     // No settle window: offline, a truncated file is simply invalid.
     let bytes = match read_untrusted(path, config.max_file_bytes) {
         Ok(Contents::Bytes { bytes, .. }) => bytes,
@@ -20,27 +19,43 @@ pub fn check_file(path: &Path, schemas: &Schemas, config: &Config) -> Result<(),
         Ok(Contents::Ignored(why)) => return Err(format!("ignored by the daemon: {why}")),
         Err(e) => return Err(format!("cannot read: {e}")),
     };
-    let verdict = |kind: Kind| {
-        let event = decode::decode(kind, &bytes, schemas)?;
+    let verdict = |kind: &Kind| {
+        let event = decode::decode(kind, &bytes)?;
         let now = chrono::Utc::now().naive_utc();
         refuse_future(&event, now, config.max_future_skew())
     };
-    // The folder decides the type, as it does for the daemon. Outside an inbox folder, try the
-    // users schema and fall back to cards if the document says it is a card.
-    let folder_kind = path
+    // The folder decides the type, as it does for the daemon. Outside a type's folder, the
+    // document's own `metadata.type` does.
+    let folder = path
         .parent()
         .and_then(|p| p.file_name())
         .and_then(|n| n.to_str())
-        .and_then(Kind::from_folder);
-    let mut checked = verdict(folder_kind.unwrap_or(Kind::User));
-    if folder_kind.is_none() {
-        if let Err(r) = &checked {
-            if r.code == RejectCode::WrongFolder {
-                checked = verdict(Kind::Card);
+        .and_then(|name| catalog.get(name));
+    let declared = declared_type(&bytes);
+    let kind = match (folder, declared.as_deref()) {
+        (Some(kind), _) => Some(kind),
+        (None, Some(declared)) => match catalog.by_envelope(declared) {
+            Some(kind) => Some(kind),
+            None => {
+                return Err(format!(
+                    "metadata.type is {declared:?}, which no declared type ({}) uses",
+                    catalog.names()
+                ))
             }
-        }
-    }
-    checked.map_err(|r| explained(&r))
+        },
+        // Not JSON, or no type in it: any type's decoder says what is wrong with it first.
+        (None, None) => catalog.iter().next(),
+    };
+    let Some(kind) = kind else {
+        return Err("no event type is declared".into());
+    };
+    verdict(kind).map_err(|r| explained(&r))
+}
+
+/// The `metadata.type` a document declares, if it is JSON and has one.
+fn declared_type(bytes: &[u8]) -> Option<String> {
+    let document: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    Some(document.pointer("/metadata/type")?.as_str()?.to_owned())
 }
 
 /// The reason as `etl check` prints it: the sentence, then the schema keyword that failed.

@@ -51,29 +51,13 @@ pub enum Command {
     },
     /// Move failed files back into the inbox (after a schema or code fix) to process them again.
     Replay {
-        /// Only files of this type.
-        #[arg(long = "type", value_enum)]
-        kind: Option<TypeArg>,
+        /// Only files of this type (a declared type's name, e.g. `cards`).
+        #[arg(long = "type")]
+        kind: Option<String>,
         /// Only files whose reason (or reason code) contains this text, case-insensitively.
         #[arg(long)]
         reason: Option<String>,
     },
     /// Print file counts per folder, rows per table, and the running daemon's in-flight count.
     Status,
-}
-
-/// `--type` values: the folder names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum TypeArg {
-    Users,
-    Cards,
-}
-
-impl From<TypeArg> for crate::event::Kind {
-    fn from(arg: TypeArg) -> Self {
-        match arg {
-            TypeArg::Users => crate::event::Kind::User,
-            TypeArg::Cards => crate::event::Kind::Card,
-        }
-    }
 }

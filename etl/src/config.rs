@@ -7,7 +7,6 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::event::Kind;
 use crate::source::SourceConfig;
 
 /// Every setting of the daemon. Each field `foo` can be set as `foo = …` in `etl.toml` or as
@@ -23,9 +22,15 @@ pub struct Config {
     pub database_password_file: Option<PathBuf>,
     /// Root of the file layout: `events/{inbox,done,failed}/<type>/` and `logs/`.
     pub data_dir: PathBuf,
-    /// Folder with `user.schema.json` and `card.schema.json`; built-in copies are used for a
-    /// schema file that is missing there, so a schema fix needs no rebuild.
+    /// Folder with each type's `<name>.schema.json`; the built-in copy of a shipped type's
+    /// schema is used when its file is missing there, so a schema fix needs no rebuild.
     pub schemas_dir: PathBuf,
+    /// Folder with the event type declarations (`<name>.toml`); the built-in `users` and
+    /// `cards` when the folder does not exist.
+    pub types_dir: PathBuf,
+    /// Folder with the SQL migrations (`*.sql`, applied in name order, operators' own
+    /// included); the built-in ones when the folder does not exist.
+    pub migrations_dir: PathBuf,
     /// Workers applying events to the warehouse (each owns a partition of the entities).
     pub workers: usize,
     /// Threads reading and validating files.
@@ -71,6 +76,8 @@ impl Default for Config {
             database_password_file: None,
             data_dir: PathBuf::from("./data"),
             schemas_dir: PathBuf::from("./schemas"),
+            types_dir: PathBuf::from("./types"),
+            migrations_dir: PathBuf::from("./db/migrations"),
             workers: cores,
             readers: cores,
             channel_capacity: 1024,
@@ -122,16 +129,16 @@ impl Config {
         self.data_dir.join("events")
     }
 
-    pub fn inbox(&self, kind: Kind) -> PathBuf {
-        self.events_dir().join("inbox").join(kind.folder())
+    pub fn inbox(&self, type_name: &str) -> PathBuf {
+        self.events_dir().join("inbox").join(type_name)
     }
 
-    pub fn done(&self, kind: Kind) -> PathBuf {
-        self.events_dir().join("done").join(kind.folder())
+    pub fn done(&self, type_name: &str) -> PathBuf {
+        self.events_dir().join("done").join(type_name)
     }
 
-    pub fn failed(&self, kind: Kind) -> PathBuf {
-        self.events_dir().join("failed").join(kind.folder())
+    pub fn failed(&self, type_name: &str) -> PathBuf {
+        self.events_dir().join("failed").join(type_name)
     }
 
     pub fn logs_dir(&self) -> PathBuf {

@@ -1,12 +1,14 @@
 //! `etl`: watches the event inbox, validates every file against a JSON Schema, applies it to the
 //! PostgreSQL warehouse with a timestamp-guarded upsert, and files it under `done/` or `failed/`.
 //!
-//! The modules follow the data: a [`source`] yields records (the inbox folders are the first),
+//! The modules follow the data: the [`catalog`] of declared event types says what each type is
+//! and where it goes; a [`source`] yields records (the inbox folders are the first),
 //! [`extract`] decodes them into typed events, [`transform`] is the worker pool and its
 //! batches, [`load`] the warehouse; each record's acknowledgement goes back to its source once
 //! its transaction committed. [`outcome`] records what happened, [`pipeline`] wires it all
 //! together and [`shutdown`] stops it.
 
+pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -7,9 +7,9 @@ use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+use etl::catalog::Catalog;
 use etl::cli::{Cli, Command, DEFAULT_CONFIG};
 use etl::config::Config;
-use etl::extract::schema::Schemas;
 use etl::load::connect::{self, Target};
 use etl::load::Warehouse;
 use etl::ops::replay::Filter as ReplayFilter;
@@ -90,16 +90,19 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
+            let catalog = Catalog::load(&config)?;
+            let migrations = etl::load::migrate::read(&config.migrations_dir)
+                .with_context(|| format!("cannot read {}", config.migrations_dir.display()))?;
             let warehouse = Warehouse::open(Target::from_config(&config)?, 1)?;
-            let applied = warehouse.migrate().await?;
+            let applied = warehouse.prepare(&migrations, &catalog).await?;
             tracing::info!(?applied, "migrations applied");
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { files } => {
-            let (schemas, _) = Schemas::load(&config.schemas_dir)?;
+            let catalog = Catalog::load(&config)?;
             let mut all_valid = true;
             for file in &files {
-                match etl::check::check_file(file, &schemas, &config) {
+                match etl::check::check_file(file, &catalog, &config) {
                     Ok(()) => println!("ok       {}", file.display()),
                     Err(reason) => {
                         all_valid = false;
@@ -114,16 +117,23 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Replay { kind, reason } => {
-            let filter = ReplayFilter {
-                kind: kind.map(Into::into),
-                reason,
-            };
-            let moved = etl::ops::replay::replay(&config, &filter).context("replay failed")?;
+            let catalog = Catalog::load(&config)?;
+            if let Some(name) = kind.as_deref().filter(|name| catalog.get(name).is_none()) {
+                eprintln!(
+                    "ERROR --type {name}: no such event type (declared: {})",
+                    catalog.names()
+                );
+                return Ok(ExitCode::from(2));
+            }
+            let filter = ReplayFilter { kind, reason };
+            let moved =
+                etl::ops::replay::replay(&config, &catalog, &filter).context("replay failed")?;
             println!("moved {moved} failed file(s) back into the inbox");
             Ok(ExitCode::SUCCESS)
         }
         Command::Status => {
-            let (report, warehouse) = etl::ops::status::report(&config).await;
+            let catalog = Catalog::load(&config)?;
+            let (report, warehouse) = etl::ops::status::report(&config, &catalog).await;
             print!("{report}");
             match warehouse {
                 Ok(()) => Ok(ExitCode::SUCCESS),

@@ -14,7 +14,7 @@ use crate::stats::Stats;
 
 /// A rejected record has reached its final place (for the inbox: `failed/` with its reason
 /// file). Logs the one WARN line per rejection and counts it.
-pub fn rejected(stats: &Stats, kind: Kind, origin: &dyn Display, rejection: &Rejection) {
+pub fn rejected(stats: &Stats, kind: &Kind, origin: &dyn Display, rejection: &Rejection) {
     tracing::warn!(
         file = %origin,
         r#type = %kind,
@@ -26,7 +26,7 @@ pub fn rejected(stats: &Stats, kind: Kind, origin: &dyn Display, rejection: &Rej
     );
     Stats::add(&stats.rejected, 1);
     metrics::counter!(FILES_MOVED, "to" => "failed").increment(1);
-    metrics::counter!(EVENTS_REJECTED, "type" => kind.as_str(), "reason" => rejection.code.as_str())
+    metrics::counter!(EVENTS_REJECTED, "type" => kind.name().to_owned(), "reason" => rejection.code.as_str())
         .increment(1);
 }
 
@@ -38,13 +38,14 @@ pub fn done(stats: &Stats, n: u64) {
 
 /// A batch committed: how many of its events changed a row, per type, and how many were stale.
 pub fn applied(stats: &Stats, applied: &Applied) {
-    for kind in Kind::ALL {
-        let events = applied.events[kind as usize];
-        let changed = applied.changed[kind as usize].min(events);
+    for part in &applied.types {
+        let changed = part.changed.min(part.events);
+        let stale = part.events - changed;
         Stats::add(&stats.applied, changed);
-        Stats::add(&stats.stale, events - changed);
-        metrics::counter!(EVENTS_APPLIED, "type" => kind.as_str()).increment(changed);
-        metrics::counter!(EVENTS_STALE, "type" => kind.as_str()).increment(events - changed);
+        Stats::add(&stats.stale, stale);
+        let name = part.kind.name().to_owned();
+        metrics::counter!(EVENTS_APPLIED, "type" => name.clone()).increment(changed);
+        metrics::counter!(EVENTS_STALE, "type" => name).increment(stale);
     }
 }
 

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::extract::decode::Decoder;
-use crate::extract::schema::Schemas;
 use crate::load::connect::{self, Target};
 use crate::load::fault::Health;
 use crate::load::{DbError, Warehouse};
@@ -107,7 +107,11 @@ pub fn spawn(config: Config, mode: Mode) -> Handle {
 }
 
 /// The sources the configuration names; the inbox when it names none.
-fn build_sources(config: &Config, stats: &Arc<Stats>) -> anyhow::Result<Vec<Arc<dyn Source>>> {
+fn build_sources(
+    config: &Config,
+    catalog: &Catalog,
+    stats: &Arc<Stats>,
+) -> anyhow::Result<Vec<Arc<dyn Source>>> {
     let mut sources: Vec<Arc<dyn Source>> = Vec::new();
     let mut inbox_seen = false;
     for source in config.sources() {
@@ -116,9 +120,9 @@ fn build_sources(config: &Config, stats: &Arc<Stats>) -> anyhow::Result<Vec<Arc<
                 // Two inbox sources would race each other for the same files.
                 anyhow::ensure!(!inbox_seen, "the inbox source is configured twice");
                 inbox_seen = true;
-                inbox::files::ensure_layout(config)
+                inbox::files::ensure_layout(config, catalog)
                     .context("cannot create the data folder layout")?;
-                sources.push(Arc::new(Inbox::new(config, stats.clone())));
+                sources.push(Arc::new(Inbox::new(config, catalog, stats.clone())));
             }
         }
     }
@@ -131,13 +135,15 @@ fn build_sources(config: &Config, stats: &Arc<Stats>) -> anyhow::Result<Vec<Arc<
 pub async fn run(config: Config, mode: Mode, signal: CancellationToken) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let stats = Arc::new(Stats::default());
-    let sources = build_sources(&config, &stats)?;
+    let catalog = Catalog::load(&config)?;
+    tracing::info!(types = ?catalog.origins(), "event types declared");
+    let migrations = crate::load::migrate::read(&config.migrations_dir)
+        .with_context(|| format!("cannot read {}", config.migrations_dir.display()))?;
+    let sources = build_sources(&config, &catalog, &stats)?;
     crate::ops::metrics::handle();
-    crate::ops::metrics::describe();
-    let (schemas, origins) = Schemas::load(&config.schemas_dir)?;
-    tracing::info!(schemas = ?origins, "schemas compiled");
+    crate::ops::metrics::describe(&catalog);
     let warehouse = Warehouse::open(Target::from_config(&config)?, config.workers + 2)?;
-    if !migrate_with_retry(&warehouse, &config, &signal).await? {
+    if !prepare_with_retry(&warehouse, &migrations, &catalog, &config, &signal).await? {
         return Ok(Summary {
             stats: Snapshot::default(),
             elapsed: started.elapsed(),
@@ -164,7 +170,6 @@ pub async fn run(config: Config, mode: Mode, signal: CancellationToken) -> anyho
         shutdown.hard().clone(),
     );
     let decoder = Arc::new(Decoder {
-        schemas,
         max_future_skew: config.max_future_skew(),
     });
     let intake = Intake::new(decoder, pool.sender);
@@ -234,17 +239,19 @@ pub async fn run(config: Config, mode: Mode, signal: CancellationToken) -> anyho
     })
 }
 
-/// Migrates, retrying while the database is unreachable (it may still be starting).
-/// Returns false if shut down before it succeeded, and the error at once if no retry can fix
-/// it (see [`connect::fatal_at_startup`]).
-async fn migrate_with_retry(
+/// Migrates and checks the tables against the declared types, retrying while the database is
+/// unreachable (it may still be starting). Returns false if shut down before it succeeded, and
+/// the error at once if no retry can fix it (see [`connect::fatal_at_startup`]).
+async fn prepare_with_retry(
     warehouse: &Warehouse,
+    migrations: &[crate::load::migrate::Migration],
+    catalog: &Catalog,
     config: &Config,
     shutdown: &CancellationToken,
 ) -> Result<bool, DbError> {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match warehouse.migrate().await {
+        match warehouse.prepare(migrations, catalog).await {
             Ok(applied) => {
                 tracing::info!(?applied, "database ready");
                 return Ok(true);

@@ -7,7 +7,6 @@ mod common;
 use std::fs;
 
 use common::{count, event_files, feed_in_order, oracle, ownerless_cards, Env};
-use etl::event::Kind;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
@@ -17,11 +16,11 @@ fn drain_over_a_backlog_leaves_the_latest_version_of_every_entity() {
     let inbox = env.config.events_dir().join("inbox");
     services::generate_backlog(&inbox, 1_000, 20_000, 7).expect("backlog");
     // A few invalid files among the valid ones, and the producer's counter file.
-    fs::write(env.inbox(Kind::Card).join("broken.json"), "{\"payload\": ").expect("write");
-    fs::write(env.inbox(Kind::User).join("array.json"), "[1, 2]").expect("write");
-    fs::write(env.inbox(Kind::Card).join("__id_counter"), "57").expect("write");
-    let mut all = event_files(&env.inbox(Kind::User));
-    all.extend(event_files(&env.inbox(Kind::Card)));
+    fs::write(env.inbox("cards").join("broken.json"), "{\"payload\": ").expect("write");
+    fs::write(env.inbox("users").join("array.json"), "[1, 2]").expect("write");
+    fs::write(env.inbox("cards").join("__id_counter"), "57").expect("write");
+    let mut all = event_files(&env.inbox("users"));
+    all.extend(event_files(&env.inbox("cards")));
     let expected = oracle(&all);
     // The generator, like the reference producer, emits some cards without an owner.
     let ownerless = ownerless_cards(&all);
@@ -40,15 +39,14 @@ fn drain_over_a_backlog_leaves_the_latest_version_of_every_entity() {
         env.scalar("SELECT count(*) FROM events"),
         21_000 - ownerless as i64
     );
-    for kind in Kind::ALL {
+    for kind in common::TYPES {
         assert_eq!(count(&env.inbox(kind)), 0, "{kind} inbox not empty");
     }
-    assert_eq!(count(&env.config.done(Kind::User)), 1_000);
-    assert_eq!(count(&env.config.done(Kind::Card)), 20_000 - ownerless);
-    assert_eq!(count(&env.config.failed(Kind::Card)), 1 + ownerless);
-    assert_eq!(count(&env.config.failed(Kind::User)), 1);
-    let counter =
-        fs::read_to_string(env.inbox(Kind::Card).join("__id_counter")).expect("left alone");
+    assert_eq!(count(&env.config.done("users")), 1_000);
+    assert_eq!(count(&env.config.done("cards")), 20_000 - ownerless);
+    assert_eq!(count(&env.config.failed("cards")), 1 + ownerless);
+    assert_eq!(count(&env.config.failed("users")), 1);
+    let counter = fs::read_to_string(env.inbox("cards").join("__id_counter")).expect("left alone");
     assert_eq!(counter, "57");
 }
 
@@ -56,9 +54,9 @@ fn drain_over_a_backlog_leaves_the_latest_version_of_every_entity() {
 fn the_reference_samples_load_and_the_counter_file_stays() {
     let env = Env::new();
     common::copy_samples(&env);
-    let samples: Vec<_> = Kind::ALL
+    let samples: Vec<_> = common::TYPES
         .iter()
-        .flat_map(|k| event_files(&env.inbox(*k)))
+        .flat_map(|k| event_files(&env.inbox(k)))
         .collect();
     let expected = oracle(&samples);
 
@@ -69,10 +67,10 @@ fn the_reference_samples_load_and_the_counter_file_stays() {
     // events, rejected with a reason that names the missing field.
     assert_eq!(env.scalar("SELECT count(*) FROM cards WHERE id = 15"), 0);
     assert_eq!(env.scalar("SELECT count(*) FROM cards"), 5);
-    assert!(env.inbox(Kind::Card).join("__id_counter").exists());
-    assert_eq!(count(&env.config.done(Kind::Card)), 6);
-    assert_eq!(count(&env.config.done(Kind::User)), 3);
-    let failed = event_files(&env.config.failed(Kind::Card));
+    assert!(env.inbox("cards").join("__id_counter").exists());
+    assert_eq!(count(&env.config.done("cards")), 6);
+    assert_eq!(count(&env.config.done("users")), 3);
+    let failed = event_files(&env.config.failed("cards"));
     assert_eq!(failed.len(), 2);
     for file in failed {
         let reason_file = file.with_file_name(format!(
@@ -141,7 +139,7 @@ async fn a_duplicated_event_changes_nothing() {
     // Every file again (same names, same contents), then a copy under another name.
     feed_in_order(&env, &files, 100, env.config.clone()).await;
     let card = &event_files(&source.path().join("cards"))[0];
-    fs::copy(card, env.inbox(Kind::Card).join("copy-of-a-card.json")).expect("copy");
+    fs::copy(card, env.inbox("cards").join("copy-of-a-card.json")).expect("copy");
     let summary = env.drain().await;
 
     assert_eq!(env.dump(), before);
@@ -150,7 +148,7 @@ async fn a_duplicated_event_changes_nothing() {
     assert_eq!(summary.stats.stale, 1);
     assert!(env
         .config
-        .done(Kind::Card)
+        .done("cards")
         .join("copy-of-a-card.json")
         .exists());
 }
@@ -175,9 +173,9 @@ async fn an_older_version_never_overwrites_a_newer_one() {
         "2024-05-01 12:00:05",
         true,
     );
-    fs::write(env.inbox(Kind::Card).join("newer.json"), newer).expect("write");
+    fs::write(env.inbox("cards").join("newer.json"), newer).expect("write");
     env.drain().await;
-    fs::write(env.inbox(Kind::Card).join("older.json"), older).expect("write");
+    fs::write(env.inbox("cards").join("older.json"), older).expect("write");
     let summary = env.drain().await;
 
     assert_eq!(summary.stats.stale, 1);
@@ -202,10 +200,10 @@ async fn a_following_pipeline_takes_new_files_and_stops_on_its_handle() {
         "event_id": "6f1c1c4e-7a53-4b8e-9d3a-1f0e9b2c3d4e"},
         "payload": {"id": 17, "name": "N", "address": "A", "job": "J", "score": 0.5}}"#;
     // Written atomically (a dotfile renamed in), as producers do.
-    let tmp = env.inbox(Kind::User).join(".u17.json.tmp");
+    let tmp = env.inbox("users").join(".u17.json.tmp");
     fs::write(&tmp, user).expect("write");
-    fs::rename(&tmp, env.inbox(Kind::User).join("u17.json")).expect("rename");
-    let done = env.config.done(Kind::User).join("u17.json");
+    fs::rename(&tmp, env.inbox("users").join("u17.json")).expect("rename");
+    let done = env.config.done("users").join("u17.json");
     let moved = tokio::task::spawn_blocking(move || {
         common::wait_until(std::time::Duration::from_secs(30), || done.exists())
     })

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::Kind;
 use common::{event_files, files_in, oracle, wait_until, Env};
-use etl::event::Kind;
 use serde_json::{json, Value};
 
 /// Long enough for a drain of a few dozen files on a loaded machine; a hang exceeds it.
@@ -88,7 +88,6 @@ fn case(kind: Kind, name: &'static str, bytes: impl Into<Vec<u8>>, keyword: &'st
 
 /// Every invalid file the issue lists, and a few more.
 fn hostile_cases() -> Vec<Case> {
-    use Kind::{Card, User};
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let huge = with(
         card(900, 900),
@@ -96,41 +95,46 @@ fn hostile_cases() -> Vec<Case> {
         Some(json!("x".repeat(1_100_000))),
     );
     vec![
-        case(Card, "empty.json", "", "empty"),
-        case(User, "blank.json", " \n\t \n", "empty"),
-        case(Card, "truncated.json", &text(&card(901, 901))[..60], "EOF"),
+        case("cards", "empty.json", "", "empty"),
+        case("users", "blank.json", " \n\t \n", "empty"),
         case(
-            Card,
+            "cards",
+            "truncated.json",
+            &text(&card(901, 901))[..60],
+            "EOF",
+        ),
+        case(
+            "cards",
             "not-utf8.json",
             b"{\"payload\": \"\xff\xfe\xfd\"}".to_vec(),
             "UTF-8",
         ),
-        case(Card, "array.json", "[1, 2, 3]", "object"),
-        case(User, "array.json", "[]", "object"),
-        case(Card, "null.json", "null", "object"),
-        case(Card, "string.json", "\"just a string\"", "object"),
-        case(Card, "deep.json", deep, "recursion limit"),
-        case(Card, "huge.json", text(&huge), "max_file_bytes"),
+        case("cards", "array.json", "[1, 2, 3]", "object"),
+        case("users", "array.json", "[]", "object"),
+        case("cards", "null.json", "null", "object"),
+        case("cards", "string.json", "\"just a string\"", "object"),
+        case("cards", "deep.json", deep, "recursion limit"),
+        case("cards", "huge.json", text(&huge), "max_file_bytes"),
         case(
-            Card,
+            "cards",
             "wrong-type.json",
             text(&with(card(902, 902), "/payload/id", Some(json!("five")))),
             "/payload/id",
         ),
         case(
-            Card,
+            "cards",
             "active-yes.json",
             text(&with(card(903, 903), "/payload/active", Some(json!("yes")))),
             "boolean",
         ),
         case(
-            User,
+            "users",
             "score-text.json",
             text(&with(user(904, 904), "/payload/score", Some(json!("high")))),
             "number",
         ),
         case(
-            Card,
+            "cards",
             "impossible-date.json",
             text(&with(
                 card(905, 905),
@@ -140,7 +144,7 @@ fn hostile_cases() -> Vec<Case> {
             "2024-02-30",
         ),
         case(
-            User,
+            "users",
             "hour-25.json",
             text(&with(
                 user(906, 906),
@@ -150,7 +154,7 @@ fn hostile_cases() -> Vec<Case> {
             "2024-05-01 25:00:00",
         ),
         case(
-            Card,
+            "cards",
             "bad-event-id.json",
             text(&with(
                 card(907, 907),
@@ -159,10 +163,20 @@ fn hostile_cases() -> Vec<Case> {
             )),
             "/metadata/event_id",
         ),
-        case(Card, "user-in-cards.json", text(&user(908, 908)), "folder"),
-        case(User, "card-in-users.json", text(&card(909, 909)), "folder"),
         case(
-            Card,
+            "cards",
+            "user-in-cards.json",
+            text(&user(908, 908)),
+            "folder",
+        ),
+        case(
+            "users",
+            "card-in-users.json",
+            text(&card(909, 909)),
+            "folder",
+        ),
+        case(
+            "cards",
             "nul.json",
             text(&with(
                 card(910, 910),
@@ -171,9 +185,9 @@ fn hostile_cases() -> Vec<Case> {
             )),
             "NUL",
         ),
-        case(Card, "negative-id.json", text(&card(-1, 911)), "minimum"),
+        case("cards", "negative-id.json", text(&card(-1, 911)), "minimum"),
         case(
-            Card,
+            "cards",
             "id-beyond-i64.json",
             text(&with(
                 card(0, 912),
@@ -183,13 +197,13 @@ fn hostile_cases() -> Vec<Case> {
             "maximum",
         ),
         case(
-            User,
+            "users",
             "no-name.json",
             text(&with(user(913, 913), "/payload/name", None)),
             "required",
         ),
         case(
-            Card,
+            "cards",
             "no-metadata.json",
             text(&with(card(914, 914), "/metadata", None)),
             "metadata",
@@ -212,7 +226,7 @@ fn assert_rejected(env: &Env, case: &Case) {
     )
     .expect("reason file is JSON");
     assert_eq!(record["file"], name);
-    assert_eq!(record["type"], case.kind.as_str());
+    assert_eq!(record["type"], case.kind);
     assert!(
         record["code"].as_str().is_some_and(|c| !c.is_empty()),
         "{record}"
@@ -236,7 +250,7 @@ struct Bystanders {
 const OUTSIDE: &str = "root:x:0:0:root:/root:/bin/bash\n";
 
 fn plant_bystanders(env: &Env) -> Bystanders {
-    let cards = env.inbox(Kind::Card);
+    let cards = env.inbox("cards");
     let elsewhere = env.dir.path().join("elsewhere");
     fs::create_dir_all(&elsewhere).expect("mkdir");
     let valid_target = elsewhere.join("valid-card.json");
@@ -274,7 +288,7 @@ fn mkfifo(path: &Path) {
 }
 
 fn assert_bystanders_untouched(env: &Env, bystanders: &Bystanders) {
-    let cards = env.inbox(Kind::Card);
+    let cards = env.inbox("cards");
     for (link, target) in [
         ("link-to-valid.json", &bystanders.valid_target),
         ("passwd.json", &bystanders.outside_target),
@@ -339,8 +353,8 @@ fn every_hostile_file_is_rejected_with_a_reason_and_valid_neighbours_load() {
     let env = Env::new();
     common::copy_samples(&env);
     let sql_card = with(card(960, 960), "/payload/created_by_name", Some(json!(SQL)));
-    fs::write(env.inbox(Kind::Card).join("sql.json"), text(&sql_card)).expect("write");
-    let odd_name = env.inbox(Kind::Card).join(non_utf8_name());
+    fs::write(env.inbox("cards").join("sql.json"), text(&sql_card)).expect("write");
+    let odd_name = env.inbox("cards").join(non_utf8_name());
     fs::write(&odd_name, text(&card(961, 961))).expect("write");
     let mut valid = files_in(&env, "inbox"); // the samples and sql.json
     valid.push(odd_name);
@@ -386,7 +400,7 @@ fn every_hostile_file_is_rejected_with_a_reason_and_valid_neighbours_load() {
         .expect("query");
         assert_eq!(exists, "t", "table {table} is gone");
     }
-    assert!(env.config.done(Kind::Card).join(non_utf8_name()).is_file());
+    assert!(env.config.done("cards").join(non_utf8_name()).is_file());
     assert_bystanders_untouched(&env, &bystanders);
     assert_eq!(etl.lines_at("ERROR"), Vec::<Value>::new());
 }
@@ -412,11 +426,11 @@ fn odd_entries_moved_in_while_following_are_left_alone() {
         &[("ETL_RESCAN_INTERVAL_SECS", "1".to_owned())],
     );
     assert!(etl.wait_for_log("pipeline started", Duration::from_secs(60)));
-    let cards = env.inbox(Kind::Card);
+    let cards = env.inbox("cards");
     for name in ["link.json", "pipe.json", "folder.json", "valid.json"] {
         fs::rename(staging.join(name), cards.join(name)).expect("move in");
     }
-    let done = env.config.done(Kind::Card).join("valid.json");
+    let done = env.config.done("cards").join("valid.json");
     assert!(
         wait_until(Duration::from_secs(60), || done.exists()),
         "{}",
@@ -454,7 +468,7 @@ fn etl_check_prints_each_reason_and_exits_1_on_invalid_files() {
     fs::create_dir_all(&dir).expect("mkdir");
     let checked: Vec<Case> = hostile_cases()
         .into_iter()
-        .filter(|c| c.kind == Kind::Card && c.name != "huge.json")
+        .filter(|c| c.kind == "cards" && c.name != "huge.json")
         .collect();
     let mut args = vec!["check".to_owned()];
     for case in &checked {
@@ -491,8 +505,8 @@ fn etl_check_prints_each_reason_and_exits_1_on_invalid_files() {
 fn etl_check_accepts_the_reference_samples_but_the_ownerless_card() {
     let env = Env::new();
     let mut args = vec!["check".to_owned()];
-    for kind in Kind::ALL {
-        for file in event_files(&Path::new(common::SAMPLES).join(kind.folder())) {
+    for kind in common::TYPES {
+        for file in event_files(&Path::new(common::SAMPLES).join(kind)) {
             args.push(file.display().to_string());
         }
     }
@@ -546,19 +560,15 @@ fn etl_check_never_hangs_on_a_fifo() {
 fn a_bad_file_with_the_longest_possible_name_is_still_rejected() {
     let env = Env::new();
     let name = format!("{}.json", "a".repeat(250));
-    fs::write(env.inbox(Kind::Card).join(&name), "{").expect("write");
-    fs::write(
-        env.inbox(Kind::Card).join("valid.json"),
-        text(&card(990, 990)),
-    )
-    .expect("write");
+    fs::write(env.inbox("cards").join(&name), "{").expect("write");
+    fs::write(env.inbox("cards").join("valid.json"), text(&card(990, 990))).expect("write");
 
     let mut etl = drain_without_settle(&env);
     let status = etl.exit_within(DRAIN_LIMIT);
     assert!(status.success(), "{}", etl.log_tail(20));
-    let failed = env.config.failed(Kind::Card);
+    let failed = env.config.failed("cards");
     assert!(failed.join(&name).is_file());
-    assert!(!env.inbox(Kind::Card).join(&name).exists());
+    assert!(!env.inbox("cards").join(&name).exists());
     let sidecar = failed.join(etl::source::inbox::files::sidecar_name(&name));
     let record: Value =
         serde_json::from_str(&fs::read_to_string(sidecar).expect("reason file")).expect("JSON");
@@ -591,14 +601,14 @@ fn a_huge_offending_value_gives_a_short_reason() {
         ),
     ];
     for (name, doc) in &cases {
-        fs::write(env.inbox(Kind::Card).join(name), text(doc)).expect("write");
+        fs::write(env.inbox("cards").join(name), text(doc)).expect("write");
     }
     let mut etl = drain_without_settle(&env);
     assert!(etl.exit_within(DRAIN_LIMIT).success());
     for (name, _) in &cases {
         let sidecar = env
             .config
-            .failed(Kind::Card)
+            .failed("cards")
             .join(etl::source::inbox::files::sidecar_name(name));
         let record: Value =
             serde_json::from_str(&fs::read_to_string(&sidecar).expect("reason file"))

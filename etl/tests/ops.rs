@@ -9,7 +9,6 @@ use common::{
     count, event_files, free_addr, http_get as get, oracle, oracle_owner_optional, ownerless_cards,
     Daemon, Env,
 };
-use etl::event::Kind;
 
 fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -45,11 +44,11 @@ fn metrics_counters_match_what_happened() {
     let inbox = env.config.events_dir().join("inbox");
     services::generate_backlog(&inbox, 100, 3_000, 5).expect("backlog");
     // The generated cards include the reference producer's 'bad' ones (no user_id).
-    let ownerless = ownerless_cards(&event_files(&env.inbox(Kind::Card)));
+    let ownerless = ownerless_cards(&event_files(&env.inbox("cards")));
     assert!(ownerless > 10, "ownerless cards: {ownerless}");
     let ownerless_f = ownerless as f64;
-    std::fs::write(env.inbox(Kind::Card).join("bad-1.json"), "[]").expect("write");
-    std::fs::write(env.inbox(Kind::User).join("bad-2.json"), "{").expect("write");
+    std::fs::write(env.inbox("cards").join("bad-1.json"), "[]").expect("write");
+    std::fs::write(env.inbox("users").join("bad-2.json"), "{").expect("write");
     let addr = free_addr();
     let mut daemon = follow(
         &env,
@@ -64,7 +63,7 @@ fn metrics_counters_match_what_happened() {
     let during = get(&addr, "/metrics").expect("metrics answer").1;
     assert!(during.contains("etl_events_applied_total"), "{during}");
     wait_for("the inbox to empty", Duration::from_secs(60), || {
-        count(&env.inbox(Kind::Card)) + count(&env.inbox(Kind::User)) == 0
+        count(&env.inbox("cards")) + count(&env.inbox("users")) == 0
     });
     wait_for("the counters to settle", Duration::from_secs(10), || {
         let m = get(&addr, "/metrics").map(|r| r.1).unwrap_or_default();
@@ -74,13 +73,13 @@ fn metrics_counters_match_what_happened() {
 
     let cards = env.scalar("SELECT count(*) FROM cards") as f64;
     assert_eq!(
-        metric(&m, "etl_events_applied_total", "type=\"user\""),
+        metric(&m, "etl_events_applied_total", "type=\"users\""),
         100.0
     );
-    let card_events = metric(&m, "etl_events_applied_total", "type=\"card\"")
-        + metric(&m, "etl_events_stale_total", "type=\"card\"");
+    let card_events = metric(&m, "etl_events_applied_total", "type=\"cards\"")
+        + metric(&m, "etl_events_stale_total", "type=\"cards\"");
     assert_eq!(card_events, 3_000.0 - ownerless_f);
-    assert!(metric(&m, "etl_events_applied_total", "type=\"card\"") >= cards);
+    assert!(metric(&m, "etl_events_applied_total", "type=\"cards\"") >= cards);
     assert_eq!(
         metric(&m, "etl_events_rejected_total", ""),
         2.0 + ownerless_f
@@ -90,7 +89,7 @@ fn metrics_counters_match_what_happened() {
         metric(
             &m,
             "etl_events_rejected_total",
-            "type=\"card\",reason=\"schema\""
+            "type=\"cards\",reason=\"schema\""
         ),
         ownerless_f + 1.0,
         "{m}"
@@ -152,10 +151,10 @@ fn a_fixed_schema_and_replay_reprocess_a_rejected_file() {
     let user = r#"{"metadata": {"type": "user", "event_at": "2024-05-01 12:00:03",
         "event_id": "6f1c1c4e-7a53-4b8e-9d3a-1f0e9b2c3d4e"},
         "payload": {"id": 17, "name": "N", "address": "A\nB", "job": "J", "score": 1.5}}"#;
-    std::fs::write(env.inbox(Kind::User).join("u17.json"), user).expect("write");
+    std::fs::write(env.inbox("users").join("u17.json"), user).expect("write");
     let out = env.run_etl(&["run", "--drain"]);
     assert!(out.status.success());
-    let failed = env.config.failed(Kind::User);
+    let failed = env.config.failed("users");
     assert!(failed.join("u17.json").exists());
     let reason = std::fs::read_to_string(failed.join("u17.json.error.json")).expect("reason file");
     assert!(reason.contains("maximum"), "{reason}");
@@ -164,13 +163,13 @@ fn a_fixed_schema_and_replay_reprocess_a_rejected_file() {
     let schemas = env.dir.path().join("schemas");
     std::fs::create_dir_all(&schemas).expect("mkdir");
     let strict =
-        std::fs::read_to_string(env.config.schemas_dir.join("user.schema.json")).expect("schema");
+        std::fs::read_to_string(env.config.schemas_dir.join("users.schema.json")).expect("schema");
     let relaxed = strict.replace(
         r#""minimum": 0, "maximum": 1 }"#,
         r#""minimum": 0, "maximum": 2 }"#,
     );
     assert_ne!(strict, relaxed, "the test must really change the schema");
-    std::fs::write(schemas.join("user.schema.json"), relaxed).expect("write schema");
+    std::fs::write(schemas.join("users.schema.json"), relaxed).expect("write schema");
 
     let replay = env.run_etl(&["replay", "--type", "users", "--reason", "no-such-reason"]);
     assert!(replay.status.success());
@@ -180,7 +179,7 @@ fn a_fixed_schema_and_replay_reprocess_a_rejected_file() {
     );
     let replay = env.run_etl(&["replay", "--type", "users", "--reason", "MAXIMUM"]);
     assert!(String::from_utf8_lossy(&replay.stdout).contains("moved 1"));
-    assert!(env.inbox(Kind::User).join("u17.json").exists());
+    assert!(env.inbox("users").join("u17.json").exists());
     assert!(!failed.join("u17.json.error.json").exists());
 
     let out = env
@@ -190,7 +189,7 @@ fn a_fixed_schema_and_replay_reprocess_a_rejected_file() {
         .output()
         .expect("runs");
     assert!(out.status.success());
-    assert!(env.config.done(Kind::User).join("u17.json").exists());
+    assert!(env.config.done("users").join("u17.json").exists());
     assert_eq!(
         env.scalar("SELECT count(*) FROM users WHERE id = 17 AND score = 1.5"),
         1
@@ -217,8 +216,8 @@ fn ownerless_cards_are_rejected_until_the_operator_relaxes_the_schema_and_replay
     let env = Env::new();
     let inbox = env.config.events_dir().join("inbox");
     services::generate_backlog(&inbox, 50, 1_000, 23).expect("backlog");
-    let mut all = event_files(&env.inbox(Kind::User));
-    all.extend(event_files(&env.inbox(Kind::Card)));
+    let mut all = event_files(&env.inbox("users"));
+    all.extend(event_files(&env.inbox("cards")));
     let ownerless = ownerless_cards(&all);
     assert!(ownerless > 5, "ownerless cards: {ownerless}");
     let (strict_rule, relaxed_rule) = (oracle(&all), oracle_owner_optional(&all));
@@ -226,7 +225,7 @@ fn ownerless_cards_are_rejected_until_the_operator_relaxes_the_schema_and_replay
     let out = env.run_etl(&["run", "--drain"]);
     assert!(out.status.success());
     assert_eq!(env.dump(), strict_rule, "strict rule");
-    assert_eq!(count(&env.config.failed(Kind::Card)), ownerless);
+    assert_eq!(count(&env.config.failed("cards")), ownerless);
     assert_eq!(
         env.scalar("SELECT count(*) FROM cards WHERE user_id IS NULL"),
         0
@@ -235,13 +234,13 @@ fn ownerless_cards_are_rejected_until_the_operator_relaxes_the_schema_and_replay
     // The operator's edit: user_id no longer required, in a schemas folder of their own.
     let schemas = env.dir.path().join("schemas");
     std::fs::create_dir_all(&schemas).expect("mkdir");
-    for name in ["user.schema.json", "card.schema.json"] {
+    for name in ["users.schema.json", "cards.schema.json"] {
         std::fs::copy(env.config.schemas_dir.join(name), schemas.join(name)).expect("copy");
     }
-    let strict = std::fs::read_to_string(schemas.join("card.schema.json")).expect("schema");
+    let strict = std::fs::read_to_string(schemas.join("cards.schema.json")).expect("schema");
     let relaxed = strict.replace(r#"["id", "user_id", "#, r#"["id", "#);
     assert_ne!(strict, relaxed, "the test must really change the schema");
-    std::fs::write(schemas.join("card.schema.json"), relaxed).expect("write schema");
+    std::fs::write(schemas.join("cards.schema.json"), relaxed).expect("write schema");
 
     let replay = env.run_etl(&["replay", "--type", "cards"]);
     assert!(replay.status.success());
@@ -257,8 +256,8 @@ fn ownerless_cards_are_rejected_until_the_operator_relaxes_the_schema_and_replay
         .output()
         .expect("runs");
     assert!(out.status.success());
-    assert_eq!(count(&env.config.failed(Kind::Card)), 0);
-    assert_eq!(count(&env.inbox(Kind::Card)), 0);
+    assert_eq!(count(&env.config.failed("cards")), 0);
+    assert_eq!(count(&env.inbox("cards")), 0);
     assert_eq!(env.dump(), relaxed_rule, "relaxed rule");
     assert!(env.scalar("SELECT count(*) FROM cards WHERE user_id IS NULL") > 0);
     assert_eq!(env.scalar("SELECT count(*) FROM events"), all.len() as i64);

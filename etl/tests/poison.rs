@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{files_in, free_addr, http_get as get, oracle, wait_until, Env};
-use etl::event::Kind;
 use serde_json::{json, Value};
 
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -35,7 +34,7 @@ fn write_card(dir: &Path, name: &str, doc: &Value) -> PathBuf {
 fn reason_of(env: &Env, name: &str) -> Value {
     let path = env
         .config
-        .failed(Kind::Card)
+        .failed("cards")
         .join(etl::source::inbox::files::sidecar_name(name));
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("reason file is JSON")
@@ -55,7 +54,7 @@ fn migrate_and_constrain(env: &Env) {
 }
 
 fn assert_refused_by_constraint(env: &Env, name: &str) {
-    let failed = env.config.failed(Kind::Card);
+    let failed = env.config.failed("cards");
     assert!(failed.join(name).exists(), "{name} not in failed/");
     let reason = reason_of(env, name);
     assert_eq!(reason["code"], "db_refused", "{reason}");
@@ -80,7 +79,7 @@ fn one_refused_event_among_thousands_is_rejected_and_the_rest_load() {
     let valid = common::valid_backlog(&inbox, 100, 2_000, 31);
     let expected = oracle(&valid);
     write_card(
-        &env.inbox(Kind::Card),
+        &env.inbox("cards"),
         "poison.json",
         &card(2_000_000_000, "2024-05-01 12:00:03", 1),
     );
@@ -120,7 +119,7 @@ fn a_batch_with_several_refused_events_isolates_all_of_them() {
             "2024-05-01 12:00:03",
             100 + i as u32,
         );
-        write_card(&env.inbox(Kind::Card), name, &doc);
+        write_card(&env.inbox("cards"), name, &doc);
     }
 
     let mut etl = env.spawn_etl(
@@ -146,7 +145,7 @@ fn a_batch_with_several_refused_events_isolates_all_of_them() {
 fn deliver(env: &Env, files: &[PathBuf]) {
     for file in files {
         let folder = file.parent().and_then(|p| p.file_name()).expect("folder");
-        let kind = Kind::from_folder(&folder.to_string_lossy()).expect("a type folder");
+        let kind = common::type_of_folder(&folder.to_string_lossy()).expect("a type folder");
         let name = file.file_name().and_then(|n| n.to_str()).expect("name");
         let tmp = env.inbox(kind).join(format!(".{name}.tmp"));
         fs::copy(file, &tmp).expect("copy next to the inbox");
@@ -184,14 +183,14 @@ fn following_a_lone_poison_file_is_rejected_and_an_outage_in_the_same_run_blames
         etl.log_tail(20)
     );
     write_card(
-        &env.inbox(Kind::Card),
+        &env.inbox("cards"),
         "poison.json",
         &card(2_000_000_000, "2024-05-01 12:00:03", 1),
     );
     assert!(
         wait_until(PATIENCE, || env
             .config
-            .failed(Kind::Card)
+            .failed("cards")
             .join("poison.json")
             .exists()),
         "the lone poison file was not rejected: {}",
@@ -326,7 +325,7 @@ fn a_revoked_insert_rejects_nothing_and_everything_loads_once_granted_again() {
 #[test]
 fn a_far_future_version_is_refused_and_the_entity_keeps_following_genuine_updates() {
     let env = Env::new();
-    let inbox = env.inbox(Kind::Card);
+    let inbox = env.inbox("cards");
     write_card(&inbox, "v1.json", &card(5, "2024-05-01 12:00:00", 1));
     write_card(&inbox, "future.json", &card(5, "2099-01-01 00:00:00", 2));
     let mut far_event = card(6, "2024-05-01 12:00:00", 3);
@@ -382,7 +381,7 @@ fn an_error_of_unknown_class_is_retried_then_its_lone_event_rejected() {
            FOR EACH ROW EXECUTE FUNCTION no_77()",
     )
     .expect("trigger");
-    let inbox = env.inbox(Kind::Card);
+    let inbox = env.inbox("cards");
     for id in 70..80 {
         write_card(
             &inbox,

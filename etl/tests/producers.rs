@@ -15,7 +15,6 @@ use common::{
     committed_event_ids, event_files, event_id_of, files_in, oracle, ownerless_cards,
     producer_binary, stray_files, wait_until, Daemon, Env,
 };
-use etl::event::Kind;
 
 /// How long the producers write while the daemon follows: the cards producer's fast cycle gives a
 /// few hundred card events, most cards several versions.
@@ -84,13 +83,13 @@ fn producers_feed_a_running_daemon(write_mode: &[&str]) {
     // Every file the producers wrote was loaded or, for the cards producer's 'bad' events (no
     // user_id), rejected with its reason and one WARN line; none left half-way.
     assert_eq!(
-        fs::read_dir(env.config.failed(Kind::User))
+        fs::read_dir(env.config.failed("users"))
             .expect("failed/ exists")
             .count(),
         0,
         "valid user events rejected"
     );
-    let failed = event_files(&env.config.failed(Kind::Card));
+    let failed = event_files(&env.config.failed("cards"));
     assert_eq!(
         ownerless_cards(&failed),
         failed.len(),
@@ -100,7 +99,7 @@ fn producers_feed_a_running_daemon(write_mode: &[&str]) {
         let name = file.file_name().and_then(|n| n.to_str()).expect("name");
         let reason = fs::read_to_string(
             env.config
-                .failed(Kind::Card)
+                .failed("cards")
                 .join(etl::source::inbox::files::sidecar_name(name)),
         )
         .expect("reason file");

@@ -12,11 +12,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use common::Kind;
 use common::{
     committed_event_ids, dump_at, event_id_of, files_in, oracle, stray_files, wait_until, Daemon,
     Env,
 };
-use etl::event::Kind;
 use serde_json::Value;
 
 /// Deadline for anything that should take a second or two on an idle machine: generous,
@@ -38,7 +38,7 @@ fn scratch_events(dir: &Path, users: usize, cards: usize, seed: u64) -> Vec<(Kin
         .into_iter()
         .map(|file| {
             let folder = file.parent().and_then(|p| p.file_name()).expect("folder");
-            let kind = Kind::from_folder(&folder.to_string_lossy()).expect("a type folder");
+            let kind = common::type_of_folder(&folder.to_string_lossy()).expect("a type folder");
             (kind, file)
         })
         .collect()
@@ -71,7 +71,7 @@ fn assert_all_settled(env: &Env, valid: usize, invalid: &[(Kind, &str)]) {
     );
     assert_eq!(files_in(env, "done").len(), valid, "files in done/");
     for (kind, name) in invalid {
-        let failed = env.config.failed(*kind);
+        let failed = env.config.failed(kind);
         assert!(failed.join(name).exists(), "{name} not in failed/");
         assert!(
             failed
@@ -103,14 +103,14 @@ fn sigkill_at_any_moment_loses_and_duplicates_nothing() {
     let env = Env::new();
     let mut files = backlog(&env, 1_000, 29_000, 41);
     let invalid = [
-        (Kind::Card, "truncated.json"),
-        (Kind::Card, "wrong-type.json"),
-        (Kind::User, "array.json"),
+        ("cards", "truncated.json"),
+        ("cards", "wrong-type.json"),
+        ("users", "array.json"),
     ];
-    fs::write(env.inbox(Kind::Card).join(invalid[0].1), "{\"payload\": {").expect("write");
-    fs::write(env.inbox(Kind::Card).join(invalid[1].1), "{\"payload\": 1}").expect("write");
-    fs::write(env.inbox(Kind::User).join(invalid[2].1), "[]").expect("write");
-    files.extend(invalid.iter().map(|(k, n)| env.inbox(*k).join(n)));
+    fs::write(env.inbox("cards").join(invalid[0].1), "{\"payload\": {").expect("write");
+    fs::write(env.inbox("cards").join(invalid[1].1), "{\"payload\": 1}").expect("write");
+    fs::write(env.inbox("users").join(invalid[2].1), "[]").expect("write");
+    files.extend(invalid.iter().map(|(k, n)| env.inbox(k).join(n)));
     let expected = oracle(&files);
     let valid = files.len() - invalid.len();
     let batches = [var("ETL_BATCH_SIZE", 200)];
@@ -168,7 +168,7 @@ fn private_server() -> (pgtest::Cluster, String) {
 fn deliver(env: &Env, files: &[(Kind, PathBuf)]) {
     for (kind, file) in files {
         let name = file.file_name().expect("name");
-        fs::copy(file, env.inbox(*kind).join(name)).expect("copy into the inbox");
+        fs::copy(file, env.inbox(kind).join(name)).expect("copy into the inbox");
     }
 }
 
@@ -313,7 +313,7 @@ fn files_written_slowly_in_place_are_waited_for_not_rejected() {
             scope.spawn(move || {
                 for (kind, file) in share {
                     let bytes = fs::read(file).expect("read source");
-                    let target = env.inbox(*kind).join(file.file_name().expect("name"));
+                    let target = env.inbox(kind).join(file.file_name().expect("name"));
                     write_slowly(&target, &bytes, Duration::from_millis(300));
                 }
             });
@@ -392,13 +392,13 @@ fn a_truncated_file_that_never_completes_is_rejected_after_the_settle_window() {
     let written_at = SystemTime::now();
     let name = "truncated.json";
     fs::write(
-        env.inbox(Kind::Card).join(name),
+        env.inbox("cards").join(name),
         r#"{"payload": {"id": 7, "user_id": 1, "created_by_"#,
     )
     .expect("write");
     let sidecar = env
         .config
-        .failed(Kind::Card)
+        .failed("cards")
         .join(etl::source::inbox::files::sidecar_name(name));
     assert!(
         wait_until(PATIENCE, || sidecar.exists()),
@@ -444,16 +444,13 @@ fn a_file_the_watcher_never_reports_is_found_by_the_rescan() {
     // A file delivered normally, first: once it is done, the startup scan is behind us.
     let (kind, first) = &files[1];
     deliver(&env, &files[1..]);
-    let first_done = env
-        .config
-        .done(*kind)
-        .join(first.file_name().expect("name"));
+    let first_done = env.config.done(kind).join(first.file_name().expect("name"));
     assert!(wait_until(PATIENCE, || first_done.exists()));
 
     let (kind, linked) = &files[0];
     let name = linked.file_name().expect("name");
-    fs::hard_link(linked, env.inbox(*kind).join(name)).expect("hard link");
-    let done = env.config.done(*kind).join(name);
+    fs::hard_link(linked, env.inbox(kind).join(name)).expect("hard link");
+    let done = env.config.done(kind).join(name);
     assert!(
         wait_until(Duration::from_secs(15), || done.exists()),
         "the rescan did not pick up the hard-linked file: {}",
@@ -532,7 +529,7 @@ fn two_daemons_on_one_folder_share_the_work_without_errors() {
     let env = Env::new();
     let files = backlog(&env, 500, 9_500, 17);
     let expected = oracle(&files);
-    let invalid = [(Kind::Card, "broken-1.json"), (Kind::User, "broken-2.json")];
+    let invalid = [("cards", "broken-1.json"), ("users", "broken-2.json")];
     for (kind, name) in invalid {
         fs::write(env.inbox(kind).join(name), "{\"payload\": ").expect("write");
     }
@@ -584,7 +581,7 @@ fn a_drain_ends_even_if_a_file_cannot_be_moved() {
     deliver(&env, &files);
     let (kind, stuck) = &files[0];
     let name = stuck.file_name().expect("name");
-    let blocker = env.config.done(*kind).join(name);
+    let blocker = env.config.done(kind).join(name);
     fs::create_dir_all(blocker.join("occupied")).expect("mkdir");
 
     let mut etl = env.spawn_etl("drain", &["run", "--drain"], &[]);
@@ -599,7 +596,7 @@ fn a_drain_ends_even_if_a_file_cannot_be_moved() {
         status.is_some_and(|s| !s.success()),
         "a drain that leaves a file behind must not claim success"
     );
-    assert!(env.inbox(*kind).join(name).exists());
+    assert!(env.inbox(kind).join(name).exists());
     // The blocking directory is itself named like an event file: count regular files only.
     let done_files = files_in(&env, "done")
         .iter()

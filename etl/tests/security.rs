@@ -14,7 +14,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use etl::config::Config;
-use etl::event::Kind;
 use pgtest::{psql, Cluster, Options, TestCa};
 
 /// The role's password: distinctive, so that finding it in any output is never a coincidence.
@@ -77,9 +76,12 @@ impl Case {
         let config = Config {
             data_dir: dir.path().join("data"),
             schemas_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas")),
+            types_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../types")),
+            migrations_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../db/migrations")),
             ..Config::default()
         };
-        etl::source::inbox::files::ensure_layout(&config).expect("layout");
+        let catalog = etl::catalog::Catalog::load(&config).expect("the shipped types");
+        etl::source::inbox::files::ensure_layout(&config, &catalog).expect("layout");
         Case { dir, config, db }
     }
 
@@ -113,6 +115,8 @@ impl Case {
         }
         cmd.env("ETL_DATA_DIR", &self.config.data_dir)
             .env("ETL_SCHEMAS_DIR", &self.config.schemas_dir)
+            .env("ETL_TYPES_DIR", &self.config.types_dir)
+            .env("ETL_MIGRATIONS_DIR", &self.config.migrations_dir)
             .env("ETL_HTTP_ADDR", "")
             .env("ETL_SETTLE_MS", "100")
             .env("RUST_LOG", "info")
@@ -139,13 +143,13 @@ impl Case {
                 "payload": {"id": i, "user_id": i, "created_by_name": "Ann", "created_at": "2026-01-01 00:00:00",
                             "updated_at": "2026-01-02 03:04:05", "active": true},
             });
-            for (kind, event) in [(Kind::User, user), (Kind::Card, card)] {
+            for (kind, event) in [("users", user), ("cards", card)] {
                 let path = self.config.inbox(kind).join(format!("{i}.json"));
                 std::fs::write(path, event.to_string()).expect("write event");
             }
         }
         std::fs::write(
-            self.config.inbox(Kind::User).join("broken.json"),
+            self.config.inbox("users").join("broken.json"),
             "{\"metadata\": ",
         )
         .expect("write broken file");
@@ -268,8 +272,8 @@ fn verify_full_with_the_right_ca_connects() {
     case.run(&url, &["migrate"]).assert_ok();
     case.fill_inbox();
     case.run(&url, &["run", "--drain"]).assert_ok();
-    assert_eq!(common::count(&case.config.done(Kind::User)), 5);
-    assert_eq!(common::count(&case.config.done(Kind::Card)), 5);
+    assert_eq!(common::count(&case.config.done("users")), 5);
+    assert_eq!(common::count(&case.config.done("cards")), 5);
 }
 
 #[test]
@@ -363,7 +367,7 @@ fn a_wrong_password_is_said_once_in_run_migrate_and_status() {
         );
     }
     // Nothing was touched: the files wait in the inbox.
-    assert_eq!(common::count(&case.config.inbox(Kind::User)), 6);
+    assert_eq!(common::count(&case.config.inbox("users")), 6);
 }
 
 #[test]
@@ -465,7 +469,7 @@ fn the_url_and_the_password_can_come_from_files() {
         ran.assert_ok();
         assert!(!ran.all().contains(PASSWORD), "{}", ran.all());
     }
-    assert_eq!(common::count(&case.config.done(Kind::User)), 5);
+    assert_eq!(common::count(&case.config.done("users")), 5);
 
     // A wrong password in the file is as fatal as in the URL.
     std::fs::write(&password_file, WRONG_PASSWORD).expect("write password file");
@@ -499,8 +503,8 @@ fn a_password_is_never_printed() {
         run_bounded(cmd, &case.path("out"));
     }
     // The right password did its work: the valid files are loaded, the broken one rejected.
-    assert_eq!(common::count(&case.config.done(Kind::User)), 5);
-    let failed = case.config.failed(Kind::User);
+    assert_eq!(common::count(&case.config.done("users")), 5);
+    let failed = case.config.failed("users");
     assert!(failed.join("broken.json").exists());
 
     // Everything the runs wrote: captured stdout/stderr, data/logs/etl.log*, reason files.

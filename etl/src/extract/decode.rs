@@ -3,17 +3,16 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::Value;
 
-use super::schema::Schemas;
 use super::{RejectCode, Rejection};
-use crate::event::{Card, Event, Kind, Metadata, Payload, User};
+use crate::catalog::column::parse_timestamp;
+use crate::catalog::{Cell, Clock, Kind};
+use crate::event::{Event, Metadata};
 use crate::source::{Ack, Record};
 
 /// Turns records into events: [`decode`], then [`refuse_future`] against the daemon's clock.
 pub struct Decoder {
-    pub schemas: Schemas,
     /// How far ahead of the daemon's clock a version may be (see [`refuse_future`]).
     pub max_future_skew: Duration,
 }
@@ -28,7 +27,7 @@ impl Decoder {
             origin,
             ack,
         } = record;
-        let checked = decode(kind, &bytes, &self.schemas).and_then(|event| {
+        let checked = decode(&kind, &bytes).and_then(|event| {
             let now = chrono::Utc::now().naive_utc();
             refuse_future(&event, now, self.max_future_skew).map(|()| event)
         });
@@ -43,11 +42,12 @@ impl Decoder {
     }
 }
 
-/// Decodes one document declared to be of `kind`. Every failure is a [`Rejection`] with a
-/// reason; nothing here can panic on input (serde_json caps nesting at 128 levels, so deep
-/// documents are an error, not a stack overflow). The event has no origin and a detached ack
-/// until [`Decoder::decode`] gives it its record's.
-pub fn decode(kind: Kind, bytes: &[u8], schemas: &Schemas) -> Result<Event, Rejection> {
+/// Decodes one document declared to be of type `kind`: parse, check its `metadata.type`,
+/// validate against the type's schema, then type each declared column. Every failure is a
+/// [`Rejection`] with a reason; nothing here can panic on input (serde_json caps nesting at 128
+/// levels, so deep documents are an error, not a stack overflow). The event has no origin and
+/// a detached ack until [`Decoder::decode`] gives it its record's.
+pub fn decode(kind: &Kind, bytes: &[u8]) -> Result<Event, Rejection> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| Rejection::new(RejectCode::NotUtf8, format!("not UTF-8 text: {e}")))?;
     if text.trim().is_empty() {
@@ -59,19 +59,19 @@ pub fn decode(kind: Kind, bytes: &[u8], schemas: &Schemas) -> Result<Event, Reje
     // Checked before the schema so the reason names the real mistake (a misplaced file), not
     // the `const` keyword it trips.
     if let Some(declared) = document.pointer("/metadata/type").and_then(Value::as_str) {
-        if declared != kind.as_str() {
+        if declared != kind.envelope_type {
             return Err(Rejection::new(
                 RejectCode::WrongFolder,
                 format!(
                     "metadata.type is {declared:?} but the file is in the {} folder",
-                    kind.folder()
+                    kind.name
                 ),
             )
             .at("/metadata/type"));
         }
     }
 
-    schemas.validate(kind, &document)?;
+    super::schema::validate(&kind.schema, &document)?;
 
     // PostgreSQL text and jsonb cannot hold U+0000, so such an event could never be stored:
     // it is the event's fault, and must not be retried as if the database were down.
@@ -90,22 +90,56 @@ pub fn decode(kind: Kind, bytes: &[u8], schemas: &Schemas) -> Result<Event, Reje
         .at(path));
     }
 
-    let meta = typed::<Metadata>(&document, "/metadata")?;
-    let payload = match kind {
-        Kind::User => Payload::User(typed::<User>(&document, "/payload")?),
-        Kind::Card => Payload::Card(typed::<Card>(&document, "/payload")?),
-    };
+    let meta = metadata(&document)?;
+    let mut row = Vec::with_capacity(kind.columns.len());
+    for column in &kind.columns {
+        let pointer = column.field.as_str();
+        let cell = column
+            .sql_type
+            .cell(column.field.get(&document))
+            .map_err(|e| invalid(pointer, e))?;
+        if cell == Cell::Null && !column.optional {
+            return Err(invalid(
+                pointer,
+                "missing (the column is not optional)".into(),
+            ));
+        }
+        row.push(cell);
+    }
     let raw_payload = document
         .get_mut("payload")
         .map(Value::take)
         .unwrap_or(Value::Null);
     Ok(Event {
+        kind: kind.clone(),
         meta,
-        payload,
+        row,
         raw_payload,
         origin: String::new(),
         ack: Ack::detached(),
     })
+}
+
+fn invalid(pointer: &str, what: String) -> Rejection {
+    Rejection::new(RejectCode::InvalidValue, format!("{pointer}: {what}")).at(pointer)
+}
+
+/// The envelope's event time and id. What the schema cannot express (impossible dates such as
+/// 2024-02-30) fails here.
+fn metadata(document: &Value) -> Result<Metadata, Rejection> {
+    let field = |name: &str| {
+        let pointer = format!("/metadata/{name}");
+        match document.pointer(&pointer).and_then(Value::as_str) {
+            Some(text) => Ok((pointer, text)),
+            None => Err(invalid(&pointer, "missing, or not a string".into())),
+        }
+    };
+    let (pointer, text) = field("event_at")?;
+    let event_at = parse_timestamp(text).map_err(|e| invalid(&pointer, e))?;
+    let (pointer, text) = field("event_id")?;
+    let event_id = uuid::Uuid::parse_str(text)
+        .map_err(|e| invalid(&pointer, format!("`{text}` is not a UUID: {e}")))?;
+    Ok(Metadata { event_at, event_id })
 }
 
 /// Refuses an event dated more than `skew` after `now` (the daemon's clock, UTC). A version from
@@ -117,11 +151,18 @@ pub fn refuse_future(
     skew: std::time::Duration,
 ) -> Result<(), Rejection> {
     let bound = now + chrono::Duration::from_std(skew).unwrap_or(chrono::Duration::MAX);
-    let version = event.version();
-    for (at, pointer) in [
-        (event.meta.event_at, "/metadata/event_at"),
-        (version.clock, event.clock_pointer()),
-    ] {
+    let kind = event.kind();
+    // The event time, and every clock column that is a time.
+    let times = std::iter::once((event.meta.event_at, "/metadata/event_at")).chain(
+        kind.version.iter().filter_map(|clock| match clock {
+            Clock::Column(i) => match event.row[*i] {
+                Cell::Timestamp(at) => Some((at, kind.clock_pointer(*clock))),
+                _ => None,
+            },
+            _ => None,
+        }),
+    );
+    for (at, pointer) in times {
         if at > bound {
             return Err(Rejection::new(
                 RejectCode::FutureVersion,
@@ -137,15 +178,6 @@ pub fn refuse_future(
         }
     }
     Ok(())
-}
-
-/// Types the part of a schema-valid document at `pointer`. What the schema cannot express
-/// (impossible dates such as 2024-02-30, integers beyond i64) fails here.
-fn typed<'a, T: Deserialize<'a>>(document: &'a Value, pointer: &str) -> Result<T, Rejection> {
-    let part = document.pointer(pointer).unwrap_or(&Value::Null);
-    T::deserialize(part).map_err(|e| {
-        Rejection::new(RejectCode::InvalidValue, format!("{pointer}: {e}")).at(pointer)
-    })
 }
 
 /// JSON pointer of the first string or key holding a NUL character.
@@ -172,12 +204,13 @@ fn find_nul(value: &Value, here: String) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn schemas() -> Schemas {
-        Schemas::builtin().expect("built-in schemas compile")
+    fn kind(name: &str) -> Kind {
+        let catalog = crate::catalog::Catalog::builtin().expect("built-in types");
+        catalog.get(name).expect("a built-in type").clone()
     }
 
-    fn decode_str(kind: Kind, text: &str) -> Result<Event, Rejection> {
-        decode(kind, text.as_bytes(), &schemas())
+    fn decode_str(name: &str, text: &str) -> Result<Event, Rejection> {
+        decode(&kind(name), text.as_bytes())
     }
 
     const CARD: &str = r#"{"payload": {"id": 5, "user_id": 311, "created_by_name": "A B",
@@ -187,18 +220,15 @@ mod tests {
 
     #[test]
     fn a_valid_card_becomes_a_typed_event() {
-        let event = decode_str(Kind::Card, CARD).expect("valid");
+        let event = decode_str("cards", CARD).expect("valid");
         assert_eq!(event.entity_id(), 5);
-        assert_eq!(event.kind(), Kind::Card);
-        match event.payload {
-            Payload::Card(card) => assert_eq!(card.user_id, Some(311)),
-            Payload::User(_) => panic!("wrong payload"),
-        }
+        assert_eq!(event.kind().name(), "cards");
+        assert_eq!(event.get("user_id"), Some(&Cell::Int(311)));
     }
 
     #[test]
     fn a_card_in_the_users_folder_is_rejected_for_its_folder() {
-        let rejection = decode_str(Kind::User, CARD).expect_err("wrong folder");
+        let rejection = decode_str("users", CARD).expect_err("wrong folder");
         assert_eq!(rejection.code, RejectCode::WrongFolder);
         assert!(
             rejection.reason.contains("users folder"),
@@ -210,7 +240,7 @@ mod tests {
     #[test]
     fn an_impossible_date_is_rejected_with_its_location() {
         let text = CARD.replace("2024-05-01 11:58:40", "2024-02-30 11:58:40");
-        let rejection = decode_str(Kind::Card, &text).expect_err("bad date");
+        let rejection = decode_str("cards", &text).expect_err("bad date");
         assert_eq!(rejection.code, RejectCode::InvalidValue);
         assert!(
             rejection.reason.contains("2024-02-30"),
@@ -222,7 +252,7 @@ mod tests {
     #[test]
     fn a_schema_failure_names_the_field_and_the_schema_keyword() {
         let text = CARD.replace(r#""id": 5"#, r#""id": "five""#);
-        let rejection = decode_str(Kind::Card, &text).expect_err("bad id");
+        let rejection = decode_str("cards", &text).expect_err("bad id");
         assert_eq!(rejection.code, RejectCode::Schema);
         assert_eq!(rejection.instance_path.as_deref(), Some("/payload/id"));
         let location = rejection.schema_location.unwrap_or_default();
@@ -232,7 +262,7 @@ mod tests {
     #[test]
     fn a_nul_character_is_refused_before_it_reaches_the_database() {
         let text = CARD.replace("A B", "A\\u0000B");
-        let rejection = decode_str(Kind::Card, &text).expect_err("nul");
+        let rejection = decode_str("cards", &text).expect_err("nul");
         assert_eq!(rejection.code, RejectCode::InvalidValue);
         assert_eq!(
             rejection.instance_path.as_deref(),
@@ -242,7 +272,7 @@ mod tests {
 
     #[test]
     fn a_truncated_file_may_still_be_being_written() {
-        let rejection = decode_str(Kind::Card, &CARD[..40]).expect_err("truncated");
+        let rejection = decode_str("cards", &CARD[..40]).expect_err("truncated");
         assert!(rejection.may_be_incomplete());
     }
 }

@@ -524,6 +524,13 @@ pub fn fatal_at_startup(error: &DbError) -> Option<String> {
         DbError::Pool(deadpool_postgres::PoolError::Backend(error)) | DbError::Postgres(error) => {
             fatal_connect_error(error)
         }
+        DbError::Tables(_) => Some(error.to_string()),
+        // The server ran the migration's SQL and refused it: fix the file, then restart. A
+        // connection lost mid-migration is retried like any other.
+        DbError::Migration { source, .. } => source
+            .as_db_error()
+            .filter(|db| !["08", "53", "57"].contains(&&db.code().code()[..2]))
+            .map(|_| error.to_string()),
         _ => None,
     }
 }
@@ -533,6 +540,8 @@ pub fn fatal_in(error: &anyhow::Error) -> Option<String> {
     error.chain().find_map(|cause| {
         if let Some(db) = cause.downcast_ref::<DbError>() {
             fatal_at_startup(db)
+        } else if let Some(types) = cause.downcast_ref::<crate::catalog::CatalogError>() {
+            Some(types.to_string())
         } else {
             cause.downcast_ref::<SetupError>().map(ToString::to_string)
         }

@@ -67,6 +67,16 @@ const TRANSIENT_CLASSES: &[&str] = &[
 
 impl Fault {
     pub fn of(error: &DbError) -> Fault {
+        // Bounded like an unknown error: a bug must not stall the pipeline for ever.
+        if let DbError::Internal(message) = error {
+            return Fault::Unknown(Refusal {
+                sqlstate: "XX000".into(),
+                table: None,
+                constraint: None,
+                column: None,
+                message: message.clone(),
+            });
+        }
         let postgres = match error {
             DbError::Postgres(e) => Some(e),
             DbError::Pool(PoolError::Backend(e)) => Some(e),

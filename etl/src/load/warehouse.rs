@@ -10,8 +10,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
-use crate::event::{Event, Kind, Payload};
+use crate::catalog::{Catalog, Cell, Kind, SqlType};
+use crate::event::Event;
 use crate::load::connect::Target;
+use crate::load::migrate::Migration;
 use crate::transform::Batch;
 
 /// A failure of the database, never of the events: the caller retries the whole batch.
@@ -27,6 +29,16 @@ pub enum DbError {
     Postgres(#[from] tokio_postgres::Error),
     #[error(transparent)]
     Setup(#[from] crate::load::connect::SetupError),
+    #[error("migration {version} failed: {}", causes(.source))]
+    Migration {
+        version: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("the warehouse does not match the declared event types:\n  {}", .0.join("\n  "))]
+    Tables(Vec<String>),
+    /// A bug, not the database's nor the events' fault (kept out of the retry logic's way).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// An error and its sources on one line: tokio-postgres says only "error connecting to server"
@@ -45,13 +57,20 @@ pub(crate) fn causes(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// What a committed batch did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What a committed batch did, per type present in it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Applied {
-    /// Events in the batch, per kind (index: `Kind as usize`).
-    pub events: [u64; 2],
-    /// Rows inserted or changed in the entity tables, per kind.
-    pub changed: [u64; 2],
+    pub types: Vec<TypeApplied>,
+}
+
+/// One type's part of a committed batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeApplied {
+    pub kind: Kind,
+    /// Events of this type in the batch.
+    pub events: u64,
+    /// Rows inserted or changed in its table.
+    pub changed: u64,
 }
 
 // Every statement takes its rows as one array per column and `unnest`s them, in array order, so
@@ -61,39 +80,13 @@ pub struct Applied {
 // events) against the former one-JSON-document-per-batch `jsonb_to_recordset`: PostgreSQL CPU
 // -25%, the etl's own CPU -12%. Binary COPY into a temp table was not adopted: one unnest of the
 // whole backlog already costs the server what the bench's COPY + merge floor does, and per batch
-// COPY would add a temp table and more round trips.
+// COPY would add a temp table and more round trips. Each type's upsert is generated from its
+// declaration (`catalog::table::upsert_sql`).
 
 const INSERT_EVENTS: &str = "
 INSERT INTO events (event_id, type, entity_id, event_at, payload, source_file)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::timestamp[], $5::jsonb[], $6::text[])
 ON CONFLICT (event_id) DO NOTHING";
-
-const UPSERT_USERS: &str = "
-INSERT INTO users AS t (id, name, address, job, score, event_at, event_id)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::float8[],
-                     $6::timestamp[], $7::uuid[])
-ON CONFLICT (id) DO UPDATE SET
-    name = EXCLUDED.name, address = EXCLUDED.address, job = EXCLUDED.job,
-    score = EXCLUDED.score, event_at = EXCLUDED.event_at, event_id = EXCLUDED.event_id
-WHERE (t.event_at, t.event_id) < (EXCLUDED.event_at, EXCLUDED.event_id)";
-
-const UPSERT_CARDS: &str = "
-INSERT INTO cards AS t (id, user_id, created_by_name, created_at, updated_at, active, event_at, event_id)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamp[], $5::timestamp[],
-                     $6::boolean[], $7::timestamp[], $8::uuid[])
-ON CONFLICT (id) DO UPDATE SET
-    user_id = EXCLUDED.user_id, created_by_name = EXCLUDED.created_by_name,
-    created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
-    active = EXCLUDED.active, event_at = EXCLUDED.event_at, event_id = EXCLUDED.event_id
-WHERE (t.updated_at, t.event_at, t.event_id) < (EXCLUDED.updated_at, EXCLUDED.event_at, EXCLUDED.event_id)";
-
-/// The guarded upsert of each kind; the guard tuple is [`crate::event::Version`].
-fn upsert_sql(kind: Kind) -> &'static str {
-    match kind {
-        Kind::User => UPSERT_USERS,
-        Kind::Card => UPSERT_CARDS,
-    }
-}
 
 /// The warehouse: a pool of connections to PostgreSQL.
 #[derive(Clone)]
@@ -122,10 +115,20 @@ impl Warehouse {
         Ok(Warehouse { pool })
     }
 
-    /// Applies the pending migrations; returns the names of those it applied.
-    pub async fn migrate(&self) -> Result<Vec<&'static str>, DbError> {
+    /// Applies the pending `migrations`, then checks that every type's table matches its
+    /// declaration; returns the versions it applied.
+    pub async fn prepare(
+        &self,
+        migrations: &[Migration],
+        catalog: &Catalog,
+    ) -> Result<Vec<String>, DbError> {
         let mut client = self.pool.get().await?;
-        Ok(crate::load::migrate::migrate(&mut client).await?)
+        let applied = crate::load::migrate::migrate(&mut client, migrations).await?;
+        let problems = crate::catalog::table::check(&**client, catalog).await?;
+        if !problems.is_empty() {
+            return Err(DbError::Tables(problems));
+        }
+        Ok(applied)
     }
 
     /// Succeeds when the database answers a query.
@@ -138,29 +141,28 @@ impl Warehouse {
     /// Applies a batch in one transaction. On error nothing of it is visible, and the caller
     /// may retry it as is.
     pub async fn apply(&self, batch: &Batch) -> Result<Applied, DbError> {
-        let mut applied = Applied::default();
         let mut raw: Vec<&Event> = batch.events.iter().collect();
         // Sorted keys: concurrent transactions lock index entries in the same order.
         raw.sort_unstable_by_key(|e| e.meta.event_id);
-        for event in &raw {
-            applied.events[event.kind() as usize] += 1;
-        }
         let raw = RawColumns::new(&raw);
-        let entities: Vec<EntityColumns<'_>> = Kind::ALL
-            .into_iter()
-            .map(|kind| EntityColumns::new(kind, &batch.winners(kind)))
-            .collect();
+        let mut applied = Applied::default();
+        let mut tables = Vec::new();
+        for (kind, events, winners) in batch.winners() {
+            tables.push((kind.clone(), Columns::new(kind, &winners)?));
+            applied.types.push(TypeApplied {
+                kind: kind.clone(),
+                events,
+                changed: 0,
+            });
+        }
 
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let insert_events = tx.prepare_cached(INSERT_EVENTS).await?;
         tx.execute(&insert_events, &raw.params()).await?;
-        for (kind, columns) in Kind::ALL.into_iter().zip(&entities) {
-            if columns.is_empty() {
-                continue;
-            }
-            let upsert = tx.prepare_cached(upsert_sql(kind)).await?;
-            applied.changed[kind as usize] = tx.execute(&upsert, &columns.params()).await?;
+        for ((kind, columns), counts) in tables.iter().zip(&mut applied.types) {
+            let upsert = tx.prepare_cached(&kind.upsert_sql).await?;
+            counts.changed = tx.execute(&upsert, &columns.params()).await?;
         }
         tx.commit().await?;
         Ok(applied)
@@ -170,7 +172,7 @@ impl Warehouse {
 /// The raw zone rows of a batch, one array per column of `events`.
 struct RawColumns<'a> {
     event_id: Vec<Uuid>,
-    kind: Vec<&'static str>,
+    kind: Vec<&'a str>,
     entity_id: Vec<i64>,
     event_at: Vec<NaiveDateTime>,
     payload: Vec<Json<&'a serde_json::Value>>,
@@ -181,7 +183,7 @@ impl<'a> RawColumns<'a> {
     fn new(events: &[&'a Event]) -> RawColumns<'a> {
         RawColumns {
             event_id: events.iter().map(|e| e.meta.event_id).collect(),
-            kind: events.iter().map(|e| e.kind().as_str()).collect(),
+            kind: events.iter().map(|e| e.kind().name()).collect(),
             entity_id: events.iter().map(|e| e.entity_id()).collect(),
             event_at: events.iter().map(|e| e.meta.event_at).collect(),
             payload: events.iter().map(|e| Json(&e.raw_payload)).collect(),
@@ -201,138 +203,119 @@ impl<'a> RawColumns<'a> {
     }
 }
 
-/// The winners of one kind as the columns of its entity table: the typed payload, then the
-/// guard columns every kind shares.
-struct EntityColumns<'a> {
-    payload: PayloadColumns<'a>,
+/// The winners of one type as the array parameters of its upsert: one per declared column,
+/// then the guard columns every type shares.
+struct Columns<'a> {
+    declared: Vec<Values<'a>>,
     event_at: Vec<NaiveDateTime>,
     event_id: Vec<Uuid>,
 }
 
-/// The payload columns, which differ by kind (in table order).
-enum PayloadColumns<'a> {
-    User {
-        id: Vec<i64>,
-        name: Vec<&'a str>,
-        address: Vec<&'a str>,
-        job: Vec<&'a str>,
-        score: Vec<f64>,
-    },
-    Card {
-        id: Vec<i64>,
-        user_id: Vec<Option<i64>>,
-        created_by_name: Vec<&'a str>,
-        created_at: Vec<NaiveDateTime>,
-        updated_at: Vec<NaiveDateTime>,
-        active: Vec<bool>,
-    },
+/// One column's values, in the Rust type that PostgreSQL's binary format expects for it.
+enum Values<'a> {
+    BigInt(Vec<Option<i64>>),
+    Integer(Vec<Option<i32>>),
+    Double(Vec<Option<f64>>),
+    Boolean(Vec<Option<bool>>),
+    Text(Vec<Option<&'a str>>),
+    Timestamp(Vec<Option<NaiveDateTime>>),
+    Uuid(Vec<Option<Uuid>>),
+    Json(Vec<Option<Json<&'a serde_json::Value>>>),
 }
 
-impl<'a> EntityColumns<'a> {
-    /// `winners` are one event per entity of `kind`, sorted by id (the lock order); an event of
-    /// another kind, which `Batch::winners` never returns, would be left out.
-    fn new(kind: Kind, winners: &[&'a Event]) -> EntityColumns<'a> {
+impl<'a> Columns<'a> {
+    /// `winners` are one event per entity of `kind`, sorted by id (the lock order).
+    fn new(kind: &Kind, winners: &[&'a Event]) -> Result<Columns<'a>, DbError> {
         let n = winners.len();
-        let mut columns = EntityColumns {
-            payload: match kind {
-                Kind::User => PayloadColumns::User {
-                    id: Vec::with_capacity(n),
-                    name: Vec::with_capacity(n),
-                    address: Vec::with_capacity(n),
-                    job: Vec::with_capacity(n),
-                    score: Vec::with_capacity(n),
-                },
-                Kind::Card => PayloadColumns::Card {
-                    id: Vec::with_capacity(n),
-                    user_id: Vec::with_capacity(n),
-                    created_by_name: Vec::with_capacity(n),
-                    created_at: Vec::with_capacity(n),
-                    updated_at: Vec::with_capacity(n),
-                    active: Vec::with_capacity(n),
-                },
-            },
-            event_at: Vec::with_capacity(n),
-            event_id: Vec::with_capacity(n),
-        };
+        let mut declared: Vec<Values<'a>> = kind
+            .columns
+            .iter()
+            .map(|c| Values::with_capacity(&c.sql_type, n))
+            .collect();
         for event in winners {
-            if columns.payload.push(&event.payload) {
-                columns.event_at.push(event.meta.event_at);
-                columns.event_id.push(event.meta.event_id);
+            for ((values, cell), column) in declared.iter_mut().zip(&event.row).zip(&kind.columns) {
+                values.push(cell).map_err(|cell| {
+                    DbError::Internal(format!(
+                        "type {}: column {} got {cell:?}",
+                        kind.name, column.name
+                    ))
+                })?;
             }
         }
-        columns
+        Ok(Columns {
+            declared,
+            event_at: winners.iter().map(|e| e.meta.event_at).collect(),
+            event_id: winners.iter().map(|e| e.meta.event_id).collect(),
+        })
     }
 
-    fn is_empty(&self) -> bool {
-        self.event_id.is_empty()
-    }
-
-    /// The parameters of [`upsert_sql`], in its column order.
+    /// The parameters of the type's upsert, in its column order.
     fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
-        let mut params: Vec<&(dyn ToSql + Sync)> = match &self.payload {
-            PayloadColumns::User {
-                id,
-                name,
-                address,
-                job,
-                score,
-            } => vec![id, name, address, job, score],
-            PayloadColumns::Card {
-                id,
-                user_id,
-                created_by_name,
-                created_at,
-                updated_at,
-                active,
-            } => vec![id, user_id, created_by_name, created_at, updated_at, active],
-        };
+        let mut params: Vec<&(dyn ToSql + Sync)> =
+            self.declared.iter().map(Values::as_param).collect();
         params.push(&self.event_at);
         params.push(&self.event_id);
         params
     }
 }
 
-impl<'a> PayloadColumns<'a> {
-    /// Appends `payload` if it is of this kind; false (and nothing appended) otherwise.
-    fn push(&mut self, payload: &'a Payload) -> bool {
-        match (self, payload) {
-            (
-                PayloadColumns::User {
-                    id,
-                    name,
-                    address,
-                    job,
-                    score,
-                },
-                Payload::User(user),
-            ) => {
-                id.push(user.id);
-                name.push(&user.name);
-                address.push(&user.address);
-                job.push(&user.job);
-                score.push(user.score);
-                true
+impl<'a> Values<'a> {
+    fn with_capacity(sql_type: &SqlType, n: usize) -> Values<'a> {
+        match sql_type {
+            SqlType::BigInt => Values::BigInt(Vec::with_capacity(n)),
+            SqlType::Integer => Values::Integer(Vec::with_capacity(n)),
+            SqlType::Double => Values::Double(Vec::with_capacity(n)),
+            SqlType::Boolean => Values::Boolean(Vec::with_capacity(n)),
+            SqlType::Text | SqlType::Other(_) => Values::Text(Vec::with_capacity(n)),
+            SqlType::Timestamp => Values::Timestamp(Vec::with_capacity(n)),
+            SqlType::Uuid => Values::Uuid(Vec::with_capacity(n)),
+            SqlType::Jsonb => Values::Json(Vec::with_capacity(n)),
+        }
+    }
+
+    /// Appends `cell`; a cell of another type than the column's (which decoding, typing each
+    /// cell by the same declaration, never produces) is handed back as an error.
+    fn push(&mut self, cell: &'a Cell) -> Result<(), &'a Cell> {
+        match (self, cell) {
+            (Values::BigInt(v), Cell::Int(x)) => v.push(Some(*x)),
+            (Values::Integer(v), Cell::Int(x)) => {
+                v.push(Some(i32::try_from(*x).map_err(|_| cell)?))
             }
-            (
-                PayloadColumns::Card {
-                    id,
-                    user_id,
-                    created_by_name,
-                    created_at,
-                    updated_at,
-                    active,
-                },
-                Payload::Card(card),
-            ) => {
-                id.push(card.id);
-                user_id.push(card.user_id);
-                created_by_name.push(&card.created_by_name);
-                created_at.push(card.created_at);
-                updated_at.push(card.updated_at);
-                active.push(card.active);
-                true
-            }
-            _ => false,
+            (Values::Double(v), Cell::Float(x)) => v.push(Some(*x)),
+            (Values::Boolean(v), Cell::Bool(x)) => v.push(Some(*x)),
+            (Values::Text(v), Cell::Text(x)) => v.push(Some(x)),
+            (Values::Timestamp(v), Cell::Timestamp(x)) => v.push(Some(*x)),
+            (Values::Uuid(v), Cell::Uuid(x)) => v.push(Some(*x)),
+            (Values::Json(v), Cell::Json(x)) => v.push(Some(Json(x))),
+            (values, Cell::Null) => values.push_null(),
+            _ => return Err(cell),
+        }
+        Ok(())
+    }
+
+    fn push_null(&mut self) {
+        match self {
+            Values::BigInt(v) => v.push(None),
+            Values::Integer(v) => v.push(None),
+            Values::Double(v) => v.push(None),
+            Values::Boolean(v) => v.push(None),
+            Values::Text(v) => v.push(None),
+            Values::Timestamp(v) => v.push(None),
+            Values::Uuid(v) => v.push(None),
+            Values::Json(v) => v.push(None),
+        }
+    }
+
+    fn as_param(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            Values::BigInt(v) => v,
+            Values::Integer(v) => v,
+            Values::Double(v) => v,
+            Values::Boolean(v) => v,
+            Values::Text(v) => v,
+            Values::Timestamp(v) => v,
+            Values::Uuid(v) => v,
+            Values::Json(v) => v,
         }
     }
 }

@@ -47,8 +47,7 @@ pub fn handle() -> Option<PrometheusHandle> {
 }
 
 /// Registers every metric with a zero value so `/metrics` lists them before the first event.
-pub fn describe() {
-    use crate::event::Kind;
+pub fn describe(catalog: &crate::catalog::Catalog) {
     use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, Unit};
     describe_counter!(EVENTS_APPLIED, "Events that changed a warehouse row");
     describe_counter!(
@@ -80,9 +79,9 @@ pub fn describe() {
         IN_FLIGHT,
         "Files read but not yet moved to done/ or failed/"
     );
-    for kind in Kind::ALL {
-        counter!(EVENTS_APPLIED, "type" => kind.as_str()).absolute(0);
-        counter!(EVENTS_STALE, "type" => kind.as_str()).absolute(0);
+    for kind in catalog.iter() {
+        counter!(EVENTS_APPLIED, "type" => kind.name().to_owned()).absolute(0);
+        counter!(EVENTS_STALE, "type" => kind.name().to_owned()).absolute(0);
     }
     counter!(FILES_MOVED, "to" => "done").absolute(0);
     counter!(FILES_MOVED, "to" => "failed").absolute(0);

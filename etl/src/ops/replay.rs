@@ -3,27 +3,28 @@
 use std::io;
 use std::path::Path;
 
+use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::event::Kind;
 use crate::source::inbox::files::{is_event_file, move_into, sidecar_name, Moved};
 
 /// What to replay: all failed files, or those of one type and/or whose reason contains a text.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
-    pub kind: Option<Kind>,
+    /// A type's name.
+    pub kind: Option<String>,
     pub reason: Option<String>,
 }
 
 /// Moves matching files from `failed/<type>/` to `inbox/<type>/` and removes their reason
 /// files. The file moves first: a crash in between leaves a stale reason file, never a lost
 /// event. Returns how many files were moved back.
-pub fn replay(config: &Config, filter: &Filter) -> io::Result<usize> {
+pub fn replay(config: &Config, catalog: &Catalog, filter: &Filter) -> io::Result<usize> {
     let mut moved = 0;
-    for kind in Kind::ALL {
-        if filter.kind.is_some_and(|k| k != kind) {
+    for kind in catalog.iter() {
+        if filter.kind.as_deref().is_some_and(|k| k != kind.name()) {
             continue;
         }
-        let failed = config.failed(kind);
+        let failed = config.failed(kind.name());
         for entry in std::fs::read_dir(&failed)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -35,7 +36,7 @@ pub fn replay(config: &Config, filter: &Filter) -> io::Result<usize> {
             if !matches_reason(&sidecar, filter.reason.as_deref()) {
                 continue;
             }
-            if move_into(&entry.path(), &config.inbox(kind))? == Moved::AlreadyGone {
+            if move_into(&entry.path(), &config.inbox(kind.name()))? == Moved::AlreadyGone {
                 continue;
             }
             match std::fs::remove_file(&sidecar) {

@@ -5,23 +5,33 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::catalog::table::quoted_table;
+use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::event::Kind;
 use crate::load::connect::{self, Target};
 use crate::load::DbError;
 use crate::source::inbox::files::is_event_file;
 
 /// Renders the status report, and whether the warehouse could be read (the caller exits
 /// non-zero when it could not).
-pub async fn report(config: &Config) -> (String, Result<(), DbError>) {
-    let mut out = String::from("files        inbox       done     failed\n");
-    for kind in Kind::ALL {
+pub async fn report(config: &Config, catalog: &Catalog) -> (String, Result<(), DbError>) {
+    let width = catalog
+        .iter()
+        .map(|k| k.name().len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    let mut out = format!(
+        "{:<width$} {:>9} {:>10} {:>10}\n",
+        "files", "inbox", "done", "failed"
+    );
+    for kind in catalog.iter() {
         out.push_str(&format!(
-            "{:<8} {:>9} {:>10} {:>10}\n",
-            kind.folder(),
-            count(&config.inbox(kind)),
-            count(&config.done(kind)),
-            count(&config.failed(kind)),
+            "{:<width$} {:>9} {:>10} {:>10}\n",
+            kind.name(),
+            count(&config.inbox(kind.name())),
+            count(&config.done(kind.name())),
+            count(&config.failed(kind.name())),
         ));
     }
     match in_flight(&config.http_addr) {
@@ -29,11 +39,12 @@ pub async fn report(config: &Config) -> (String, Result<(), DbError>) {
         None => out.push_str("in flight: no daemon answering on the HTTP address\n"),
     }
     out.push_str(&format!("\nwarehouse {}\n", connect::describe(config)));
-    let warehouse = match rows(config).await {
+    let warehouse = match rows(config, catalog).await {
         Ok(rows) => {
-            out.push_str("table       rows\n");
+            let width = rows.iter().map(|(t, _)| t.len()).max().unwrap_or(0).max(8);
+            out.push_str(&format!("{:<width$} {:>9}\n", "table", "rows"));
             for (table, n) in rows {
-                out.push_str(&format!("{table:<8} {n:>7}\n"));
+                out.push_str(&format!("{table:<width$} {n:>9}\n"));
             }
             Ok(())
         }
@@ -57,13 +68,17 @@ fn count(dir: &Path) -> String {
     }
 }
 
-async fn rows(config: &Config) -> Result<Vec<(&'static str, i64)>, DbError> {
+/// Rows of each type's table, then of the raw zone.
+async fn rows(config: &Config, catalog: &Catalog) -> Result<Vec<(String, i64)>, DbError> {
     let client = Target::from_config(config)?.connect().await?;
     let mut rows = Vec::new();
-    for table in ["users", "cards", "events"] {
-        let row = client
-            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-            .await?;
+    let tables = catalog
+        .iter()
+        .map(|k| k.table.clone())
+        .chain(["events".to_owned()]);
+    for table in tables {
+        let sql = format!("SELECT count(*) FROM {}", quoted_table(&table));
+        let row = client.query_one(&sql, &[]).await?;
         rows.push((table, row.get::<_, i64>(0)));
     }
     Ok(rows)

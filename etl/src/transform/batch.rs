@@ -24,48 +24,66 @@ impl Batch {
         self.events.is_empty()
     }
 
-    /// The greatest version of each entity of `kind` in the batch, sorted by entity id so that
-    /// every transaction locks rows in the same order (no deadlocks between daemons).
-    pub fn winners(&self, kind: Kind) -> Vec<&Event> {
-        let mut best: HashMap<i64, &Event> = HashMap::new();
-        for event in self.events.iter().filter(|e| e.kind() == kind) {
-            best.entry(event.entity_id())
+    /// For each type in the batch (in name order): its number of events, and the greatest
+    /// version of each of its entities, sorted by entity id so that every transaction locks
+    /// rows in the same order (no deadlocks between daemons).
+    pub fn winners(&self) -> Vec<(&Kind, u64, Vec<&Event>)> {
+        let mut best: HashMap<(&str, i64), &Event> = HashMap::with_capacity(self.events.len());
+        let mut counts: Vec<(&Kind, u64)> = Vec::new();
+        for event in &self.events {
+            match counts.iter_mut().find(|(k, _)| *k == event.kind()) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((event.kind(), 1)),
+            }
+            best.entry((event.kind().name(), event.entity_id()))
                 .and_modify(|current| {
-                    if event.version() > current.version() {
+                    if event.version_cmp(current).is_gt() {
                         *current = event;
                     }
                 })
                 .or_insert(event);
         }
-        let mut winners: Vec<&Event> = best.into_values().collect();
-        winners.sort_unstable_by_key(|e| e.entity_id());
-        winners
+        counts.sort_by(|a, b| a.0.name().cmp(b.0.name()));
+        let mut by_type: Vec<(&Kind, u64, Vec<&Event>)> = counts
+            .into_iter()
+            .map(|(kind, n)| (kind, n, Vec::new()))
+            .collect();
+        for event in best.into_values() {
+            if let Some((_, _, winners)) = by_type.iter_mut().find(|(k, _, _)| *k == event.kind()) {
+                winners.push(event);
+            }
+        }
+        for (_, _, winners) in &mut by_type {
+            winners.sort_unstable_by_key(|e| e.entity_id());
+        }
+        by_type
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Card, Metadata, Payload};
+    use crate::catalog::{Catalog, Cell};
+    use crate::event::Metadata;
     use chrono::NaiveDateTime;
     use uuid::Uuid;
 
-    fn card(id: i64, updated_at: &str, event_id: u128) -> Event {
+    fn card(cards: &Kind, id: i64, updated_at: &str, event_id: u128) -> Event {
         let at = NaiveDateTime::parse_from_str(updated_at, "%Y-%m-%d %H:%M:%S").expect("ts");
         Event {
+            kind: cards.clone(),
             meta: Metadata {
-                kind: Kind::Card,
                 event_at: at,
                 event_id: Uuid::from_u128(event_id),
             },
-            payload: Payload::Card(Card {
-                id,
-                user_id: None,
-                created_by_name: "x".into(),
-                updated_at: at,
-                created_at: at,
-                active: true,
-            }),
+            row: vec![
+                Cell::Int(id),
+                Cell::Null,
+                Cell::Text("x".into()),
+                Cell::Timestamp(at),
+                Cell::Timestamp(at),
+                Cell::Bool(true),
+            ],
             raw_payload: serde_json::Value::Null,
             origin: format!("cards/{event_id}.json"),
             ack: crate::source::Ack::detached(),
@@ -74,19 +92,23 @@ mod tests {
 
     #[test]
     fn the_latest_version_of_each_card_wins_whatever_the_order() {
+        let catalog = Catalog::builtin().expect("built-in types");
+        let cards = catalog.get("cards").expect("cards");
         let batch = Batch::new(vec![
-            card(2, "2024-05-01 12:00:05", 1),
-            card(1, "2024-05-01 12:00:09", 2),
-            card(2, "2024-05-01 12:00:07", 3),
-            card(1, "2024-05-01 12:00:01", 4),
-            card(2, "2024-05-01 12:00:07", 5), // same second: the greater event_id breaks the tie
+            card(cards, 2, "2024-05-01 12:00:05", 1),
+            card(cards, 1, "2024-05-01 12:00:09", 2),
+            card(cards, 2, "2024-05-01 12:00:07", 3),
+            card(cards, 1, "2024-05-01 12:00:01", 4),
+            card(cards, 2, "2024-05-01 12:00:07", 5), // same second: the greater event_id breaks the tie
         ]);
-        let winners: Vec<_> = batch
-            .winners(Kind::Card)
+        let by_type = batch.winners();
+        assert_eq!(by_type.len(), 1, "only cards are in the batch");
+        let (kind, events, winners) = &by_type[0];
+        assert_eq!((kind.name(), *events), ("cards", 5));
+        let winners: Vec<_> = winners
             .iter()
             .map(|e| (e.entity_id(), e.meta.event_id.as_u128()))
             .collect();
         assert_eq!(winners, vec![(1, 2), (2, 5)]);
-        assert!(batch.winners(Kind::User).is_empty());
     }
 }

@@ -8,7 +8,6 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use etl::config::Config;
-use etl::event::Kind;
 use etl::pipeline::{self, Mode, Summary};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +16,16 @@ pub const SAMPLES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/reference-events"
 );
+
+/// A shipped event type, by its one name (its folders, its table, its metric label).
+pub type Kind = &'static str;
+/// The shipped event types.
+pub const TYPES: [Kind; 2] = ["users", "cards"];
+
+/// The shipped type whose folder is `folder`.
+pub fn type_of_folder(folder: &str) -> Option<Kind> {
+    TYPES.into_iter().find(|t| *t == folder)
+}
 
 pub struct Env {
     pub db: pgtest::TestDb,
@@ -32,12 +41,15 @@ impl Env {
             database_url: db.url.clone(),
             data_dir: dir.path().join("data"),
             schemas_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas")),
+            types_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../types")),
+            migrations_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../db/migrations")),
             settle_ms: 300,
             rescan_interval_secs: 1,
             http_addr: String::new(),
             ..Config::default()
         };
-        etl::source::inbox::files::ensure_layout(&config).expect("layout");
+        let catalog = etl::catalog::Catalog::load(&config).expect("the shipped types");
+        etl::source::inbox::files::ensure_layout(&config, &catalog).expect("layout");
         Env { db, dir, config }
     }
 
@@ -68,6 +80,8 @@ impl Env {
         cmd.env("ETL_DATABASE_URL", &self.config.database_url)
             .env("ETL_DATA_DIR", &self.config.data_dir)
             .env("ETL_SCHEMAS_DIR", &self.config.schemas_dir)
+            .env("ETL_TYPES_DIR", &self.config.types_dir)
+            .env("ETL_MIGRATIONS_DIR", &self.config.migrations_dir)
             .env("ETL_SETTLE_MS", self.config.settle_ms.to_string())
             .env("ETL_HTTP_ADDR", "")
             .env("RUST_LOG", "info")
@@ -202,8 +216,8 @@ fn keep_max(map: &mut BTreeMap<i64, (Vec<String>, Value)>, id: i64, key: Vec<Str
 
 /// Copies the reference producers' sample files (including the cards inbox's `__id_counter`).
 pub fn copy_samples(env: &Env) {
-    for kind in Kind::ALL {
-        let from = Path::new(SAMPLES).join(kind.folder());
+    for kind in TYPES {
+        let from = Path::new(SAMPLES).join(kind);
         for entry in std::fs::read_dir(&from).expect("samples exist") {
             let path = entry.expect("entry").path();
             let name = path.file_name().expect("name");
@@ -228,9 +242,9 @@ pub async fn feed_in_order(env: &Env, files: &[PathBuf], chunk: usize, config: C
                 .and_then(|p| p.file_name())
                 .is_some_and(|n| n == "users")
             {
-                Kind::User
+                "users"
             } else {
-                Kind::Card
+                "cards"
             };
             let name = file.file_name().expect("name");
             std::fs::copy(file, env.inbox(kind).join(name)).expect("copy");
@@ -242,10 +256,8 @@ pub async fn feed_in_order(env: &Env, files: &[PathBuf], chunk: usize, config: C
 /// Every event file of both inboxes (or both `done/`, `failed/` folders) under `events/<stage>/`.
 pub fn files_in(env: &Env, stage: &str) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for kind in Kind::ALL {
-        files.extend(event_files(
-            &env.config.events_dir().join(stage).join(kind.folder()),
-        ));
+    for kind in TYPES {
+        files.extend(event_files(&env.config.events_dir().join(stage).join(kind)));
     }
     files
 }
@@ -518,8 +530,8 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
 pub fn valid_backlog(events_dir: &Path, users: usize, cards: usize, seed: u64) -> Vec<PathBuf> {
     services::generate_backlog(events_dir, users, cards, seed).expect("backlog");
     let mut files = Vec::new();
-    for kind in Kind::ALL {
-        for file in event_files(&events_dir.join(kind.folder())) {
+    for kind in TYPES {
+        for file in event_files(&events_dir.join(kind)) {
             let text = std::fs::read_to_string(&file).expect("readable");
             let doc: Value = serde_json::from_str(&text).expect("generated files are JSON");
             if is_ownerless_card(&doc) {

@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::tracker::Tracker;
+use crate::catalog::{Catalog, Kind};
 use crate::config::Config;
-use crate::event::Kind;
 
 /// One file to look at.
 #[derive(Clone, Debug)]
@@ -34,14 +34,15 @@ pub fn is_candidate(name: &OsStr) -> bool {
 /// (tracked or not): zero means nothing is left to do.
 pub fn scan(
     config: &Config,
+    catalog: &Catalog,
     tracker: &Tracker,
     jobs: &flume::Sender<Job>,
     cancel: &CancellationToken,
     retry_stuck: bool,
 ) -> std::io::Result<usize> {
     let mut seen = 0;
-    for kind in Kind::ALL {
-        for entry in std::fs::read_dir(config.inbox(kind))? {
+    for kind in catalog.iter() {
+        for entry in std::fs::read_dir(config.inbox(kind.name()))? {
             if cancel.is_cancelled() {
                 return Ok(seen);
             }
@@ -56,7 +57,11 @@ pub fn scan(
                 continue;
             }
             seen += 1;
-            if tracker.claim(&path) && jobs.send(Job { kind, path }).is_err() {
+            let job = Job {
+                kind: kind.clone(),
+                path,
+            };
+            if tracker.claim(&job.path) && jobs.send(job).is_err() {
                 return Ok(seen); // the pipeline is shutting down
             }
         }
@@ -68,10 +73,12 @@ pub fn scan(
 /// the watcher cannot vouch for (queue overflow, watcher error) asks for a rescan instead.
 pub fn watch(
     config: &Config,
+    catalog: &Catalog,
     tracker: Arc<Tracker>,
     jobs: flume::Sender<Job>,
     rescan: Arc<Notify>,
 ) -> notify::Result<RecommendedWatcher> {
+    let types = catalog.clone();
     let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
         let event = match result {
             Ok(event) => event,
@@ -95,23 +102,25 @@ pub fn watch(
             return;
         }
         for path in event.paths {
-            let Some(kind) = kind_of(&path) else { continue };
+            let Some(kind) = kind_of(&types, &path) else {
+                continue;
+            };
             let named_ok = path.file_name().is_some_and(is_candidate);
             if named_ok && tracker.claim(&path) && jobs.send(Job { kind, path }).is_err() {
                 return;
             }
         }
     })?;
-    for kind in Kind::ALL {
-        watcher.watch(&config.inbox(kind), RecursiveMode::NonRecursive)?;
+    for kind in catalog.iter() {
+        watcher.watch(&config.inbox(kind.name()), RecursiveMode::NonRecursive)?;
     }
     Ok(watcher)
 }
 
-/// The kind of a file from the name of the inbox folder it is in.
-fn kind_of(path: &Path) -> Option<Kind> {
+/// The type of a file: the name of the inbox folder it is in.
+fn kind_of(catalog: &Catalog, path: &Path) -> Option<Kind> {
     let folder = path.parent()?.file_name()?.to_str()?;
-    Kind::from_folder(folder)
+    catalog.get(folder).cloned()
 }
 
 #[cfg(test)]
@@ -134,20 +143,29 @@ mod tests {
             data_dir: dir.path().join("data"),
             ..Config::default()
         };
-        super::super::files::ensure_layout(&config).expect("layout");
-        let users = config.inbox(Kind::User);
+        let catalog = Catalog::builtin().expect("built-in types");
+        super::super::files::ensure_layout(&config, &catalog).expect("layout");
+        let users = config.inbox("users");
         for name in ["a.json", "b.json", ".tmp.json", "notes.txt", "stuck.json"] {
             std::fs::write(users.join(name), "{}").expect("write");
         }
         std::os::unix::fs::symlink(users.join("a.json"), users.join("link.json")).expect("link");
-        std::fs::write(config.inbox(Kind::Card).join("c.json"), "{}").expect("write");
+        std::fs::write(config.inbox("cards").join("c.json"), "{}").expect("write");
 
         let tracker = Tracker::default();
         tracker.claim(&users.join("b.json")); // already in flight (the watcher found it)
         tracker.claim(&users.join("stuck.json"));
         tracker.give_up(&users.join("stuck.json"));
         let (jobs, queued) = flume::unbounded();
-        let seen = scan(&config, &tracker, &jobs, &CancellationToken::new(), false).expect("scan");
+        let seen = scan(
+            &config,
+            &catalog,
+            &tracker,
+            &jobs,
+            &CancellationToken::new(),
+            false,
+        )
+        .expect("scan");
         let mut names: Vec<String> = queued
             .try_iter()
             .map(|job| {
@@ -159,11 +177,19 @@ mod tests {
             })
             .collect();
         names.sort();
-        assert_eq!(names, ["card/c.json", "user/a.json"]);
+        assert_eq!(names, ["cards/c.json", "users/a.json"]);
         assert_eq!(seen, 3, "b.json is seen (in flight) but not queued again");
 
         // A following daemon retries what it gave up on at its next rescan.
-        scan(&config, &tracker, &jobs, &CancellationToken::new(), true).expect("scan");
+        scan(
+            &config,
+            &catalog,
+            &tracker,
+            &jobs,
+            &CancellationToken::new(),
+            true,
+        )
+        .expect("scan");
         let again: Vec<_> = queued.try_iter().map(|job| job.path).collect();
         assert_eq!(again, [users.join("stuck.json")]);
     }

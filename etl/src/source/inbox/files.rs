@@ -11,16 +11,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use crate::catalog::{Catalog, Kind};
 use crate::config::Config;
-use crate::event::Kind;
 use crate::extract::Rejection;
 
 /// Creates `events/{inbox,done,failed}/<type>/` and `logs/` if missing.
-pub fn ensure_layout(config: &Config) -> io::Result<()> {
-    for kind in Kind::ALL {
-        std::fs::create_dir_all(config.inbox(kind))?;
-        std::fs::create_dir_all(config.done(kind))?;
-        std::fs::create_dir_all(config.failed(kind))?;
+pub fn ensure_layout(config: &Config, catalog: &Catalog) -> io::Result<()> {
+    for kind in catalog.iter() {
+        std::fs::create_dir_all(config.inbox(kind.name()))?;
+        std::fs::create_dir_all(config.done(kind.name()))?;
+        std::fs::create_dir_all(config.failed(kind.name()))?;
     }
     std::fs::create_dir_all(config.logs_dir())
 }
@@ -34,16 +34,17 @@ pub enum Moved {
 }
 
 /// Moves a file whose event is committed into `done/<type>/`.
-pub fn move_to_done(config: &Config, kind: Kind, path: &Path) -> io::Result<Moved> {
-    move_into(path, &config.done(kind))
+pub fn move_to_done(config: &Config, kind: &Kind, path: &Path) -> io::Result<Moved> {
+    move_into(path, &config.done(kind.name()))
 }
 
 /// The reason file written beside a rejected file in `failed/<type>/`.
 #[derive(Debug, Serialize)]
 pub struct RejectionRecord<'a> {
     pub file: String,
+    /// The type's name.
     #[serde(rename = "type")]
-    pub kind: Kind,
+    pub kind: &'a str,
     #[serde(flatten)]
     pub rejection: &'a Rejection,
     pub rejected_at: chrono::DateTime<chrono::Utc>,
@@ -92,15 +93,15 @@ fn fnv1a(text: &str) -> u64 {
 /// first: if we crash in between, the file is still in the inbox and is simply rejected again.
 pub fn reject(
     config: &Config,
-    kind: Kind,
+    kind: &Kind,
     path: &Path,
     rejection: &Rejection,
 ) -> io::Result<Moved> {
-    let failed = config.failed(kind);
+    let failed = config.failed(kind.name());
     let name = file_name(path)?;
     let record = RejectionRecord {
         file: name.clone(),
-        kind,
+        kind: kind.name(),
         rejection,
         rejected_at: chrono::Utc::now(),
     };

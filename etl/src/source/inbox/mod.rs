@@ -35,6 +35,7 @@ use self::files::Moved;
 use self::read::Contents;
 use self::tracker::Tracker;
 use super::{Ack, Acknowledge, Fate, Intake, Mode, Record, Source, Started};
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::extract::Rejection;
 use crate::outcome;
@@ -44,6 +45,8 @@ use crate::stats::Stats;
 /// the drain summary).
 pub struct Inbox {
     config: Config,
+    /// The declared types: one inbox folder each.
+    catalog: Catalog,
     /// Files between discovery and their final folder, and those this run gave up on.
     tracker: Arc<Tracker>,
     /// Finished files are counted here (by [`outcome`]): the backlog estimate reads it.
@@ -56,9 +59,10 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    pub fn new(config: &Config, stats: Arc<Stats>) -> Inbox {
+    pub fn new(config: &Config, catalog: &Catalog, stats: Arc<Stats>) -> Inbox {
         Inbox {
             config: config.clone(),
+            catalog: catalog.clone(),
             tracker: Arc::new(Tracker::default()),
             stats,
             watching: AtomicBool::new(false),
@@ -172,6 +176,7 @@ impl Inbox {
         // Started before the first scan so nothing written during the scan is missed.
         let _watcher = discover::watch(
             &self.config,
+            &self.catalog,
             self.tracker.clone(),
             jobs.clone(),
             rescan.clone(),
@@ -199,7 +204,14 @@ impl Inbox {
         let started_at = self.stats.snapshot().finished();
         let (inbox, jobs, stop) = (self.clone(), jobs.clone(), stop.clone());
         let listed = tokio::task::spawn_blocking(move || {
-            discover::scan(&inbox.config, &inbox.tracker, &jobs, &stop, retry_stuck)
+            discover::scan(
+                &inbox.config,
+                &inbox.catalog,
+                &inbox.tracker,
+                &jobs,
+                &stop,
+                retry_stuck,
+            )
         })
         .await;
         let found = match listed {
@@ -309,7 +321,7 @@ fn reader(acks: &Arc<AckContext>, jobs: &flume::Receiver<Job>, intake: &Intake) 
         match read::read_untrusted(&job.path, max_file_bytes) {
             Ok(Contents::Bytes { bytes, modified }) => {
                 let record = Record {
-                    kind: job.kind,
+                    kind: job.kind.clone(),
                     bytes,
                     origin: origin(&job),
                     ack: Ack::new(InboxAck {
@@ -344,7 +356,7 @@ fn origin(job: &Job) -> String {
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    format!("{}/{}", job.kind.folder(), name)
+    format!("{}/{}", job.kind.name(), name)
 }
 
 /// Most moves the mover does before it counts them (one counter update per run, not per file).
@@ -372,7 +384,7 @@ fn mover(inbox: &Inbox, pending_moves: &AtomicUsize, moves: &flume::Receiver<Mov
 
 /// True if this daemon moved the file (another one on the same folder may have been first).
 fn move_to_done(inbox: &Inbox, job: &Job) -> bool {
-    match files::move_to_done(&inbox.config, job.kind, &job.path) {
+    match files::move_to_done(&inbox.config, &job.kind, &job.path) {
         Ok(Moved::Yes) => {
             inbox.tracker.release(&job.path);
             true
@@ -395,11 +407,11 @@ fn move_to_done(inbox: &Inbox, job: &Job) -> bool {
 /// its event.
 fn move_to_failed(inbox: &Inbox, job: &Job, rejection: &Rejection) {
     let path: &Path = &job.path;
-    match files::reject(&inbox.config, job.kind, path, rejection) {
+    match files::reject(&inbox.config, &job.kind, path, rejection) {
         // Gone: another daemon rejected it first and counted it.
         Ok(Moved::AlreadyGone) => inbox.tracker.release(path),
         Ok(Moved::Yes) => {
-            outcome::rejected(&inbox.stats, job.kind, &path.display(), rejection);
+            outcome::rejected(&inbox.stats, &job.kind, &path.display(), rejection);
             inbox.tracker.release(path);
         }
         Err(error) => {
@@ -430,9 +442,8 @@ fn spawn_thread(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Event, Kind};
+    use crate::event::Event;
     use crate::extract::decode::Decoder;
-    use crate::extract::schema::Schemas;
     use crate::extract::RejectCode;
 
     fn user(id: i64) -> String {
@@ -453,6 +464,10 @@ mod tests {
         panic!("timed out waiting for {what}");
     }
 
+    fn catalog() -> Catalog {
+        Catalog::builtin().expect("built-in types")
+    }
+
     /// A data folder with its layout, one reader, and no rescan during the test (a released
     /// file is found again only by a later scan).
     fn test_config(dir: &tempfile::TempDir, settle_ms: u64) -> Config {
@@ -463,7 +478,7 @@ mod tests {
             rescan_interval_secs: 3600,
             ..Config::default()
         };
-        files::ensure_layout(&config).expect("layout");
+        files::ensure_layout(&config, &catalog()).expect("layout");
         config
     }
 
@@ -472,7 +487,7 @@ mod tests {
     async fn a_file_leaves_the_inbox_only_as_its_ack_says() {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = test_config(&dir, 0);
-        let inbox_dir = config.inbox(Kind::User);
+        let inbox_dir = config.inbox("users");
         for (name, text) in [
             ("a.json", user(1)),
             ("b.json", user(2)),
@@ -483,10 +498,9 @@ mod tests {
         std::fs::write(inbox_dir.join(".hidden.json"), user(3)).expect("write");
 
         let stats = Arc::new(Stats::default());
-        let inbox = Arc::new(Inbox::new(&config, stats.clone()));
+        let inbox = Arc::new(Inbox::new(&config, &catalog(), stats.clone()));
         let (events, mut pool) = tokio::sync::mpsc::channel::<Event>(16);
         let decoder = Decoder {
-            schemas: Schemas::builtin().expect("built-in schemas"),
             max_future_skew: config.max_future_skew(),
         };
         let stop = CancellationToken::new();
@@ -502,7 +516,7 @@ mod tests {
         }
         valid.sort_by_key(|e| e.entity_id());
         assert_eq!(valid[0].origin, "users/a.json");
-        let failed = config.failed(Kind::User);
+        let failed = config.failed("users");
         eventually("bad.json in failed/", || failed.join("bad.json").exists()).await;
         let reason = std::fs::read_to_string(failed.join(files::sidecar_name("bad.json")))
             .expect("reason file");
@@ -521,7 +535,7 @@ mod tests {
         let a = valid.pop().expect("a");
         a.ack.resolve(Fate::Committed);
         drop(b);
-        let done = config.done(Kind::User);
+        let done = config.done("users");
         eventually("a.json in done/", || done.join("a.json").exists()).await;
         eventually("nothing in flight", || inbox.in_flight() == 0).await;
         assert!(
@@ -549,15 +563,14 @@ mod tests {
     async fn a_half_written_file_is_retried_after_the_settle_window() {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = test_config(&dir, 1000);
-        let path = config.inbox(Kind::User).join("slow.json");
+        let path = config.inbox("users").join("slow.json");
         let text = user(4);
         std::fs::write(&path, &text[..20]).expect("write a prefix");
 
         let stats = Arc::new(Stats::default());
-        let inbox = Arc::new(Inbox::new(&config, stats.clone()));
+        let inbox = Arc::new(Inbox::new(&config, &catalog(), stats.clone()));
         let (events, mut pool) = tokio::sync::mpsc::channel::<Event>(16);
         let decoder = Decoder {
-            schemas: Schemas::builtin().expect("built-in schemas"),
             max_future_skew: config.max_future_skew(),
         };
         let stop = CancellationToken::new();
