@@ -15,5 +15,8 @@ pub mod service;
 pub mod writer;
 
 pub use backlog::{generate_backlog, BacklogSummary};
-pub use event::{CardEvent, CardPayload, Event, EventKind, Metadata, UserEvent, UserPayload};
+pub use event::{
+    Amount, CardEvent, CardPayload, Event, EventKind, Metadata, TransactionEvent,
+    TransactionPayload, TransactionStatus, UserEvent, UserPayload,
+};
 pub use writer::{EventWriter, WriteMode};
