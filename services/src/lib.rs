@@ -14,7 +14,7 @@ pub mod id_counter;
 pub mod service;
 pub mod writer;
 
-pub use backlog::{generate_backlog, BacklogSummary};
+pub use backlog::{generate_backlog, generate_backlog_with, BacklogSpec, BacklogSummary};
 pub use event::{
     Amount, CardEvent, CardPayload, Event, EventKind, Metadata, TransactionEvent,
     TransactionPayload, TransactionStatus, UserEvent, UserPayload,

@@ -210,8 +210,10 @@ fn loadgen_prints_a_one_line_summary_and_writes_the_backlog() {
         stdout.contains("20 user events, 70 card events"),
         "{stdout}"
     );
+    assert!(!stdout.contains("transaction"), "{stdout}");
     assert_eq!(json_files(&root.path().join("users")).len(), 20);
     assert_eq!(json_files(&root.path().join("cards")).len(), 70);
+    assert!(!root.path().join("transactions").exists());
 }
 
 #[test]
@@ -227,4 +229,32 @@ fn bad_arguments_are_rejected_with_a_usage_error() {
             .expect("cards starts");
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
+}
+
+#[test]
+fn loadgen_transaction_events_adds_transactions_to_the_backlog_and_the_summary() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let output = run(Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--users",
+            "20",
+            "--card-events",
+            "70",
+            "--transaction-events",
+            "90",
+            "--seed",
+            "4",
+            "--out",
+        ])
+        .arg(root.path()));
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("20 user events, 70 card events")
+            && stdout.contains("90 transaction events"),
+        "{stdout}"
+    );
+    assert_eq!(json_files(&root.path().join("users")).len(), 20);
+    assert_eq!(json_files(&root.path().join("cards")).len(), 70);
+    assert_eq!(json_files(&root.path().join("transactions")).len(), 90);
 }
