@@ -5,22 +5,11 @@ mod common;
 use common::*;
 use services::generate_backlog;
 use std::collections::HashMap;
-use std::fs;
 use std::path::Path;
 
-/// Every file under `root` as (relative path, bytes), sorted.
+/// Every user and card file under `root` as (relative path, bytes), sorted.
 fn snapshot(root: &Path) -> Vec<(String, Vec<u8>)> {
-    ["users", "cards"]
-        .iter()
-        .flat_map(|kind| {
-            file_names(&root.join(kind)).into_iter().map(move |name| {
-                (
-                    format!("{kind}/{name}"),
-                    fs::read(root.join(kind).join(&name)).expect("read"),
-                )
-            })
-        })
-        .collect()
+    common::snapshot(root, &["users", "cards"])
 }
 
 #[test]

@@ -210,8 +210,10 @@ fn loadgen_prints_a_one_line_summary_and_writes_the_backlog() {
         stdout.contains("20 user events, 70 card events"),
         "{stdout}"
     );
+    assert!(!stdout.contains("transaction"), "{stdout}");
     assert_eq!(json_files(&root.path().join("users")).len(), 20);
     assert_eq!(json_files(&root.path().join("cards")).len(), 70);
+    assert!(!root.path().join("transactions").exists());
 }
 
 #[test]
@@ -219,6 +221,7 @@ fn bad_arguments_are_rejected_with_a_usage_error() {
     for args in [
         &["--cycle-ms", "3000-1000"][..],
         &["--max-events", "many"][..],
+        &["--transactions-per-cycle", "-1"][..],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_cards"))
             .args(["--events-dir", "unused"])
@@ -227,4 +230,78 @@ fn bad_arguments_are_rejected_with_a_usage_error() {
             .expect("cards starts");
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
+}
+
+#[test]
+fn cards_with_transactions_per_cycle_writes_transactions_for_known_cards() {
+    for in_place in [false, true] {
+        let root = tempfile::tempdir().expect("temp dir");
+        let inbox = root.path().join("inbox");
+        let mut command = cards(&inbox, &root.path().join("state"), "6", "30");
+        command.args(["--transactions-per-cycle", "4"]);
+        if in_place {
+            command.arg("--in-place");
+        }
+        run(&mut command);
+
+        let card_files = json_files(&inbox.join("cards"));
+        assert_eq!(card_files.len(), 30, "--max-events counts card events");
+        let known_cards = card_ids(&card_files);
+        let transactions = json_files(&inbox.join("transactions"));
+        // Four per cycle, and 30 card events take 3 to 6 cycles of 5-10.
+        assert!(
+            transactions.len().is_multiple_of(4) && (12..=24).contains(&transactions.len()),
+            "{} transaction files",
+            transactions.len()
+        );
+        for path in &transactions {
+            let event = parse_transaction(path);
+            assert_eq!(event.metadata.event_at, event.payload.updated_at);
+            assert!(
+                known_cards.contains(&event.payload.card_id),
+                "card {} was never written",
+                event.payload.card_id
+            );
+        }
+        assert!(
+            dotfiles_under(root.path()).is_empty(),
+            "in_place={in_place} left a dotfile"
+        );
+    }
+}
+
+#[test]
+fn cards_without_transactions_per_cycle_writes_no_transactions() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let inbox = root.path().join("inbox");
+    run(&mut cards(&inbox, &root.path().join("state"), "6", "12"));
+    assert!(!inbox.join("transactions").exists());
+}
+
+#[test]
+fn loadgen_transaction_events_adds_transactions_to_the_backlog_and_the_summary() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let output = run(Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--users",
+            "20",
+            "--card-events",
+            "70",
+            "--transaction-events",
+            "90",
+            "--seed",
+            "4",
+            "--out",
+        ])
+        .arg(root.path()));
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("20 user events, 70 card events")
+            && stdout.contains("90 transaction events"),
+        "{stdout}"
+    );
+    assert_eq!(json_files(&root.path().join("users")).len(), 20);
+    assert_eq!(json_files(&root.path().join("cards")).len(), 70);
+    assert_eq!(json_files(&root.path().join("transactions")).len(), 90);
 }

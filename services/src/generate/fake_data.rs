@@ -1,7 +1,8 @@
-//! Fake people, addresses and jobs in the reference producers' style, plus UUIDs, all from one
-//! seeded rng.
+//! Fake people, addresses, jobs and company names in the reference producers' style, plus UUIDs,
+//! all from one seeded rng.
 
 use fake::faker::address::en::{CityName, StateAbbr, StreetName};
+use fake::faker::company::en::CompanyName;
 use fake::faker::job::en::Title as JobTitle;
 use fake::faker::name::en::Name;
 use fake::faker::number::en::NumberWithFormat;
@@ -65,6 +66,11 @@ impl FakeData {
     /// A job title such as `"Senior Marketing Manager"`.
     pub fn job(&mut self) -> String {
         JobTitle().fake_with_rng(&mut self.rng)
+    }
+
+    /// A merchant such as `"Smith and Sons"`.
+    pub fn company_name(&mut self) -> String {
+        CompanyName().fake_with_rng(&mut self.rng)
     }
 
     /// Uniform in `[0, 1)`.

@@ -5,10 +5,16 @@
 //! [`crate::id_counter`]). The card cache does not survive a restart: modifications then only target
 //! cards created by the new run, so a restarted service starts with new cards only. That is
 //! acceptable because the reader must cope with any order and mix of events anyway.
+//!
+//! With `--transactions-per-cycle N` each cycle also writes N transaction events (the transactions
+//! example) into `<events-dir>/transactions/`, using the card ids handed out so far. Their ids come
+//! from an in-memory counter that starts at 0 in every run, so unlike card ids they are reused
+//! after a restart: fine for a demonstration, not for a loader that must keep transactions apart
+//! across producer restarts.
 
 use super::{resolve_seed, wall_clock_now, Shutdown};
-use crate::event::CardEvent;
-use crate::generate::CardGenerator;
+use crate::event::{CardEvent, TransactionEvent};
+use crate::generate::{CardGenerator, TransactionGenerator};
 use crate::id_counter::IdCounter;
 use crate::writer::{EventWriter, WriteMode};
 use clap::Parser;
@@ -19,7 +25,8 @@ use std::str::FromStr;
 use std::time::Duration;
 use tracing::{debug, info};
 
-/// Writes cycles of card events into `<events-dir>/cards/` until SIGINT/SIGTERM.
+/// Writes cycles of card events into `<events-dir>/cards/` (and, optionally, transaction events
+/// into `<events-dir>/transactions/`) until SIGINT/SIGTERM.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "cards")]
 pub struct CardsConfig {
@@ -38,9 +45,13 @@ pub struct CardsConfig {
     /// Pause between cycles, drawn uniformly from MIN-MAX milliseconds.
     #[arg(long, default_value = "1000-3000")]
     pub cycle_ms: CycleMs,
-    /// Stop after this many events (runs until SIGINT/SIGTERM if omitted).
+    /// Stop after this many card events (runs until SIGINT/SIGTERM if omitted); transaction
+    /// events come on top.
     #[arg(long)]
     pub max_events: Option<u64>,
+    /// Also write this many transaction events per cycle into `<events-dir>/transactions/`.
+    #[arg(long, default_value_t = 0)]
+    pub transactions_per_cycle: u64,
 }
 
 /// `MIN-MAX` milliseconds, `MIN <= MAX`.
@@ -75,14 +86,26 @@ pub fn run(config: &CardsConfig, shutdown: &Shutdown) -> anyhow::Result<()> {
     };
     let writer = EventWriter::new(&config.events_dir, mode);
     let mut counter = IdCounter::open(&config.state_dir)?;
-    let mut generator = CardGenerator::new(resolve_seed(config.seed), counter.next());
+    let seed = resolve_seed(config.seed);
+    let mut generator = CardGenerator::new(seed, counter.next());
     info!(
         first_card_id = counter.next(),
         dir = %writer.dir_for::<CardEvent>().display(),
         "writing card events"
     );
+    // Only built when asked for, so the default run is exactly what it was. Its rng is a stream of
+    // its own (salted with the first card id, like the cards'), so the card events are unchanged.
+    let mut transactions = (config.transactions_per_cycle > 0).then(|| {
+        info!(
+            per_cycle = config.transactions_per_cycle,
+            dir = %writer.dir_for::<TransactionEvent>().display(),
+            "writing transaction events"
+        );
+        TransactionGenerator::new(seed, counter.next())
+    });
     let max_events = config.max_events.unwrap_or(u64::MAX);
     let mut written = 0u64;
+    let mut transactions_written = 0u64;
 
     loop {
         let cycle = generator.cycle_len() as u64;
@@ -95,6 +118,17 @@ pub fn run(config: &CardsConfig, shutdown: &Shutdown) -> anyhow::Result<()> {
             written += 1;
             debug!(card = event.payload.id, ?change, "card event");
         }
+        if let Some(transactions) = transactions.as_mut() {
+            for _ in 0..config.transactions_per_cycle {
+                // Every id below the counter was handed out (by this run or an earlier one), and
+                // the counter was stored before any of those cards' files appeared.
+                let (change, event) =
+                    transactions.next_event(wall_clock_now(), 0..generator.next_id());
+                writer.write(&event)?;
+                transactions_written += 1;
+                debug!(transaction = event.payload.id, ?change, "transaction event");
+            }
+        }
         if written >= max_events {
             break;
         }
@@ -106,7 +140,12 @@ pub fn run(config: &CardsConfig, shutdown: &Shutdown) -> anyhow::Result<()> {
         }
     }
 
-    info!(written, next_card_id = generator.next_id(), "stopping");
+    info!(
+        written,
+        transactions_written,
+        next_card_id = generator.next_id(),
+        "stopping"
+    );
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
-use services::{CardEvent, UserEvent};
+use services::{CardEvent, TransactionEvent, UserEvent};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -48,6 +48,28 @@ pub fn parse_user(path: &Path) -> UserEvent {
 pub fn parse_card(path: &Path) -> CardEvent {
     serde_json::from_str(&read_text(path))
         .unwrap_or_else(|err| panic!("{} is no card event: {err}", path.display()))
+}
+
+pub fn parse_transaction(path: &Path) -> TransactionEvent {
+    serde_json::from_str(&read_text(path))
+        .unwrap_or_else(|err| panic!("{} is no transaction event: {err}", path.display()))
+}
+
+/// Every file under `root/<kind>/` for each of `kinds` as (relative path, bytes), sorted; a
+/// missing directory contributes nothing (the snapshots then differ from ones where it exists).
+pub fn snapshot(root: &Path, kinds: &[&str]) -> Vec<(String, Vec<u8>)> {
+    kinds
+        .iter()
+        .filter(|kind| root.join(kind).exists())
+        .flat_map(|kind| {
+            file_names(&root.join(kind)).into_iter().map(move |name| {
+                (
+                    format!("{kind}/{name}"),
+                    fs::read(root.join(kind).join(&name)).expect("read"),
+                )
+            })
+        })
+        .collect()
 }
 
 /// The file's layout without its values: one entry per line, the indentation plus the key (or the
