@@ -43,11 +43,15 @@ FROM ${PREBUILT} AS binaries-prebuilt
 
 FROM binaries-${BINARIES} AS binaries
 
-# ---- runtime: the binaries and the schemas, nothing else ----------------------------------------
+# ---- runtime: the binaries, the schemas, the type declarations and the migrations ------------------
 FROM ${RUNTIME_IMAGE}
 COPY --from=binaries /etl /users /cards /loadgen /usr/local/bin/
 COPY schemas/ /app/schemas/
+COPY types/ /app/types/
+COPY db/migrations/ /app/db/migrations/
 WORKDIR /app
 ENV ETL_SCHEMAS_DIR=/app/schemas \
+    ETL_TYPES_DIR=/app/types \
+    ETL_MIGRATIONS_DIR=/app/db/migrations \
     ETL_DATA_DIR=/data
 CMD ["etl", "run"]

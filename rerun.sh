@@ -275,7 +275,8 @@ run_native() {
     start_cluster "$bin"
 
     say "== starting etl, users and cards"
-    export ETL_DATABASE_URL="$DB_URL" ETL_DATA_DIR="$DATA" ETL_SCHEMAS_DIR="$ROOT/schemas"
+    export ETL_DATABASE_URL="$DB_URL" ETL_DATA_DIR="$DATA" ETL_SCHEMAS_DIR="$ROOT/schemas" \
+        ETL_TYPES_DIR="$ROOT/types" ETL_MIGRATIONS_DIR="$ROOT/db/migrations"
     start_service etl etl.stdout.log "$target/etl" run
     etl_pid=$!
     wait_for_etl "$etl_pid" || finish "etl did not start, see data/logs/etl.stdout.log" 1

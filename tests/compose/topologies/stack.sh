@@ -134,9 +134,9 @@ stack_id_counter() {
 # The operator's fix: user_id no longer required, etl restarted (schemas are read at start-up),
 # then `etl replay --type cards`: failed/cards/ empties and the cards load.
 stack_fix_and_replay() {
-    local schema="$WORK/schemas/card.schema.json" ids n
-    cp "$schema" "$HARNESS_DIR/card.schema.json.orig"
-    jq '.properties.payload.required -= ["user_id"]' "$HARNESS_DIR/card.schema.json.orig" >"$schema"
+    local schema="$WORK/schemas/cards.schema.json" ids n
+    cp "$schema" "$HARNESS_DIR/cards.schema.json.orig"
+    jq '.properties.payload.required -= ["user_id"]' "$HARNESS_DIR/cards.schema.json.orig" >"$schema"
     ids=$(for f in "$WORK"/data/events/failed/cards/*.json; do
         case "$f" in *.error.json) ;; *) jq -r .metadata.event_id "$f" ;; esac
     done | sort)
@@ -153,6 +153,30 @@ stack_fix_and_replay() {
     loaded=$(sql "SELECT count(*) FROM events WHERE event_id::text IN ($list)")
     DETAIL="$n cards replayed, $left still in failed/cards, $loaded of them in events"
     [ "$left" = 0 ] && [ "$loaded" = "$n" ]
+}
+
+# A type added as data through the bind mounts: the transactions example's schema, declaration
+# and migration copied into the host's schemas/, types/ and db/migrations/, etl restarted; a
+# transaction dropped into its new inbox folder lands in its new table.
+stack_new_type() {
+    local example="$WORK/examples/transactions" id rows
+    cp "$example/transactions.schema.json" "$WORK/schemas/"
+    cp "$example/transactions.toml" "$WORK/types/"
+    cp "$example/migrations/1000_transactions.sql" "$WORK/db/migrations/"
+    dc restart etl >/dev/null 2>&1
+    wait_for 60 test "$(readyz_code)" = 200 || { DETAIL="etl not ready after the restart"; return 1; }
+    id=$(cat /proc/sys/kernel/random/uuid)
+    # Written inside the container, as its user, dotfile then rename like a producer.
+    dc exec -T etl sh -c "cat > /data/events/inbox/transactions/.t.json && \
+        mv /data/events/inbox/transactions/.t.json /data/events/inbox/transactions/$id.json" <<EOF
+{"payload": {"id": 1, "card_id": 7, "amount": 12.35, "currency": "EUR", "merchant": "Cafe",
+ "status": "settled", "updated_at": "2024-05-01 12:00:09"},
+ "metadata": {"type": "transaction", "event_at": "2024-05-01 12:00:09", "event_id": "$id"}}
+EOF
+    wait_for 30 test "$(sql "SELECT count(*) FROM transactions")" = 1
+    rows=$(sql "SELECT amount::text || ' ' || status FROM transactions WHERE id = 1")
+    DETAIL="transactions row: '$rows'; migration recorded: $(sql "SELECT count(*) FROM schema_migrations WHERE version = '1000_transactions'")"
+    [ "$rows" = "12.35 settled" ] && [ -f "$WORK/data/events/done/transactions/$id.json" ]
 }
 
 # The README's reason-file claims, from the daemon itself: an id that is not an integer fails at
@@ -236,7 +260,8 @@ topology_stack() {
     check "cards producer's id counter in data/state, not in the inbox" stack_id_counter
     check "fix and replay: relaxed card schema, restart, replay" stack_fix_and_replay
     check "warehouse equals the oracle after the replay" stack_oracle warehouse
-    cp "$HARNESS_DIR/card.schema.json.orig" "$WORK/schemas/card.schema.json"
+    check "new type through the mounted schemas/, types/, db/migrations/: transactions" stack_new_type
+    cp "$HARNESS_DIR/cards.schema.json.orig" "$WORK/schemas/cards.schema.json"
     dc restart etl >/dev/null 2>&1
     wait_for 60 test "$(readyz_code)" = 200 || true
     check "reason files: schema_location and code as the README says" stack_reason_claims
