@@ -21,7 +21,8 @@ use uuid::Uuid;
 
 use crate::cpu;
 
-const KINDS: [(&str, &str); 2] = [("users", "user"), ("cards", "card")];
+/// The type folders, which are also the names the raw zone records.
+const KINDS: [&str; 2] = ["users", "cards"];
 const TIMESTAMP: &str = "%Y-%m-%d %H:%M:%S";
 
 /// Time spent in each step of the floor.
@@ -80,7 +81,7 @@ pub fn measure(events_dir: &Path, url: &str, threads: usize) -> anyhow::Result<F
 /// timed).
 pub fn restore(events_dir: &Path) -> anyhow::Result<Restored> {
     let mut restored = Restored::default();
-    for (folder, _) in KINDS {
+    for folder in KINDS {
         let inbox = events_dir.join("inbox").join(folder);
         for (stage, count) in [
             ("done", &mut restored.done),
@@ -119,7 +120,7 @@ type Files = Vec<(&'static str, String, Vec<u8>)>;
 
 fn read_all(events_dir: &Path, threads: usize) -> anyhow::Result<Files> {
     let mut listed: Vec<(&'static str, PathBuf)> = Vec::new();
-    for (folder, _) in KINDS {
+    for folder in KINDS {
         for entry in std::fs::read_dir(events_dir.join("inbox").join(folder))? {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "json") {
@@ -216,7 +217,7 @@ impl Rows {
                     event_at,
                     event_id,
                 });
-                "user"
+                "users"
             } else {
                 rows.cards.push(Card {
                     id,
@@ -228,7 +229,7 @@ impl Rows {
                     event_at,
                     event_id,
                 });
-                "card"
+                "cards"
             };
             rows.raw.push(Raw {
                 event_id,
