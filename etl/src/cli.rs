@@ -1,5 +1,5 @@
-//! The command line: `etl run [--drain]`, `etl migrate`, `etl check FILE…`, `etl replay`,
-//! `etl status`.
+//! The command line: `etl run [--drain] [--source S]`, `etl forward`, `etl migrate`,
+//! `etl check FILE…`, `etl replay`, `etl dead-letters`, `etl status`.
 
 use std::path::PathBuf;
 
@@ -38,9 +38,24 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the daemon until SIGINT/SIGTERM.
     Run {
-        /// Process everything in the inbox, then exit 0 once it is empty.
+        /// Process everything in the inbox (or the broker's stream), then exit 0 once it is empty.
         #[arg(long)]
         drain: bool,
+        /// Read from this source instead of the configured `[[sources]]`.
+        #[arg(long, value_enum)]
+        source: Option<SourceArg>,
+    },
+    /// The edge agent: read the inbox like `etl run`, but publish each valid event to the
+    /// broker (JetStream) instead of the warehouse; a file moves to done/ once the broker has it.
+    Forward {
+        /// Publish everything in the inbox, then exit 0 once it is empty.
+        #[arg(long)]
+        drain: bool,
+    },
+    /// List or replay the broker source's dead letters (the rejected_events table).
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
     },
     /// Apply the database migrations and exit.
     Migrate,
@@ -60,4 +75,34 @@ pub enum Command {
     },
     /// Print file counts per folder, rows per table, and the running daemon's in-flight count.
     Status,
+}
+
+/// `--source` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SourceArg {
+    /// The inbox folders.
+    Inbox,
+    /// The broker's stream, through the replicas' shared durable consumer.
+    Jetstream,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterAction {
+    /// Print each dead letter: id, when, type, code, reason.
+    List {
+        /// Only dead letters of this type.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Only those whose reason (or code) contains this text, case-insensitively.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Publish dead letters back to their subject (after a schema or producer fix) and delete
+    /// their rows.
+    Replay {
+        #[arg(long = "type")]
+        kind: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }

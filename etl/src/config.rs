@@ -61,6 +61,30 @@ pub struct Config {
     /// genuine update. Producers write naive local times, so the default (one day) covers any
     /// time zone.
     pub max_future_skew_secs: u64,
+    /// NATS server(s) of the JetStream broker (`etl forward`, the `jetstream` source), comma-
+    /// separated for a cluster.
+    pub nats_url: String,
+    /// The stream every type's events go to, on subjects `<nats_subject_prefix>.<type>`.
+    pub nats_stream: String,
+    pub nats_subject_prefix: String,
+    /// The durable pull consumer the `etl run` replicas share.
+    pub nats_consumer: String,
+    /// How long the broker waits for a delivered message's acknowledgement before it delivers
+    /// it again (to any replica). Messages held longer (a database outage) are kept alive with
+    /// progress acknowledgements.
+    pub nats_ack_wait_secs: u64,
+    /// Messages delivered and not yet acknowledged, over all replicas: bounds what replicas hold.
+    pub nats_max_ack_pending: i64,
+    /// The stream's size limit; when full it refuses publishes (forwarders keep their files).
+    pub nats_max_bytes: i64,
+    /// How long the broker remembers a published event id to drop a re-publish.
+    pub nats_duplicate_window_secs: u64,
+    /// Copies of the stream in a JetStream cluster.
+    pub nats_replicas: usize,
+    /// Most messages a replica fetches at once.
+    pub nats_fetch_batch: usize,
+    /// Most publishes a forwarder has in flight (pipelined) before waiting for acknowledgements.
+    pub nats_publish_in_flight: usize,
     /// Where records come from: `[[sources]]` tables in `etl.toml` (e.g. `kind = "inbox"`).
     /// None configured means the inbox, so every existing setup keeps working.
     #[serde(default)]
@@ -91,6 +115,17 @@ impl Default for Config {
             http_addr: "127.0.0.1:9187".into(),
             progress_interval_secs: 5,
             max_future_skew_secs: 24 * 3600,
+            nats_url: "nats://127.0.0.1:4222".into(),
+            nats_stream: "EVENTS".into(),
+            nats_subject_prefix: "events".into(),
+            nats_consumer: "etl".into(),
+            nats_ack_wait_secs: 30,
+            nats_max_ack_pending: 20_000,
+            nats_max_bytes: 1 << 30,
+            nats_duplicate_window_secs: 600,
+            nats_replicas: 1,
+            nats_fetch_batch: 500,
+            nats_publish_in_flight: 1024,
             sources: Vec::new(),
         }
     }
@@ -113,6 +148,9 @@ impl Config {
         self.readers = self.readers.max(1);
         self.channel_capacity = self.channel_capacity.max(1);
         self.batch_size = self.batch_size.max(1);
+        self.nats_fetch_batch = self.nats_fetch_batch.max(1);
+        self.nats_publish_in_flight = self.nats_publish_in_flight.max(1);
+        self.nats_replicas = self.nats_replicas.max(1);
         self
     }
 
@@ -163,6 +201,10 @@ impl Config {
 
     pub fn max_future_skew(&self) -> Duration {
         Duration::from_secs(self.max_future_skew_secs)
+    }
+
+    pub fn nats_ack_wait(&self) -> Duration {
+        Duration::from_secs(self.nats_ack_wait_secs.max(1))
     }
 
     pub fn max_retry_backoff(&self) -> Duration {

@@ -33,6 +33,9 @@ pub struct Event {
     pub raw_payload: serde_json::Value,
     /// Where it came from, as its source names it (the raw zone's `source_file`).
     pub origin: String,
+    /// The document exactly as received, kept only where it travels on (`etl forward`
+    /// publishes it as is).
+    pub bytes: Option<Vec<u8>>,
     pub ack: crate::source::Ack,
 }
 

@@ -8,12 +8,14 @@
 //! its transaction committed. [`outcome`] records what happened, [`pipeline`] wires it all
 //! together and [`shutdown`] stops it.
 
+pub mod broker;
 pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod event;
 pub mod extract;
+pub mod forward;
 pub mod load;
 pub mod ops;
 pub mod outcome;

@@ -8,12 +8,14 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use etl::catalog::Catalog;
-use etl::cli::{Cli, Command, DEFAULT_CONFIG};
+use etl::cli::{Cli, Command, DeadLetterAction, SourceArg, DEFAULT_CONFIG};
 use etl::config::Config;
 use etl::load::connect::{self, Target};
 use etl::load::Warehouse;
 use etl::ops::replay::Filter as ReplayFilter;
-use etl::pipeline::{self, Mode};
+use etl::pipeline::{self, Mode, Sink};
+use etl::source::jetstream::deadletter;
+use etl::source::SourceConfig;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -41,7 +43,8 @@ async fn main() -> ExitCode {
         }
     };
     // Only the daemon writes the log file operators tail; one-shot commands print to stdout.
-    let log_dir = matches!(cli.command, Command::Run { .. }).then(|| config.logs_dir());
+    let log_dir = matches!(cli.command, Command::Run { .. } | Command::Forward { .. })
+        .then(|| config.logs_dir());
     let _log_guard = etl::telemetry::init(cli.log_format, log_dir.as_deref());
     let warehouse = connect::describe(&config);
     match run(cli, config).await {
@@ -62,33 +65,22 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { drain } => {
-            let shutdown = CancellationToken::new();
-            tokio::spawn(on_signal(shutdown.clone()));
-            let mode = if drain { Mode::Drain } else { Mode::Follow };
-            let summary = pipeline::run(config, mode, shutdown).await?;
-            let s = summary.stats;
-            let secs = summary.elapsed.as_secs_f64();
-            tracing::info!(
-                applied = s.applied,
-                stale = s.stale,
-                failed = s.rejected,
-                done = s.done,
-                db_errors = s.db_errors,
-                elapsed_s = format!("{secs:.2}"),
-                rate = format!("{:.0}/s", s.finished() as f64 / secs.max(1e-9)),
-                graceful = summary.graceful,
-                "finished"
-            );
-            if summary.stuck > 0 {
-                tracing::error!(
-                    files = summary.stuck,
-                    "some files could not be finished (see the ERROR lines above); they are still in the inbox"
-                );
-                return Ok(ExitCode::FAILURE);
+        Command::Run { drain, source } => {
+            let mut config = config;
+            if let Some(source) = source {
+                config.sources = vec![match source {
+                    SourceArg::Inbox => SourceConfig::Inbox {},
+                    SourceArg::Jetstream => SourceConfig::Jetstream {},
+                }];
             }
-            Ok(ExitCode::SUCCESS)
+            run_pipeline(config, drain, Sink::Warehouse).await
         }
+        Command::Forward { drain } => {
+            let mut config = config;
+            config.sources = vec![SourceConfig::Inbox {}];
+            run_pipeline(config, drain, Sink::Broker).await
+        }
+        Command::DeadLetters { action } => dead_letters(config, action).await,
         Command::Migrate => {
             let catalog = Catalog::load(&config)?;
             let migrations = etl::load::migrate::read(&config.migrations_dir)
@@ -145,6 +137,75 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+/// `etl run` and `etl forward`: the pipeline until a signal (or drained), then its summary.
+async fn run_pipeline(config: Config, drain: bool, sink: Sink) -> anyhow::Result<ExitCode> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(on_signal(shutdown.clone()));
+    let mode = if drain { Mode::Drain } else { Mode::Follow };
+    let summary = pipeline::run_to(config, mode, shutdown, sink).await?;
+    let s = summary.stats;
+    let secs = summary.elapsed.as_secs_f64();
+    tracing::info!(
+        applied = s.applied,
+        stale = s.stale,
+        failed = s.rejected,
+        done = s.done,
+        db_errors = s.db_errors,
+        elapsed_s = format!("{secs:.2}"),
+        rate = format!("{:.0}/s", s.finished() as f64 / secs.max(1e-9)),
+        graceful = summary.graceful,
+        "finished"
+    );
+    if summary.stuck > 0 {
+        tracing::error!(
+            files = summary.stuck,
+            "some files could not be finished (see the ERROR lines above); they are still in the inbox"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `etl dead-letters list|replay`.
+async fn dead_letters(config: Config, action: DeadLetterAction) -> anyhow::Result<ExitCode> {
+    let warehouse = Warehouse::open(Target::from_config(&config)?, 1)?;
+    match action {
+        DeadLetterAction::List { kind, reason } => {
+            let filter = deadletter::Filter {
+                type_name: kind,
+                reason,
+            };
+            let letters = deadletter::list(&warehouse, &filter).await?;
+            for l in &letters {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    l.id,
+                    l.rejected_at,
+                    l.type_name.as_deref().unwrap_or("-"),
+                    l.event_id.as_deref().unwrap_or("-"),
+                    l.code,
+                    l.reason
+                );
+            }
+            println!("{} dead letter(s)", letters.len());
+        }
+        DeadLetterAction::Replay { kind, reason } => {
+            let filter = deadletter::Filter {
+                type_name: kind,
+                reason,
+            };
+            let stop = CancellationToken::new();
+            let Some(client) = etl::broker::connect(&config, &stop).await? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            let js = async_nats::jetstream::new(client);
+            let replayed = deadletter::replay(&warehouse, &js, &config, &filter).await?;
+            println!("replayed {replayed} dead letter(s) into the stream");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Fires `shutdown` on the first SIGINT or SIGTERM.

@@ -8,16 +8,29 @@ use crate::event::Kind;
 use crate::extract::Rejection;
 use crate::load::Applied;
 use crate::ops::metrics::{
-    DB_ERRORS, DB_RETRIES, EVENTS_APPLIED, EVENTS_REJECTED, EVENTS_STALE, FILES_MOVED,
+    BROKER_MESSAGES, DB_ERRORS, DB_RETRIES, EVENTS_APPLIED, EVENTS_FORWARDED, EVENTS_REJECTED,
+    EVENTS_STALE, FILES_MOVED, FORWARD_DUPLICATES, PUBLISH_ERRORS,
 };
 use crate::stats::Stats;
 
-/// A rejected record has reached its final place (for the inbox: `failed/` with its reason
-/// file). Logs the one WARN line per rejection and counts it.
+/// A rejected file has reached `failed/` with its reason file: the one WARN line per rejection,
+/// and its counts.
 pub fn rejected(stats: &Stats, kind: &Kind, origin: &dyn Display, rejection: &Rejection) {
+    refused(stats, kind.name(), origin, rejection);
+    metrics::counter!(FILES_MOVED, "to" => "failed").increment(1);
+}
+
+/// A rejected broker message is in the dead-letter table and terminated in the stream: the same
+/// WARN line and counts as a failed file. `type_name` is what its subject names, declared or not.
+pub fn dead_lettered(stats: &Stats, type_name: &str, origin: &dyn Display, rejection: &Rejection) {
+    refused(stats, type_name, origin, rejection);
+    metrics::counter!(BROKER_MESSAGES, "outcome" => "dead_lettered").increment(1);
+}
+
+fn refused(stats: &Stats, type_name: &str, origin: &dyn Display, rejection: &Rejection) {
     tracing::warn!(
         file = %origin,
-        r#type = %kind,
+        r#type = %type_name,
         code = rejection.code.as_str(),
         reason = %rejection.reason,
         instance_path = rejection.instance_path.as_deref().unwrap_or(""),
@@ -25,9 +38,31 @@ pub fn rejected(stats: &Stats, kind: &Kind, origin: &dyn Display, rejection: &Re
         "rejected"
     );
     Stats::add(&stats.rejected, 1);
-    metrics::counter!(FILES_MOVED, "to" => "failed").increment(1);
-    metrics::counter!(EVENTS_REJECTED, "type" => kind.name().to_owned(), "reason" => rejection.code.as_str())
+    metrics::counter!(EVENTS_REJECTED, "type" => type_name.to_owned(), "reason" => rejection.code.as_str())
         .increment(1);
+}
+
+/// `n` broker messages acknowledged after their commit (the server confirmed).
+pub fn acknowledged(stats: &Stats, n: u64) {
+    Stats::add(&stats.done, n);
+    metrics::counter!(BROKER_MESSAGES, "outcome" => "acknowledged").increment(n);
+}
+
+/// A broker message event: `received`, `redelivered`, `nacked` (to be delivered again later).
+pub fn broker_message(outcome: &'static str) {
+    metrics::counter!(BROKER_MESSAGES, "outcome" => outcome).increment(1);
+}
+
+/// `n` events published by `etl forward` and acknowledged by the broker; `duplicates` of them
+/// were dropped by its duplicate window (already published before a restart).
+pub fn forwarded(n: u64, duplicates: u64) {
+    metrics::counter!(EVENTS_FORWARDED).increment(n);
+    metrics::counter!(FORWARD_DUPLICATES).increment(duplicates);
+}
+
+/// A publish the broker did not acknowledge (it is retried).
+pub fn publish_error() {
+    metrics::counter!(PUBLISH_ERRORS).increment(1);
 }
 
 /// `n` committed records have reached their final place (for the inbox: `done/`).

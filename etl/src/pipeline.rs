@@ -17,12 +17,14 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::extract::decode::Decoder;
+use crate::forward::Publisher;
 use crate::load::connect::{self, Target};
 use crate::load::fault::Health;
 use crate::load::{DbError, Warehouse};
 use crate::ops::metrics::{INBOX_BACKLOG, IN_FLIGHT};
 use crate::shutdown::Shutdown;
 use crate::source::inbox::{self, Inbox};
+use crate::source::jetstream::JetStream;
 use crate::source::{Intake, Source, SourceConfig};
 use crate::stats::{Snapshot, Stats};
 use crate::transform::pool::Pool;
@@ -45,7 +47,10 @@ pub struct Summary {
 pub struct Shared {
     pub config: Config,
     pub stats: Arc<Stats>,
-    pub warehouse: Warehouse,
+    /// The warehouse (none for `etl forward`, which publishes instead).
+    pub warehouse: Option<Warehouse>,
+    /// For `etl forward`: whether the broker acknowledges publishes.
+    pub broker: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// The database's current trouble, if batches cannot commit: `/readyz` says why.
     pub health: Arc<Health>,
     /// The configured sources, asked for their backlog, in-flight records and readiness.
@@ -99,10 +104,24 @@ impl Handle {
     }
 }
 
+/// Where valid events go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sink {
+    /// The worker pool and the warehouse (`etl run`).
+    Warehouse,
+    /// The broker (`etl forward`).
+    Broker,
+}
+
 /// Starts [`run`] on its own task.
 pub fn spawn(config: Config, mode: Mode) -> Handle {
+    spawn_to(config, mode, Sink::Warehouse)
+}
+
+/// Starts [`run_to`] on its own task.
+pub fn spawn_to(config: Config, mode: Mode, sink: Sink) -> Handle {
     let signal = CancellationToken::new();
-    let task = tokio::spawn(run(config, mode, signal.clone()));
+    let task = tokio::spawn(run_to(config, mode, signal.clone(), sink));
     Handle { signal, task }
 }
 
@@ -111,6 +130,7 @@ fn build_sources(
     config: &Config,
     catalog: &Catalog,
     stats: &Arc<Stats>,
+    warehouse: Option<&Warehouse>,
 ) -> anyhow::Result<Vec<Arc<dyn Source>>> {
     let mut sources: Vec<Arc<dyn Source>> = Vec::new();
     let mut inbox_seen = false;
@@ -124,6 +144,19 @@ fn build_sources(
                     .context("cannot create the data folder layout")?;
                 sources.push(Arc::new(Inbox::new(config, catalog, stats.clone())));
             }
+            SourceConfig::Jetstream {} => {
+                let Some(warehouse) = warehouse else {
+                    anyhow::bail!(
+                        "etl forward reads the inbox; the jetstream source is for etl run"
+                    );
+                };
+                sources.push(Arc::new(JetStream::new(
+                    config,
+                    catalog,
+                    stats.clone(),
+                    warehouse.clone(),
+                )));
+            }
         }
     }
     Ok(sources)
@@ -133,46 +166,82 @@ fn build_sources(
 /// stops intake, commits what is in flight, lets the sources finish it, and returns within the
 /// shutdown bound.
 pub async fn run(config: Config, mode: Mode, signal: CancellationToken) -> anyhow::Result<Summary> {
+    run_to(config, mode, signal, Sink::Warehouse).await
+}
+
+/// [`run`], with the valid events going to `sink`.
+pub async fn run_to(
+    config: Config,
+    mode: Mode,
+    signal: CancellationToken,
+    sink: Sink,
+) -> anyhow::Result<Summary> {
     let started = Instant::now();
+    let not_started = || Summary {
+        stats: Snapshot::default(),
+        elapsed: started.elapsed(),
+        graceful: true,
+        stuck: 0,
+    };
     let stats = Arc::new(Stats::default());
     let catalog = Catalog::load(&config)?;
     tracing::info!(types = ?catalog.origins(), "event types declared");
-    let migrations = crate::load::migrate::read(&config.migrations_dir)
-        .with_context(|| format!("cannot read {}", config.migrations_dir.display()))?;
-    let sources = build_sources(&config, &catalog, &stats)?;
     crate::ops::metrics::handle();
     crate::ops::metrics::describe(&catalog);
-    let warehouse = Warehouse::open(Target::from_config(&config)?, config.workers + 2)?;
-    if !prepare_with_retry(&warehouse, &migrations, &catalog, &config, &signal).await? {
-        return Ok(Summary {
-            stats: Snapshot::default(),
-            elapsed: started.elapsed(),
-            graceful: true,
-            stuck: 0,
-        });
-    }
+    let shutdown = Shutdown::new(&signal);
+    let health = Arc::new(Health::default());
+
+    // The sink first: nothing is read before its destination is ready.
+    let (warehouse, events, sink_task, broker) = match sink {
+        Sink::Warehouse => {
+            let migrations = crate::load::migrate::read(&config.migrations_dir)
+                .with_context(|| format!("cannot read {}", config.migrations_dir.display()))?;
+            let warehouse = Warehouse::open(Target::from_config(&config)?, config.workers + 2)?;
+            if !prepare_with_retry(&warehouse, &migrations, &catalog, &config, &signal).await? {
+                return Ok(not_started());
+            }
+            let pool = Pool::start(
+                &config,
+                warehouse.clone(),
+                stats.clone(),
+                health.clone(),
+                shutdown.hard().clone(),
+            );
+            (Some(warehouse), pool.sender, pool.task, None)
+        }
+        Sink::Broker => {
+            let Some(client) = crate::broker::connect(&config, &signal).await? else {
+                return Ok(not_started());
+            };
+            let js = async_nats::jetstream::new(client);
+            crate::broker::ensure_stream(&js, &config).await?;
+            let publisher = Publisher::start(js, &config, shutdown.hard().clone());
+            tracing::info!(stream = %config.nats_stream, url = %config.nats_url, "forwarding to the broker");
+            (
+                None,
+                publisher.sender,
+                publisher.task,
+                Some(publisher.healthy),
+            )
+        }
+    };
+    let sources = build_sources(&config, &catalog, &stats, warehouse.as_ref())?;
 
     let shared = Arc::new(Shared {
         stats,
-        warehouse: warehouse.clone(),
-        health: Arc::new(Health::default()),
+        warehouse,
+        broker,
+        health,
         sources,
         config,
     });
     let config = &shared.config;
-    let shutdown = Shutdown::new(&signal);
 
-    let pool = Pool::start(
-        config,
-        warehouse,
-        shared.stats.clone(),
-        shared.health.clone(),
-        shutdown.hard().clone(),
-    );
     let decoder = Arc::new(Decoder {
         max_future_skew: config.max_future_skew(),
+        keep_bytes: sink == Sink::Broker,
     });
-    let intake = Intake::new(decoder, pool.sender);
+    let intake = Intake::new(decoder, events);
     let mut discoveries = Vec::new();
     let mut finished = Vec::new();
     for source in &shared.sources {
@@ -212,7 +281,7 @@ pub async fn run(config: Config, mode: Mode, signal: CancellationToken) -> anyho
     // Graceful part: the sources stop reading, the pool commits what it holds, the sources
     // finish what their acks tell them.
     let finish = async {
-        let _ = pool.task.await;
+        let _ = sink_task.await;
         for thread in finished {
             let _ = thread.await;
         }

@@ -15,6 +15,8 @@ use crate::source::{Ack, Record};
 pub struct Decoder {
     /// How far ahead of the daemon's clock a version may be (see [`refuse_future`]).
     pub max_future_skew: Duration,
+    /// Keep each valid record's bytes in its event (for a sink that sends them on).
+    pub keep_bytes: bool,
 }
 
 impl Decoder {
@@ -35,6 +37,9 @@ impl Decoder {
             Ok(mut event) => {
                 event.origin = origin;
                 event.ack = ack;
+                if self.keep_bytes {
+                    event.bytes = Some(bytes);
+                }
                 Ok(event)
             }
             Err(rejection) => Err((rejection, ack)),
@@ -116,6 +121,7 @@ pub fn decode(kind: &Kind, bytes: &[u8]) -> Result<Event, Rejection> {
         row,
         raw_payload,
         origin: String::new(),
+        bytes: None,
         ack: Ack::detached(),
     })
 }

@@ -18,6 +18,10 @@ const BUILTIN: &[(&str, &str)] = &[
         "0002_types_as_data",
         include_str!("../../../db/migrations/0002_types_as_data.sql"),
     ),
+    (
+        "0003_rejected_events",
+        include_str!("../../../db/migrations/0003_rejected_events.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming our advisory lock, so two daemons starting together migrate

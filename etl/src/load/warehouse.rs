@@ -131,6 +131,12 @@ impl Warehouse {
         Ok(applied)
     }
 
+    /// A connection from the pool, for the few statements outside [`Warehouse::apply`] (the
+    /// dead-letter table).
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, DbError> {
+        Ok(self.pool.get().await?)
+    }
+
     /// Succeeds when the database answers a query.
     pub async fn ping(&self) -> Result<(), DbError> {
         let client = self.pool.get().await?;

@@ -36,23 +36,38 @@ pub async fn serve(addr: String, shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
-/// Ready when the database answers, takes batches, and the inbox watcher runs. A database that
-/// answers a ping but refuses every batch (a revoked permission, a read-only failover) is not
-/// ready either, and the body says why.
+/// Ready when the sink takes events — the database answers and takes batches (`etl run`), or
+/// the broker acknowledges publishes (`etl forward`) — and every source takes records (the
+/// inbox watcher runs, the broker connection is up). A database that answers a ping but refuses
+/// every batch (a revoked permission, a read-only failover) is not ready either, and the body
+/// says why.
 async fn ready(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
-    let db = tokio::time::timeout(Duration::from_secs(2), shared.warehouse.ping()).await;
-    let db_ok = matches!(db, Ok(Ok(())));
+    let mut ok = true;
+    let mut body = String::new();
+    if let Some(warehouse) = &shared.warehouse {
+        let db = tokio::time::timeout(Duration::from_secs(2), warehouse.ping()).await;
+        let db_ok = matches!(db, Ok(Ok(())));
+        ok &= db_ok;
+        body.push_str(&format!("database: {}\n", up(db_ok)));
+    }
+    if let Some(broker) = &shared.broker {
+        let broker_ok = broker.load(std::sync::atomic::Ordering::Relaxed);
+        ok &= broker_ok;
+        body.push_str(&format!("broker: {}\n", up(broker_ok)));
+    }
+    let sources = shared.sources_ready();
+    ok &= sources;
+    body.push_str(&format!("sources: {}\n", up(sources)));
     let trouble = shared.health.trouble_now();
-    let watching = shared.sources_ready();
-    let code = if db_ok && trouble.is_none() && watching {
+    if let Some(cause) = &trouble {
+        ok = false;
+        body.push_str(&format!("batches: retrying: {cause}\n"));
+    }
+    let code = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let mut body = format!("database: {}\nwatcher: {}\n", up(db_ok), up(watching));
-    if let Some(cause) = trouble {
-        body.push_str(&format!("batches: retrying: {cause}\n"));
-    }
     (code, body)
 }
 

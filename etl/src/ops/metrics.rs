@@ -16,6 +16,11 @@ pub const COMMIT_SECONDS: &str = "etl_commit_seconds";
 pub const CHANNEL_DEPTH: &str = "etl_channel_depth";
 pub const INBOX_BACKLOG: &str = "etl_inbox_backlog";
 pub const IN_FLIGHT: &str = "etl_in_flight";
+pub const BROKER_MESSAGES: &str = "etl_broker_messages_total";
+pub const BROKER_PENDING: &str = "etl_broker_pending";
+pub const EVENTS_FORWARDED: &str = "etl_events_forwarded_total";
+pub const FORWARD_DUPLICATES: &str = "etl_forward_duplicates_total";
+pub const PUBLISH_ERRORS: &str = "etl_publish_errors_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -78,6 +83,26 @@ pub fn describe(catalog: &crate::catalog::Catalog) {
     describe_gauge!(
         IN_FLIGHT,
         "Files read but not yet moved to done/ or failed/"
+    );
+    describe_counter!(
+        BROKER_MESSAGES,
+        "Broker messages by outcome: received, redelivered, acknowledged, nacked, dead_lettered"
+    );
+    describe_gauge!(
+        BROKER_PENDING,
+        "Messages in the stream not yet delivered to any replica (the consumer's pending count)"
+    );
+    describe_counter!(
+        EVENTS_FORWARDED,
+        "Events etl forward published and the broker acknowledged"
+    );
+    describe_counter!(
+        FORWARD_DUPLICATES,
+        "Of those, re-publishes the broker's duplicate window dropped"
+    );
+    describe_counter!(
+        PUBLISH_ERRORS,
+        "Publishes the broker refused or did not answer (retried)"
     );
     for kind in catalog.iter() {
         counter!(EVENTS_APPLIED, "type" => kind.name().to_owned()).absolute(0);

@@ -9,6 +9,7 @@
 //! The inbox folders are the first source ([`inbox`]).
 
 pub mod inbox;
+pub mod jetstream;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -141,6 +142,17 @@ impl Intake {
         Intake { decoder, events }
     }
 
+    /// [`Intake::blocking_submit`] for sources running on the async runtime.
+    pub async fn submit(&self, record: Record) -> Result<(), Closed> {
+        match self.decoder.decode(record) {
+            Ok(event) => self.events.send(event).await.map_err(|_| Closed),
+            Err((rejection, ack)) => {
+                ack.resolve(Fate::Rejected(rejection));
+                Ok(())
+            }
+        }
+    }
+
     /// Decodes `record` and hands its event to the pool (waiting for room: backpressure), or
     /// resolves its ack with the rejection. For source threads outside the async runtime.
     pub fn blocking_submit(&self, record: Record) -> Result<(), Closed> {
@@ -162,4 +174,7 @@ pub enum SourceConfig {
     /// The `events/inbox/<type>/` folders (see [`inbox`]); its settings are the top-level
     /// `settle_ms`, `readers`, `max_file_bytes`, `rescan_interval_secs`.
     Inbox {},
+    /// The JetStream stream's durable pull consumer (see [`jetstream`]); its settings are the
+    /// top-level `nats_*` keys.
+    Jetstream {},
 }

@@ -86,6 +86,7 @@ mod tests {
             ],
             raw_payload: serde_json::Value::Null,
             origin: format!("cards/{event_id}.json"),
+            bytes: None,
             ack: crate::source::Ack::detached(),
         }
     }

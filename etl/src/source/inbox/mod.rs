@@ -502,6 +502,7 @@ mod tests {
         let (events, mut pool) = tokio::sync::mpsc::channel::<Event>(16);
         let decoder = Decoder {
             max_future_skew: config.max_future_skew(),
+            keep_bytes: false,
         };
         let stop = CancellationToken::new();
         let started = inbox.clone().start(
@@ -572,6 +573,7 @@ mod tests {
         let (events, mut pool) = tokio::sync::mpsc::channel::<Event>(16);
         let decoder = Decoder {
             max_future_skew: config.max_future_skew(),
+            keep_bytes: false,
         };
         let stop = CancellationToken::new();
         let started = inbox.clone().start(

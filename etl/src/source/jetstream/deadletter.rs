@@ -1,0 +1,128 @@
+//! The broker source's dead-letter place: the `rejected_events` table. A message leaves the
+//! stream by a commit or by a row here (its bytes as received, its reason), never otherwise;
+//! `etl dead-letters` lists the rows and replays them into the stream after a fix.
+
+use async_nats::jetstream;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::extract::Rejection;
+use crate::load::{DbError, Warehouse};
+
+/// One message that could not be loaded.
+pub struct DeadLetter<'a> {
+    /// `<stream>#<sequence>`: where the broker held it.
+    pub origin: &'a str,
+    pub subject: &'a str,
+    /// The type its subject names, declared or not.
+    pub type_name: Option<&'a str>,
+    pub bytes: &'a [u8],
+    pub rejection: &'a Rejection,
+}
+
+/// Stores `letter`; only then may the message be terminated in the stream.
+pub async fn store(warehouse: &Warehouse, letter: &DeadLetter<'_>) -> Result<(), DbError> {
+    let client = warehouse.client().await?;
+    let reason = serde_json::to_value(letter.rejection).unwrap_or(Value::Null);
+    let event_id = serde_json::from_slice::<Value>(letter.bytes)
+        .ok()
+        .and_then(|doc| {
+            doc.pointer("/metadata/event_id")?
+                .as_str()
+                .map(str::to_owned)
+        });
+    client
+        .execute(
+            "INSERT INTO rejected_events (source, origin, subject, type, event_id, code, reason, bytes)
+             VALUES ('jetstream', $1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &letter.origin,
+                &letter.subject,
+                &letter.type_name,
+                &event_id,
+                &letter.rejection.code.as_str(),
+                &reason,
+                &letter.bytes,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Which dead letters a command acts on: all, or those of one type and/or whose reason (or
+/// code) contains a text, case-insensitively.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub type_name: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// A stored dead letter, as listed.
+#[derive(Debug)]
+pub struct Stored {
+    pub id: i64,
+    pub rejected_at: String,
+    pub subject: String,
+    pub type_name: Option<String>,
+    pub event_id: Option<String>,
+    pub code: String,
+    pub reason: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The dead letters matching `filter`, oldest first.
+pub async fn list(warehouse: &Warehouse, filter: &Filter) -> Result<Vec<Stored>, DbError> {
+    let client = warehouse.client().await?;
+    let pattern = filter.reason.as_ref().map(|r| format!("%{r}%"));
+    let rows = client
+        .query(
+            "SELECT id, to_char(rejected_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MSOF'), subject, type,
+                    event_id, code, reason->>'reason', bytes
+               FROM rejected_events
+              WHERE ($1::text IS NULL OR type = $1)
+                AND ($2::text IS NULL OR reason->>'reason' ILIKE $2 OR code ILIKE $2)
+              ORDER BY id",
+            &[&filter.type_name, &pattern],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Stored {
+            id: r.get(0),
+            rejected_at: r.get(1),
+            subject: r.get(2),
+            type_name: r.get(3),
+            event_id: r.get(4),
+            code: r.get(5),
+            reason: r.get::<_, Option<String>>(6).unwrap_or_default(),
+            bytes: r.get(7),
+        })
+        .collect())
+}
+
+/// Publishes each matching dead letter back to its subject, then deletes its row. The
+/// publish's message id is `replay-<row id>`, not the event id (which the broker's duplicate
+/// window may still hold from the first delivery), so a replay interrupted between publish and
+/// delete and run again is dropped as a duplicate. Returns how many were replayed.
+pub async fn replay(
+    warehouse: &Warehouse,
+    js: &jetstream::Context,
+    config: &Config,
+    filter: &Filter,
+) -> anyhow::Result<usize> {
+    crate::broker::ensure_stream(js, config).await?;
+    let letters = list(warehouse, filter).await?;
+    let client = warehouse.client().await?;
+    for letter in &letters {
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(letter.bytes.clone().into())
+            .message_id(format!("replay-{}", letter.id));
+        js.send_publish(letter.subject.clone(), publish)
+            .await?
+            .await?;
+        client
+            .execute("DELETE FROM rejected_events WHERE id = $1", &[&letter.id])
+            .await?;
+    }
+    Ok(letters.len())
+}
