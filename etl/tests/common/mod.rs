@@ -105,7 +105,12 @@ impl Env {
     }
 
     pub fn scalar(&self, sql: &str) -> i64 {
-        let out = pgtest::psql(&self.db.url, sql).expect("query runs");
+        self.scalar_at(&self.db.url, sql)
+    }
+
+    /// [`Env::scalar`] on the database at `url`.
+    pub fn scalar_at(&self, url: &str, sql: &str) -> i64 {
+        let out = pgtest::psql(url, sql).expect("query runs");
         out.trim()
             .parse()
             .unwrap_or_else(|_| panic!("not a number: {out:?}"))
@@ -487,12 +492,25 @@ impl Env {
     /// the temp dir, with `args` added. Its log (plain text, no colours) goes to `<name>.log` there.
     /// The returned [`Daemon`] signals, waits for and (when dropped) kills it like an etl process.
     pub fn spawn_producer(&self, name: &str, args: &[&str]) -> Daemon {
-        let log = self.dir.path().join(format!("{name}.log"));
+        let inbox = self.config.events_dir().join("inbox");
+        self.spawn_producer_into(name, &inbox, name, args)
+    }
+
+    /// [`Env::spawn_producer`] writing into `inbox` (another host's folder), logging to
+    /// `<log_name>.log` in the temp dir.
+    pub fn spawn_producer_into(
+        &self,
+        name: &str,
+        inbox: &Path,
+        log_name: &str,
+        args: &[&str],
+    ) -> Daemon {
+        let log = self.dir.path().join(format!("{log_name}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file handle");
         let child = Command::new(producer_binary(name))
             .arg("--events-dir")
-            .arg(self.config.events_dir().join("inbox"))
+            .arg(inbox)
             .args(args)
             .env("NO_COLOR", "1")
             .current_dir(self.dir.path())

@@ -373,7 +373,9 @@ impl JetStream {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
-                _ = stop.cancelled() => {}
+                // Held messages are answered as the pool finishes; heartbeats past the stop
+                // would only delay their redelivery elsewhere.
+                _ = stop.cancelled() => return,
             }
             self.connected.store(
                 client.connection_state() == async_nats::connection::State::Connected,

@@ -1,0 +1,633 @@
+//! Beyond one machine: forwarders on separate data folders ("hosts") publish to a real
+//! nats-server (JetStream, started by the `natstest` harness), and `etl run --source jetstream`
+//! replicas load the stream into the warehouse. Every fault ends in the oracle with nothing
+//! lost, and is shown to have bitten by the broker's own numbers (its consumer's redelivery
+//! count, its stream's sequence), which survive a killed process.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{event_files, oracle, wait_until, Daemon, Env};
+use serde_json::Value;
+
+const STREAM: &str = "EVENTS";
+const CONSUMER: &str = "etl";
+
+/// A producer host: its own data folder and its `etl forward`.
+struct Host {
+    dir: PathBuf,
+}
+
+impl Host {
+    fn new(env: &Env, name: &str) -> Host {
+        let dir = env.dir.path().join(name);
+        for stage in ["inbox", "done", "failed"] {
+            for kind in common::TYPES {
+                std::fs::create_dir_all(dir.join("events").join(stage).join(kind)).expect("mkdir");
+            }
+        }
+        Host { dir }
+    }
+
+    fn events(&self, stage: &str) -> PathBuf {
+        self.dir.join("events").join(stage)
+    }
+
+    /// Event files in `stage` for every type.
+    fn files(&self, stage: &str) -> Vec<PathBuf> {
+        common::TYPES
+            .iter()
+            .flat_map(|kind| event_files(&self.events(stage).join(kind)))
+            .collect()
+    }
+
+    /// Writes a producer backlog straight into this host's inbox (dotfile + rename, as the
+    /// producers do); returns the files.
+    fn backlog(&self, users: usize, cards: usize, seed: u64) -> Vec<PathBuf> {
+        services::generate_backlog(&self.events("inbox"), users, cards, seed).expect("backlog");
+        self.files("inbox")
+    }
+}
+
+/// The settings every process of a test shares: the broker, a short ack wait (so that
+/// redeliveries happen within the test), no settle window (files are delivered atomically).
+fn broker_vars(server: &natstest::Server, ack_wait_secs: u64) -> Vec<(&'static str, String)> {
+    vec![
+        ("ETL_NATS_URL", server.url()),
+        ("ETL_NATS_ACK_WAIT_SECS", ack_wait_secs.to_string()),
+        ("ETL_SETTLE_MS", "0".into()),
+        ("ETL_RESCAN_INTERVAL_SECS", "1".into()),
+        ("ETL_MAX_RETRY_BACKOFF_MS", "500".into()),
+    ]
+}
+
+fn with(
+    vars: &[(&'static str, String)],
+    more: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
+    let mut all = vars.to_vec();
+    all.extend_from_slice(more);
+    all
+}
+
+fn forward(env: &Env, host: &Host, vars: &[(&'static str, String)], log: &str) -> Daemon {
+    let vars = with(vars, &[("ETL_DATA_DIR", host.dir.display().to_string())]);
+    env.spawn_etl(log, &["forward"], &vars)
+}
+
+fn replica(env: &Env, name: &str, vars: &[(&'static str, String)]) -> Daemon {
+    let dir = env.dir.path().join(name);
+    let vars = with(vars, &[("ETL_DATA_DIR", dir.display().to_string())]);
+    env.spawn_etl(name, &["run", "--source", "jetstream"], &vars)
+}
+
+/// Files a test expects to load: the valid ones (the ownerless cards are rejected by the
+/// forwarders, into their own failed/).
+fn valid(files: &[PathBuf]) -> Vec<PathBuf> {
+    files
+        .iter()
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).expect("readable");
+            let doc: Value = serde_json::from_str(&text).expect("JSON");
+            !common::is_ownerless_card(&doc)
+        })
+        .cloned()
+        .collect()
+}
+
+/// `SELECT count(*)`-like `sql` on `url`, or -1 while it cannot run (no replica has migrated
+/// the database yet).
+fn count(url: &str, sql: &str) -> i64 {
+    pgtest::psql(url, sql)
+        .ok()
+        .and_then(|out| out.trim().parse().ok())
+        .unwrap_or(-1)
+}
+
+/// Waits until every host's inbox is empty and the warehouse holds `events` events, with
+/// nothing left in the stream for the consumer.
+fn settled(
+    env: &Env,
+    server: &natstest::Server,
+    hosts: &[&Host],
+    events: usize,
+    limit: Duration,
+) -> bool {
+    let url = env.config.database_url.clone();
+    wait_until(limit, || {
+        hosts.iter().all(|h| h.files("inbox").is_empty())
+            && count(&url, "SELECT count(*) FROM events") == events as i64
+            && server
+                .consumer(STREAM, CONSUMER)
+                .is_some_and(|c| c.num_pending == 0 && c.num_ack_pending == 0)
+    })
+}
+
+/// Every done/ file's event id is in `events`; the tables equal the oracle of those files.
+fn assert_loaded(env: &Env, hosts: &[&Host], expected: &[PathBuf]) {
+    let mut done: Vec<PathBuf> = hosts.iter().flat_map(|h| h.files("done")).collect();
+    done.sort();
+    assert_eq!(
+        done.len(),
+        expected.len(),
+        "every valid file is in a done/ folder"
+    );
+    let url = &env.config.database_url;
+    let committed = common::committed_event_ids(url);
+    for file in &done {
+        let id = common::event_id_of(file);
+        assert!(committed.contains(&id), "{} was lost", file.display());
+    }
+    assert_eq!(common::dump_at(url), oracle(&done));
+    for host in hosts {
+        assert!(
+            host.files("inbox").is_empty(),
+            "{} inbox not empty",
+            host.dir.display()
+        );
+    }
+}
+
+fn stop(mut daemon: Daemon, what: &str) {
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.exit_within(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "{what} exited with {status}:\n{}",
+        daemon.log_tail(30)
+    );
+}
+
+#[test]
+fn three_forwarders_and_two_replicas_load_the_oracle_with_producers_writing() {
+    let env = Env::new();
+    let server = natstest::Server::start();
+    let vars = broker_vars(&server, 5);
+    let hosts: Vec<Host> = (0..3)
+        .map(|i| Host::new(&env, &format!("host{i}")))
+        .collect();
+    let mut files = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        files.extend(host.backlog(100, 1_000, 40 + i as u64));
+    }
+    let replicas = [
+        replica(&env, "replica-a", &vars),
+        replica(&env, "replica-b", &vars),
+    ];
+    let forwarders: Vec<Daemon> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| forward(&env, h, &vars, &format!("forward-{i}")))
+        .collect();
+    // Producers keep writing on every host while the backlog flows.
+    let producers: Vec<Daemon> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let state = h.dir.join("state").display().to_string();
+            env.spawn_producer_into(
+                "cards",
+                &h.events("inbox"),
+                &format!("cards-{i}"),
+                &["--cycle-ms", "50-100", "--state-dir", &state],
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    for producer in producers {
+        stop_producer(producer);
+    }
+    let all: Vec<PathBuf> = hosts
+        .iter()
+        .flat_map(|h| {
+            let mut f = h.files("inbox");
+            f.extend(h.files("done"));
+            f.extend(h.files("failed"));
+            f
+        })
+        .collect();
+    assert!(
+        all.len() > files.len(),
+        "the producers wrote while the backlog flowed"
+    );
+    let expected = valid(&all);
+    let host_refs: Vec<&Host> = hosts.iter().collect();
+    assert!(
+        settled(
+            &env,
+            &server,
+            &host_refs,
+            expected.len(),
+            Duration::from_secs(90)
+        ),
+        "not settled: {} events of {}; replica log:\n{}",
+        count(&env.config.database_url, "SELECT count(*) FROM events"),
+        expected.len(),
+        replicas[0].log_tail(20)
+    );
+    assert_loaded(&env, &host_refs, &expected);
+    // Each ownerless card is in its host's failed/, with its reason, nowhere else.
+    let failed: usize = hosts.iter().map(|h| h.files("failed").len()).sum();
+    assert_eq!(failed, all.len() - expected.len());
+    // Both replicas took part: the shared consumer spread the messages.
+    for r in &replicas {
+        assert!(
+            r.log().contains("consuming from the broker"),
+            "{}",
+            r.log_tail(10)
+        );
+    }
+    for f in forwarders {
+        stop(f, "a forwarder");
+    }
+    for r in replicas {
+        stop(r, "a replica");
+    }
+    // Nothing left in the stream: work-queue retention removed every acknowledged message.
+    let stream = server.stream(STREAM).expect("the stream exists");
+    assert_eq!(stream.state.messages, 0);
+    assert_eq!(
+        stream.state.last_seq as usize,
+        expected.len(),
+        "one message per event"
+    );
+}
+
+fn stop_producer(mut producer: Daemon) {
+    producer.signal(libc::SIGTERM);
+    producer.exit_within(Duration::from_secs(10));
+}
+
+/// Publishes `bytes` straight to `subject` (a producer bypassing `etl forward`), waiting for
+/// the broker's acknowledgement.
+fn publish_raw(server: &natstest::Server, subject: &str, bytes: &[u8]) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let client = async_nats::connect(server.url()).await.expect("connect");
+        let js = async_nats::jetstream::new(client);
+        js.publish(subject.to_owned(), bytes.to_vec().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("the broker stores it");
+    });
+}
+
+/// Publishes a host's whole inbox with `etl forward --drain` (the stream then holds it all).
+fn forward_all(env: &Env, host: &Host, vars: &[(&'static str, String)]) {
+    let vars = with(vars, &[("ETL_DATA_DIR", host.dir.display().to_string())]);
+    let mut forwarder = env.spawn_etl("forward-drain", &["forward", "--drain"], &vars);
+    let status = forwarder.exit_within(Duration::from_secs(60));
+    assert!(status.success(), "{}", forwarder.log_tail(20));
+    assert!(host.files("inbox").is_empty());
+}
+
+/// Deliveries the consumer made beyond one per message: redeliveries, by the broker's count
+/// (the consumer sequence counts every delivery, the stream sequence every message).
+fn redeliveries(server: &natstest::Server) -> u64 {
+    let consumer = server
+        .consumer(STREAM, CONSUMER)
+        .expect("the consumer exists");
+    consumer
+        .delivered
+        .consumer_seq
+        .saturating_sub(consumer.delivered.stream_seq)
+}
+
+#[test]
+fn a_replica_killed_mid_stream_leaves_its_messages_to_the_other() {
+    let env = Env::new();
+    let server = natstest::Server::start();
+    let vars = broker_vars(&server, 2);
+    let host = Host::new(&env, "host");
+    let files = common::valid_backlog(&host.events("inbox"), 200, 6_000, 7);
+    forward_all(&env, &host, &vars);
+
+    let mut doomed = replica(
+        &env,
+        "replica-a",
+        &with(&vars, &[("ETL_BATCH_SIZE", "50".into())]),
+    );
+    let other = replica(
+        &env,
+        "replica-b",
+        &with(&vars, &[("ETL_BATCH_SIZE", "50".into())]),
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || count(
+            &env.config.database_url,
+            "SELECT count(*) FROM events"
+        ) > 1_000),
+        "{}",
+        doomed.log_tail(20)
+    );
+    doomed.kill();
+    assert!(
+        settled(
+            &env,
+            &server,
+            &[&host],
+            files.len(),
+            Duration::from_secs(90)
+        ),
+        "not settled: {} of {}:\n{}",
+        count(&env.config.database_url, "SELECT count(*) FROM events"),
+        files.len(),
+        other.log_tail(20)
+    );
+    assert_loaded(&env, &[&host], &files);
+    assert!(
+        redeliveries(&server) > 0,
+        "the killed replica's unacknowledged messages were delivered again"
+    );
+    stop(other, "the surviving replica");
+}
+
+#[test]
+fn a_database_outage_longer_than_the_ack_wait_drops_and_dead_letters_nothing() {
+    let cluster = pgtest::Cluster::start().expect("private PostgreSQL server starts");
+    pgtest::psql(&cluster.url(), "CREATE DATABASE etl").expect("create database");
+    let url = format!("postgres://postgres@127.0.0.1:{}/etl", cluster.port());
+    let mut env = Env::new();
+    env.config.database_url = url.clone();
+    let server = natstest::Server::start();
+    let vars = with(
+        &broker_vars(&server, 1),
+        &[("ETL_DATABASE_URL", url.clone())],
+    );
+    let host = Host::new(&env, "host");
+    let files = common::valid_backlog(&host.events("inbox"), 100, 3_000, 9);
+    let (first, rest) = files.split_at(500);
+    // Half now, half during the outage.
+    let parked = env.dir.path().join("parked");
+    std::fs::create_dir_all(&parked).expect("mkdir");
+    for file in rest {
+        let kind = file.parent().and_then(|p| p.file_name()).expect("folder");
+        std::fs::create_dir_all(parked.join(kind)).expect("mkdir");
+        std::fs::rename(
+            file,
+            parked.join(kind).join(file.file_name().expect("name")),
+        )
+        .expect("park");
+    }
+    let forwarder = forward(&env, &host, &vars, "forward");
+    let replica = replica(&env, "replica", &vars);
+    assert!(
+        wait_until(Duration::from_secs(60), || count(
+            &url,
+            "SELECT count(*) FROM events"
+        ) == first.len() as i64),
+        "{}",
+        replica.log_tail(20)
+    );
+    cluster.stop().expect("stop the server");
+    for file in rest {
+        let kind = file.parent().and_then(|p| p.file_name()).expect("folder");
+        let from = parked.join(kind).join(file.file_name().expect("name"));
+        let tmp = file.with_file_name(".parked.tmp");
+        std::fs::copy(&from, &tmp).expect("copy");
+        std::fs::rename(&tmp, file).expect("deliver");
+    }
+    // Four ack waits and more: held messages are kept alive, never terminated.
+    std::thread::sleep(Duration::from_secs(6));
+    cluster.start_again().expect("restart the server");
+    assert!(
+        settled(
+            &env,
+            &server,
+            &[&host],
+            files.len(),
+            Duration::from_secs(90)
+        ),
+        "not settled after the outage: {}",
+        replica.log_tail(30)
+    );
+    assert_loaded(&env, &[&host], &files);
+    // The outage bit: batches were retried while the messages waited in the stream.
+    assert!(
+        replica
+            .log()
+            .contains("database unavailable; retrying the batches"),
+        "{}",
+        replica.log_tail(30)
+    );
+    assert_eq!(
+        count(&url, "SELECT count(*) FROM rejected_events"),
+        0,
+        "nothing dead-lettered"
+    );
+    assert!(replica
+        .lines_at("WARN")
+        .iter()
+        .all(|l| l["fields"]["message"] != "rejected"));
+    stop(forwarder, "the forwarder");
+    stop(replica, "the replica");
+}
+
+#[test]
+fn an_event_the_database_refuses_is_dead_lettered_with_its_sqlstate_and_the_rest_loads() {
+    let env = Env::new();
+    let server = natstest::Server::start();
+    let vars = broker_vars(&server, 5);
+    let host = Host::new(&env, "host");
+    let files = common::valid_backlog(&host.events("inbox"), 100, 2_000, 13);
+    // One card the database will refuse (a DBA's CHECK), among thousands.
+    let victim = files
+        .iter()
+        .find(|f| f.to_string_lossy().contains("/cards/"))
+        .expect("a card")
+        .clone();
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(&victim).expect("read")).expect("json");
+    let card_id = doc["payload"]["id"].as_i64().expect("id");
+    let mut replica = replica(&env, "replica", &vars);
+    assert!(wait_until(Duration::from_secs(30), || replica
+        .log()
+        .contains("consuming from the broker")));
+    pgtest::psql(
+        &env.db.url,
+        &format!(
+            "ALTER TABLE cards ADD CONSTRAINT no_card_{card_id} CHECK (id <> {card_id}) NOT VALID"
+        ),
+    )
+    .expect("constraint");
+    forward_all(&env, &host, &vars);
+    let refused: Vec<&PathBuf> = files
+        .iter()
+        .filter(|f| {
+            let d: Value = serde_json::from_str(
+                &std::fs::read_to_string(
+                    host.events("done")
+                        .join(f.parent().and_then(|p| p.file_name()).expect("folder"))
+                        .join(f.file_name().expect("name")),
+                )
+                .expect("done copy"),
+            )
+            .expect("json");
+            d["metadata"]["type"] == "card" && d["payload"]["id"] == card_id
+        })
+        .collect();
+    let loaded = files.len() - refused.len();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            count(
+                &env.config.database_url,
+                "SELECT count(*) FROM rejected_events",
+            ) >= 1
+                && server
+                    .consumer(STREAM, CONSUMER)
+                    .is_some_and(|c| c.num_pending == 0 && c.num_ack_pending == 0)
+        }),
+        "{}",
+        replica.log_tail(30)
+    );
+    // Every version of the refused card is dead-lettered, with the SQLSTATE of a CHECK.
+    let letters = env.query_json("SELECT id, type, code, reason->>'sqlstate' AS sqlstate, reason->>'constraint' AS c FROM rejected_events");
+    let letters = letters.as_array().expect("rows");
+    assert_eq!(letters.len(), refused.len(), "{letters:?}");
+    for l in letters {
+        assert_eq!(l["type"], "cards");
+        assert_eq!(l["code"], "db_refused");
+        assert_eq!(l["sqlstate"], "23514");
+    }
+    assert_eq!(
+        count(&env.config.database_url, "SELECT count(*) FROM events"),
+        loaded as i64
+    );
+    let warned = replica
+        .lines_at("WARN")
+        .into_iter()
+        .filter(|l| l["message"] == "rejected" && l["code"] == "db_refused")
+        .count();
+    assert_eq!(
+        warned,
+        refused.len(),
+        "one rejected WARN line per dead letter"
+    );
+
+    // The same refusal alone, while the replica idles: dead-lettered too, never nak'd for ever.
+    let again = files
+        .iter()
+        .find(|f| refused.contains(f))
+        .expect("a refused file");
+    let text = std::fs::read_to_string(
+        host.events("done")
+            .join("cards")
+            .join(again.file_name().expect("name")),
+    )
+    .expect("read");
+    let mut doc: Value = serde_json::from_str(&text).expect("json");
+    doc["metadata"]["event_id"] = Value::String(uuid::Uuid::new_v4().to_string());
+    publish_raw(&server, "events.cards", doc.to_string().as_bytes());
+    assert!(
+        wait_until(Duration::from_secs(30), || count(
+            &env.config.database_url,
+            "SELECT count(*) FROM rejected_events"
+        ) == refused.len() as i64 + 1),
+        "{}",
+        replica.log_tail(20)
+    );
+    replica.signal(libc::SIGTERM);
+    assert!(replica.exit_within(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn invalid_messages_published_directly_are_dead_lettered_and_replayed_after_a_fix() {
+    let env = Env::new();
+    let server = natstest::Server::start();
+    let vars = broker_vars(&server, 5);
+    let replica_a = replica(&env, "replica", &vars);
+    assert!(wait_until(Duration::from_secs(30), || replica_a
+        .log()
+        .contains("consuming from the broker")));
+    let ownerless = r#"{"payload": {"id": 77, "created_by_name": "A B", "updated_at": "2024-05-01 12:00:03",
+        "created_at": "2024-05-01 11:58:40", "active": true},
+        "metadata": {"type": "card", "event_at": "2024-05-01 12:00:03",
+        "event_id": "0d133695-94a0-4f08-88ca-593745d25e77"}}"#;
+    publish_raw(&server, "events.cards", ownerless.as_bytes());
+    publish_raw(&server, "events.cards", b"{ not json");
+    publish_raw(&server, "events.nonsense", b"{}");
+    assert!(
+        wait_until(Duration::from_secs(30), || count(
+            &env.config.database_url,
+            "SELECT count(*) FROM rejected_events"
+        ) == 3),
+        "{}",
+        replica_a.log_tail(20)
+    );
+    let codes = env.query_json("SELECT id, code, subject FROM rejected_events");
+    let codes: Vec<&str> = codes
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["code"].as_str())
+        .collect();
+    assert_eq!(codes, ["schema", "invalid_json", "wrong_folder"]);
+    assert_eq!(
+        server.stream(STREAM).expect("stream").state.messages,
+        0,
+        "terminated once stored"
+    );
+
+    // `etl dead-letters list` shows them, with their reasons.
+    let listed = env
+        .etl()
+        .args(["dead-letters", "list"])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{text}");
+    assert!(
+        text.contains("\"user_id\" is a required property"),
+        "{text}"
+    );
+    assert!(text.contains("3 dead letter(s)"), "{text}");
+
+    // The operator relaxes the card schema, restarts the replica, replays the schema failures.
+    let schemas = env.dir.path().join("schemas");
+    std::fs::create_dir_all(&schemas).expect("mkdir");
+    for name in ["users.schema.json", "cards.schema.json"] {
+        std::fs::copy(env.config.schemas_dir.join(name), schemas.join(name)).expect("copy");
+    }
+    let strict = std::fs::read_to_string(schemas.join("cards.schema.json")).expect("schema");
+    let relaxed = strict.replace(
+        r#""required": ["id", "user_id", "#,
+        r#""required": ["id", "#,
+    );
+    assert_ne!(strict, relaxed);
+    std::fs::write(schemas.join("cards.schema.json"), relaxed).expect("write");
+    stop(replica_a, "the replica");
+    let relaxed_vars = with(&vars, &[("ETL_SCHEMAS_DIR", schemas.display().to_string())]);
+    let replica_b = replica(&env, "replica-relaxed", &relaxed_vars);
+    let replay = env
+        .etl()
+        .args(["dead-letters", "replay", "--reason", "user_id"])
+        .envs(relaxed_vars.iter().map(|(k, v)| (*k, v.clone())))
+        .output()
+        .expect("runs");
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    assert!(String::from_utf8_lossy(&replay.stdout).contains("replayed 1 dead letter(s)"));
+    assert!(
+        wait_until(Duration::from_secs(30), || count(
+            &env.config.database_url,
+            "SELECT count(*) FROM cards WHERE id = 77 AND user_id IS NULL"
+        ) == 1),
+        "{}",
+        replica_b.log_tail(20)
+    );
+    assert_eq!(
+        count(
+            &env.config.database_url,
+            "SELECT count(*) FROM rejected_events"
+        ),
+        2,
+        "the others stay"
+    );
+    stop(replica_b, "the replica");
+}
