@@ -110,7 +110,7 @@ fn count(url: &str, sql: &str) -> i64 {
 /// nothing left in the stream for the consumer.
 fn settled(
     env: &Env,
-    server: &natstest::Server,
+    server: &dyn Broker,
     hosts: &[&Host],
     events: usize,
     limit: Duration,
@@ -120,9 +120,26 @@ fn settled(
         hosts.iter().all(|h| h.files("inbox").is_empty())
             && count(&url, "SELECT count(*) FROM events") == events as i64
             && server
-                .consumer(STREAM, CONSUMER)
+                .consumer_info()
                 .is_some_and(|c| c.num_pending == 0 && c.num_ack_pending == 0)
     })
+}
+
+/// A single server or a cluster, as `settled` reads it: the broker's own numbers.
+trait Broker {
+    fn consumer_info(&self) -> Option<natstest::jsz::ConsumerInfo>;
+}
+
+impl Broker for natstest::Server {
+    fn consumer_info(&self) -> Option<natstest::jsz::ConsumerInfo> {
+        self.consumer(STREAM, CONSUMER)
+    }
+}
+
+impl Broker for natstest::Cluster {
+    fn consumer_info(&self) -> Option<natstest::jsz::ConsumerInfo> {
+        self.consumer(STREAM, CONSUMER)
+    }
 }
 
 /// Every done/ file's event id is in `events`; the tables equal the oracle of those files.
@@ -630,4 +647,280 @@ fn invalid_messages_published_directly_are_dead_lettered_and_replayed_after_a_fi
         "the others stay"
     );
     stop(replica_b, "the replica");
+}
+
+/// A counter's value in a daemon's `/metrics` (0 when absent or unreachable).
+fn metric(addr: &str, name: &str) -> f64 {
+    common::http_get(addr, "/metrics")
+        .map(|(_, body)| {
+            body.lines()
+                .filter(|l| l.starts_with(name))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        })
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_forwarder_killed_mid_publish_republishes_and_the_broker_drops_the_repeats() {
+    let env = Env::new();
+    let server = natstest::Server::start();
+    let vars = broker_vars(&server, 5);
+    let host = Host::new(&env, "host");
+    let files = common::valid_backlog(&host.events("inbox"), 200, 8_000, 21);
+    let mut first = forward(&env, &host, &vars, "forward-1");
+    assert!(
+        wait_until(Duration::from_secs(60), || server
+            .stream(STREAM)
+            .is_some_and(|s| s.state.last_seq > 1_000)),
+        "{}",
+        first.log_tail(20)
+    );
+    first.kill();
+    let published = server.stream(STREAM).expect("stream").state.last_seq;
+    assert!(
+        (published as usize) < files.len(),
+        "killed mid-publish: {published} of {}",
+        files.len()
+    );
+    // The crash window made certain: files the broker had but whose move to done/ the crash
+    // lost are back in the inbox, as after a kill between the acknowledgement and the rename.
+    let mut lost_moves = 0;
+    for kind in common::TYPES {
+        for file in event_files(&host.events("done").join(kind))
+            .into_iter()
+            .take(25)
+        {
+            std::fs::rename(
+                &file,
+                host.events("inbox")
+                    .join(kind)
+                    .join(file.file_name().expect("name")),
+            )
+            .expect("undo the move");
+            lost_moves += 1;
+        }
+    }
+    let addr = common::free_addr();
+    let second = forward(
+        &env,
+        &host,
+        &with(&vars, &[("ETL_HTTP_ADDR", addr.clone())]),
+        "forward-2",
+    );
+    let replica = replica(&env, "replica", &vars);
+    assert!(
+        settled(
+            &env,
+            &server,
+            &[&host],
+            files.len(),
+            Duration::from_secs(90)
+        ),
+        "not settled: {}",
+        replica.log_tail(20)
+    );
+    assert_loaded(&env, &[&host], &files);
+    // The broker's own numbers: one stored message per event, whatever was published twice.
+    let stream = server.stream(STREAM).expect("stream");
+    assert_eq!(
+        stream.state.last_seq as usize,
+        files.len(),
+        "no event stored twice"
+    );
+    let duplicates = metric(&addr, "etl_forward_duplicates_total");
+    assert!(
+        duplicates >= lost_moves as f64,
+        "the restarted forwarder's re-publishes were dropped as duplicates: {duplicates} of at least {lost_moves}"
+    );
+    stop(second, "the restarted forwarder");
+    stop(replica, "the replica");
+}
+
+#[test]
+fn the_broker_restarted_mid_stream_keeps_what_it_stored() {
+    let env = Env::new();
+    let server = natstest::Server::start();
+    let vars = broker_vars(&server, 5);
+    let host = Host::new(&env, "host");
+    let files = common::valid_backlog(&host.events("inbox"), 100, 3_000, 23);
+    let (early, late) = files.split_at(1_500);
+    let parked = env.dir.path().join("parked");
+    for file in late {
+        let kind = file.parent().and_then(|p| p.file_name()).expect("folder");
+        std::fs::create_dir_all(parked.join(kind)).expect("mkdir");
+        std::fs::rename(
+            file,
+            parked.join(kind).join(file.file_name().expect("name")),
+        )
+        .expect("park");
+    }
+    let forwarder = forward(&env, &host, &vars, "forward");
+    assert!(
+        wait_until(Duration::from_secs(60), || host.files("inbox").is_empty()),
+        "{}",
+        forwarder.log_tail(20)
+    );
+    let stored = server.stream(STREAM).expect("stream").state.messages;
+    assert_eq!(
+        stored as usize,
+        early.len(),
+        "the stream holds the first half"
+    );
+    server.stop();
+    // Files keep arriving while the broker is down: they wait in the inbox.
+    for file in late {
+        let kind = file.parent().and_then(|p| p.file_name()).expect("folder");
+        let tmp = file.with_file_name(".late.tmp");
+        std::fs::copy(
+            parked.join(kind).join(file.file_name().expect("name")),
+            &tmp,
+        )
+        .expect("copy");
+        std::fs::rename(&tmp, file).expect("deliver");
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !host.files("inbox").is_empty(),
+        "nothing leaves the inbox while the broker is down"
+    );
+    server.start_again();
+    assert_eq!(
+        server
+            .stream(STREAM)
+            .expect("file storage survives")
+            .state
+            .messages as usize,
+        early.len()
+    );
+    let replica = replica(&env, "replica", &vars);
+    assert!(
+        settled(
+            &env,
+            &server,
+            &[&host],
+            files.len(),
+            Duration::from_secs(90)
+        ),
+        "not settled: {}\n{}",
+        forwarder.log_tail(20),
+        replica.log_tail(20)
+    );
+    assert_loaded(&env, &[&host], &files);
+    stop(forwarder, "the forwarder");
+    stop(replica, "the replica");
+}
+
+#[test]
+fn a_full_stream_refuses_publishes_and_the_files_wait_in_the_inbox() {
+    let env = Env::new();
+    let server = natstest::Server::start();
+    let limit = 300_000;
+    let vars = with(
+        &broker_vars(&server, 5),
+        &[("ETL_NATS_MAX_BYTES", limit.to_string())],
+    );
+    let host = Host::new(&env, "host");
+    let files = common::valid_backlog(&host.events("inbox"), 100, 3_000, 25);
+    let addr = common::free_addr();
+    let forwarder = forward(
+        &env,
+        &host,
+        &with(&vars, &[("ETL_HTTP_ADDR", addr.clone())]),
+        "forward",
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || metric(
+            &addr,
+            "etl_publish_errors_total"
+        ) > 0.0),
+        "the stream never filled: {}",
+        forwarder.log_tail(20)
+    );
+    let stream = server.stream(STREAM).expect("stream");
+    assert!(
+        stream.state.bytes <= limit,
+        "{} bytes stored",
+        stream.state.bytes
+    );
+    let waiting = host.files("inbox").len();
+    assert!(
+        waiting > 0,
+        "files wait in the inbox while the stream is full"
+    );
+    assert!(forwarder
+        .log()
+        .contains("the broker did not take a publish"));
+    // A replica frees space; everything arrives, once.
+    let replica = replica(&env, "replica", &vars);
+    assert!(
+        settled(
+            &env,
+            &server,
+            &[&host],
+            files.len(),
+            Duration::from_secs(120)
+        ),
+        "not settled: {}\n{}",
+        forwarder.log_tail(20),
+        replica.log_tail(20)
+    );
+    assert_loaded(&env, &[&host], &files);
+    assert_eq!(
+        server.stream(STREAM).expect("stream").state.last_seq as usize,
+        files.len()
+    );
+    stop(forwarder, "the forwarder");
+    stop(replica, "the replica");
+}
+
+#[test]
+fn a_three_node_cluster_loses_a_node_mid_stream_and_loses_nothing() {
+    let env = Env::new();
+    let cluster = natstest::Cluster::start(3);
+    let vars = vec![
+        ("ETL_NATS_URL", cluster.urls()),
+        ("ETL_NATS_REPLICAS", "3".to_owned()),
+        ("ETL_NATS_ACK_WAIT_SECS", "5".to_owned()),
+        ("ETL_SETTLE_MS", "0".to_owned()),
+        ("ETL_RESCAN_INTERVAL_SECS", "1".to_owned()),
+        ("ETL_MAX_RETRY_BACKOFF_MS", "500".to_owned()),
+    ];
+    let host = Host::new(&env, "host");
+    let files = common::valid_backlog(&host.events("inbox"), 100, 4_000, 27);
+    let forwarder = forward(&env, &host, &vars, "forward");
+    let replica = replica(&env, "replica", &vars);
+    assert!(
+        wait_until(Duration::from_secs(60), || count(
+            &env.config.database_url,
+            "SELECT count(*) FROM events"
+        ) > 500),
+        "{}",
+        replica.log_tail(20)
+    );
+    let leader = cluster.meta_leader().unwrap_or(0);
+    cluster.node(leader).kill();
+    assert!(
+        settled(
+            &env,
+            &cluster,
+            &[&host],
+            files.len(),
+            Duration::from_secs(120)
+        ),
+        "not settled after losing node {leader}: {} of {}\n{}\n{}",
+        count(&env.config.database_url, "SELECT count(*) FROM events"),
+        files.len(),
+        forwarder.log_tail(20),
+        replica.log_tail(20)
+    );
+    assert_loaded(&env, &[&host], &files);
+    let stream = cluster.stream(STREAM).expect("stream");
+    assert_eq!(
+        stream.config.as_ref().map(|c| c.num_replicas),
+        Some(3),
+        "the stream is replicated on the three nodes"
+    );
+    stop(forwarder, "the forwarder");
+    stop(replica, "the replica");
 }
