@@ -97,6 +97,70 @@ fn valid(files: &[PathBuf]) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The usual test: a database, a broker, a host with a valid backlog of `users` user events and
+/// `cards` card events in its inbox, and the shared settings with an ack wait of `ack_wait`
+/// seconds.
+struct Case {
+    env: Env,
+    server: natstest::Server,
+    vars: Vec<(&'static str, String)>,
+    host: Host,
+    files: Vec<PathBuf>,
+}
+
+impl Case {
+    fn new(ack_wait: u64, users: usize, cards: usize, seed: u64) -> Case {
+        let env = Env::new();
+        let server = natstest::Server::start();
+        let vars = broker_vars(&server, ack_wait);
+        let host = Host::new(&env, "host");
+        let files = common::valid_backlog(&host.events("inbox"), users, cards, seed);
+        Case {
+            env,
+            server,
+            vars,
+            host,
+            files,
+        }
+    }
+}
+
+/// Inbox files moved aside, to arrive later (during a fault).
+struct Parked {
+    dir: PathBuf,
+}
+
+impl Parked {
+    fn away(env: &Env, files: &[PathBuf]) -> Parked {
+        let dir = env.dir.path().join("parked");
+        for file in files {
+            std::fs::create_dir_all(dir.join(folder(file))).expect("mkdir");
+            std::fs::rename(file, dir.join(folder(file)).join(name(file))).expect("park");
+        }
+        Parked { dir }
+    }
+
+    /// Puts them back where they were, each written aside then renamed, as producers do.
+    fn deliver(&self, files: &[PathBuf]) {
+        for file in files {
+            let tmp = file.with_file_name(".parked.tmp");
+            std::fs::copy(self.dir.join(folder(file)).join(name(file)), &tmp).expect("copy");
+            std::fs::rename(&tmp, file).expect("deliver");
+        }
+    }
+}
+
+/// The type folder a file is in, and its name.
+fn folder(file: &std::path::Path) -> &std::ffi::OsStr {
+    file.parent()
+        .and_then(|p| p.file_name())
+        .expect("a type folder")
+}
+
+fn name(file: &std::path::Path) -> &std::ffi::OsStr {
+    file.file_name().expect("a file name")
+}
+
 /// `SELECT count(*)`-like `sql` on `url`, or -1 while it cannot run (no replica has migrated
 /// the database yet).
 fn count(url: &str, sql: &str) -> i64 {
@@ -165,6 +229,29 @@ fn assert_loaded(env: &Env, hosts: &[&Host], expected: &[PathBuf]) {
             host.dir.display()
         );
     }
+}
+
+/// Waits for [`settled`] (failing with the daemons' last log lines if it does not come), then
+/// checks [`assert_loaded`].
+fn assert_settled_and_loaded(
+    env: &Env,
+    broker: &dyn Broker,
+    host: &Host,
+    files: &[PathBuf],
+    limit: Duration,
+    daemons: &[&Daemon],
+) {
+    if !settled(env, broker, &[host], files.len(), limit) {
+        let logs: Vec<String> = daemons.iter().map(|d| d.log_tail(20)).collect();
+        panic!(
+            "not settled within {limit:?}: {} events of {}, {} files left in the inbox\n{}",
+            count(&env.config.database_url, "SELECT count(*) FROM events"),
+            files.len(),
+            host.files("inbox").len(),
+            logs.join("\n---\n")
+        );
+    }
+    assert_loaded(env, &[host], files);
 }
 
 fn stop(mut daemon: Daemon, what: &str) {
@@ -315,11 +402,13 @@ fn redeliveries(server: &natstest::Server) -> u64 {
 
 #[test]
 fn a_replica_killed_mid_stream_leaves_its_messages_to_the_other() {
-    let env = Env::new();
-    let server = natstest::Server::start();
-    let vars = broker_vars(&server, 2);
-    let host = Host::new(&env, "host");
-    let files = common::valid_backlog(&host.events("inbox"), 200, 6_000, 7);
+    let Case {
+        env,
+        server,
+        vars,
+        host,
+        files,
+    } = Case::new(2, 200, 6_000, 7);
     forward_all(&env, &host, &vars);
 
     let mut doomed = replica(
@@ -341,20 +430,14 @@ fn a_replica_killed_mid_stream_leaves_its_messages_to_the_other() {
         doomed.log_tail(20)
     );
     doomed.kill();
-    assert!(
-        settled(
-            &env,
-            &server,
-            &[&host],
-            files.len(),
-            Duration::from_secs(90)
-        ),
-        "not settled: {} of {}:\n{}",
-        count(&env.config.database_url, "SELECT count(*) FROM events"),
-        files.len(),
-        other.log_tail(20)
+    assert_settled_and_loaded(
+        &env,
+        &server,
+        &host,
+        &files,
+        Duration::from_secs(90),
+        &[&other],
     );
-    assert_loaded(&env, &[&host], &files);
     assert!(
         redeliveries(&server) > 0,
         "the killed replica's unacknowledged messages were delivered again"
@@ -378,17 +461,7 @@ fn a_database_outage_longer_than_the_ack_wait_drops_and_dead_letters_nothing() {
     let files = common::valid_backlog(&host.events("inbox"), 100, 3_000, 9);
     let (first, rest) = files.split_at(500);
     // Half now, half during the outage.
-    let parked = env.dir.path().join("parked");
-    std::fs::create_dir_all(&parked).expect("mkdir");
-    for file in rest {
-        let kind = file.parent().and_then(|p| p.file_name()).expect("folder");
-        std::fs::create_dir_all(parked.join(kind)).expect("mkdir");
-        std::fs::rename(
-            file,
-            parked.join(kind).join(file.file_name().expect("name")),
-        )
-        .expect("park");
-    }
+    let parked = Parked::away(&env, rest);
     let forwarder = forward(&env, &host, &vars, "forward");
     let replica = replica(&env, "replica", &vars);
     assert!(
@@ -400,28 +473,18 @@ fn a_database_outage_longer_than_the_ack_wait_drops_and_dead_letters_nothing() {
         replica.log_tail(20)
     );
     cluster.stop().expect("stop the server");
-    for file in rest {
-        let kind = file.parent().and_then(|p| p.file_name()).expect("folder");
-        let from = parked.join(kind).join(file.file_name().expect("name"));
-        let tmp = file.with_file_name(".parked.tmp");
-        std::fs::copy(&from, &tmp).expect("copy");
-        std::fs::rename(&tmp, file).expect("deliver");
-    }
+    parked.deliver(rest);
     // Four ack waits and more: held messages are kept alive, never terminated.
     std::thread::sleep(Duration::from_secs(6));
     cluster.start_again().expect("restart the server");
-    assert!(
-        settled(
-            &env,
-            &server,
-            &[&host],
-            files.len(),
-            Duration::from_secs(90)
-        ),
-        "not settled after the outage: {}",
-        replica.log_tail(30)
+    assert_settled_and_loaded(
+        &env,
+        &server,
+        &host,
+        &files,
+        Duration::from_secs(90),
+        &[&replica],
     );
-    assert_loaded(&env, &[&host], &files);
     // The outage bit: batches were retried while the messages waited in the stream.
     assert!(
         replica
@@ -438,18 +501,20 @@ fn a_database_outage_longer_than_the_ack_wait_drops_and_dead_letters_nothing() {
     assert!(replica
         .lines_at("WARN")
         .iter()
-        .all(|l| l["fields"]["message"] != "rejected"));
+        .all(|l| l["message"] != "rejected"));
     stop(forwarder, "the forwarder");
     stop(replica, "the replica");
 }
 
 #[test]
 fn an_event_the_database_refuses_is_dead_lettered_with_its_sqlstate_and_the_rest_loads() {
-    let env = Env::new();
-    let server = natstest::Server::start();
-    let vars = broker_vars(&server, 5);
-    let host = Host::new(&env, "host");
-    let files = common::valid_backlog(&host.events("inbox"), 100, 2_000, 13);
+    let Case {
+        env,
+        server,
+        vars,
+        host,
+        files,
+    } = Case::new(5, 100, 2_000, 13);
     // One card the database will refuse (a DBA's CHECK), among thousands.
     let victim = files
         .iter()
@@ -663,11 +728,13 @@ fn metric(addr: &str, name: &str) -> f64 {
 
 #[test]
 fn a_forwarder_killed_mid_publish_republishes_and_the_broker_drops_the_repeats() {
-    let env = Env::new();
-    let server = natstest::Server::start();
-    let vars = broker_vars(&server, 5);
-    let host = Host::new(&env, "host");
-    let files = common::valid_backlog(&host.events("inbox"), 200, 8_000, 21);
+    let Case {
+        env,
+        server,
+        vars,
+        host,
+        files,
+    } = Case::new(5, 200, 8_000, 21);
     let mut first = forward(&env, &host, &vars, "forward-1");
     assert!(
         wait_until(Duration::from_secs(60), || server
@@ -709,18 +776,14 @@ fn a_forwarder_killed_mid_publish_republishes_and_the_broker_drops_the_repeats()
         "forward-2",
     );
     let replica = replica(&env, "replica", &vars);
-    assert!(
-        settled(
-            &env,
-            &server,
-            &[&host],
-            files.len(),
-            Duration::from_secs(90)
-        ),
-        "not settled: {}",
-        replica.log_tail(20)
+    assert_settled_and_loaded(
+        &env,
+        &server,
+        &host,
+        &files,
+        Duration::from_secs(90),
+        &[&replica],
     );
-    assert_loaded(&env, &[&host], &files);
     // The broker's own numbers: one stored message per event, whatever was published twice.
     let stream = server.stream(STREAM).expect("stream");
     assert_eq!(
@@ -739,22 +802,15 @@ fn a_forwarder_killed_mid_publish_republishes_and_the_broker_drops_the_repeats()
 
 #[test]
 fn the_broker_restarted_mid_stream_keeps_what_it_stored() {
-    let env = Env::new();
-    let server = natstest::Server::start();
-    let vars = broker_vars(&server, 5);
-    let host = Host::new(&env, "host");
-    let files = common::valid_backlog(&host.events("inbox"), 100, 3_000, 23);
+    let Case {
+        env,
+        server,
+        vars,
+        host,
+        files,
+    } = Case::new(5, 100, 3_000, 23);
     let (early, late) = files.split_at(1_500);
-    let parked = env.dir.path().join("parked");
-    for file in late {
-        let kind = file.parent().and_then(|p| p.file_name()).expect("folder");
-        std::fs::create_dir_all(parked.join(kind)).expect("mkdir");
-        std::fs::rename(
-            file,
-            parked.join(kind).join(file.file_name().expect("name")),
-        )
-        .expect("park");
-    }
+    let parked = Parked::away(&env, late);
     let forwarder = forward(&env, &host, &vars, "forward");
     assert!(
         wait_until(Duration::from_secs(60), || host.files("inbox").is_empty()),
@@ -769,16 +825,7 @@ fn the_broker_restarted_mid_stream_keeps_what_it_stored() {
     );
     server.stop();
     // Files keep arriving while the broker is down: they wait in the inbox.
-    for file in late {
-        let kind = file.parent().and_then(|p| p.file_name()).expect("folder");
-        let tmp = file.with_file_name(".late.tmp");
-        std::fs::copy(
-            parked.join(kind).join(file.file_name().expect("name")),
-            &tmp,
-        )
-        .expect("copy");
-        std::fs::rename(&tmp, file).expect("deliver");
-    }
+    parked.deliver(late);
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         !host.files("inbox").is_empty(),
@@ -794,19 +841,14 @@ fn the_broker_restarted_mid_stream_keeps_what_it_stored() {
         early.len()
     );
     let replica = replica(&env, "replica", &vars);
-    assert!(
-        settled(
-            &env,
-            &server,
-            &[&host],
-            files.len(),
-            Duration::from_secs(90)
-        ),
-        "not settled: {}\n{}",
-        forwarder.log_tail(20),
-        replica.log_tail(20)
+    assert_settled_and_loaded(
+        &env,
+        &server,
+        &host,
+        &files,
+        Duration::from_secs(90),
+        &[&forwarder, &replica],
     );
-    assert_loaded(&env, &[&host], &files);
     stop(forwarder, "the forwarder");
     stop(replica, "the replica");
 }
@@ -853,19 +895,14 @@ fn a_full_stream_refuses_publishes_and_the_files_wait_in_the_inbox() {
         .contains("the broker did not take a publish"));
     // A replica frees space; everything arrives, once.
     let replica = replica(&env, "replica", &vars);
-    assert!(
-        settled(
-            &env,
-            &server,
-            &[&host],
-            files.len(),
-            Duration::from_secs(120)
-        ),
-        "not settled: {}\n{}",
-        forwarder.log_tail(20),
-        replica.log_tail(20)
+    assert_settled_and_loaded(
+        &env,
+        &server,
+        &host,
+        &files,
+        Duration::from_secs(120),
+        &[&forwarder, &replica],
     );
-    assert_loaded(&env, &[&host], &files);
     assert_eq!(
         server.stream(STREAM).expect("stream").state.last_seq as usize,
         files.len()
@@ -900,21 +937,14 @@ fn a_three_node_cluster_loses_a_node_mid_stream_and_loses_nothing() {
     );
     let leader = cluster.meta_leader().unwrap_or(0);
     cluster.node(leader).kill();
-    assert!(
-        settled(
-            &env,
-            &cluster,
-            &[&host],
-            files.len(),
-            Duration::from_secs(120)
-        ),
-        "not settled after losing node {leader}: {} of {}\n{}\n{}",
-        count(&env.config.database_url, "SELECT count(*) FROM events"),
-        files.len(),
-        forwarder.log_tail(20),
-        replica.log_tail(20)
+    assert_settled_and_loaded(
+        &env,
+        &cluster,
+        &host,
+        &files,
+        Duration::from_secs(120),
+        &[&forwarder, &replica],
     );
-    assert_loaded(&env, &[&host], &files);
     let stream = cluster.stream(STREAM).expect("stream");
     assert_eq!(
         stream.config.as_ref().map(|c| c.num_replicas),
