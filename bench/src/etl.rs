@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-/// The workspace root, for `cargo build` and the schemas.
+/// The workspace root, for `cargo build` and the event types' folders.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -44,11 +44,79 @@ pub fn binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The folders the daemon reads its event types from, passed explicitly so that a run does not
+/// depend on the working directory.
+#[derive(Clone, Debug)]
+pub struct Project {
+    pub schemas: PathBuf,
+    pub types: PathBuf,
+    pub migrations: PathBuf,
+}
+
+impl Project {
+    /// The repository's own folders: the types it ships (users, cards).
+    pub fn repository() -> Project {
+        let root = workspace_root();
+        Project {
+            schemas: root.join("schemas"),
+            types: root.join("types"),
+            migrations: root.join("db/migrations"),
+        }
+    }
+
+    /// A copy of the repository's folders in `dir` with the transactions example installed, as
+    /// its README tells an operator to: a third type added as data only.
+    pub fn with_transactions(dir: &Path) -> anyhow::Result<Project> {
+        let repository = Project::repository();
+        let project = Project {
+            schemas: dir.join("schemas"),
+            types: dir.join("types"),
+            migrations: dir.join("db/migrations"),
+        };
+        for (from, to) in [
+            (&repository.schemas, &project.schemas),
+            (&repository.types, &project.types),
+            (&repository.migrations, &project.migrations),
+        ] {
+            copy_files(from, to)?;
+        }
+        let example = workspace_root().join("examples/transactions");
+        for (file, to) in [
+            ("transactions.schema.json", &project.schemas),
+            ("transactions.toml", &project.types),
+            ("migrations/1000_transactions.sql", &project.migrations),
+        ] {
+            let from = example.join(file);
+            let name = from.file_name().context("example file without a name")?;
+            std::fs::copy(&from, to.join(name))
+                .with_context(|| format!("cannot install {}", from.display()))?;
+        }
+        Ok(project)
+    }
+}
+
+/// Copies the plain files of `from` into `to` (created).
+fn copy_files(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))
+                .with_context(|| format!("cannot copy {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// How to run the daemon against one database and data folder.
 pub struct Etl {
     pub binary: PathBuf,
     pub database_url: String,
     pub data_dir: PathBuf,
+    /// Where its event types, schemas and migrations are.
+    pub project: Project,
     /// Where its stdout/stderr go (shown if it fails).
     pub log: PathBuf,
 }
@@ -61,7 +129,9 @@ impl Etl {
         cmd.args(args)
             .env("ETL_DATABASE_URL", &self.database_url)
             .env("ETL_DATA_DIR", &self.data_dir)
-            .env("ETL_SCHEMAS_DIR", workspace_root().join("schemas"))
+            .env("ETL_SCHEMAS_DIR", &self.project.schemas)
+            .env("ETL_TYPES_DIR", &self.project.types)
+            .env("ETL_MIGRATIONS_DIR", &self.project.migrations)
             .env("ETL_HTTP_ADDR", "")
             .env(
                 "RUST_LOG",

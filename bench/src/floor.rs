@@ -21,8 +21,9 @@ use uuid::Uuid;
 
 use crate::cpu;
 
-/// The type folders, which are also the names the raw zone records.
-const KINDS: [&str; 2] = ["users", "cards"];
+/// The type folders, which are also the names the raw zone records. `transactions` (the example
+/// type) is there only when the backlog has transactions.
+const KINDS: [&str; 3] = ["users", "cards", "transactions"];
 const TIMESTAMP: &str = "%Y-%m-%d %H:%M:%S";
 
 /// Time spent in each step of the floor.
@@ -121,7 +122,11 @@ type Files = Vec<(&'static str, String, Vec<u8>)>;
 fn read_all(events_dir: &Path, threads: usize) -> anyhow::Result<Files> {
     let mut listed: Vec<(&'static str, PathBuf)> = Vec::new();
     for folder in KINDS {
-        for entry in std::fs::read_dir(events_dir.join("inbox").join(folder))? {
+        let inbox = events_dir.join("inbox").join(folder);
+        if folder == "transactions" && !inbox.exists() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&inbox)? {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "json") {
                 listed.push((folder, path));
@@ -159,6 +164,7 @@ struct Rows {
     raw: Vec<Raw>,
     users: Vec<User>,
     cards: Vec<Card>,
+    transactions: Vec<Transaction>,
 }
 
 struct Raw {
@@ -191,6 +197,20 @@ struct Card {
     event_id: Uuid,
 }
 
+struct Transaction {
+    id: i64,
+    card_id: i64,
+    /// The JSON number's text as the etl sends it (serde_json's shortest round trip of the
+    /// parsed double), cast to `numeric` by the server: no binary numeric on the floor's side.
+    amount: String,
+    currency: String,
+    merchant: String,
+    status: String,
+    updated_at: NaiveDateTime,
+    event_at: NaiveDateTime,
+    event_id: Uuid,
+}
+
 impl Rows {
     fn parse(files: &Files) -> anyhow::Result<Rows> {
         let mut rows = Rows::default();
@@ -207,29 +227,50 @@ impl Rows {
             if *folder == "cards" && p.get("user_id").is_none() {
                 continue;
             }
-            let kind = if *folder == "users" {
-                rows.users.push(User {
-                    id,
-                    name: field(p, "name")?.to_owned(),
-                    address: field(p, "address")?.to_owned(),
-                    job: field(p, "job")?.to_owned(),
-                    score: p["score"].as_f64().context("payload.score")?,
-                    event_at,
-                    event_id,
-                });
-                "users"
-            } else {
-                rows.cards.push(Card {
-                    id,
-                    user_id: p["user_id"].as_i64(),
-                    created_by_name: field(p, "created_by_name")?.to_owned(),
-                    created_at: time(p, "created_at")?,
-                    updated_at: time(p, "updated_at")?,
-                    active: p["active"].as_bool().context("payload.active")?,
-                    event_at,
-                    event_id,
-                });
-                "cards"
+            let kind = match *folder {
+                "users" => {
+                    rows.users.push(User {
+                        id,
+                        name: field(p, "name")?.to_owned(),
+                        address: field(p, "address")?.to_owned(),
+                        job: field(p, "job")?.to_owned(),
+                        score: p["score"].as_f64().context("payload.score")?,
+                        event_at,
+                        event_id,
+                    });
+                    "users"
+                }
+                "transactions" => {
+                    let amount = &p["amount"];
+                    if !amount.is_number() {
+                        anyhow::bail!("{folder}/{name}: payload.amount is not a number");
+                    }
+                    rows.transactions.push(Transaction {
+                        id,
+                        card_id: p["card_id"].as_i64().context("payload.card_id")?,
+                        amount: amount.to_string(),
+                        currency: field(p, "currency")?.to_owned(),
+                        merchant: field(p, "merchant")?.to_owned(),
+                        status: field(p, "status")?.to_owned(),
+                        updated_at: time(p, "updated_at")?,
+                        event_at,
+                        event_id,
+                    });
+                    "transactions"
+                }
+                _ => {
+                    rows.cards.push(Card {
+                        id,
+                        user_id: p["user_id"].as_i64(),
+                        created_by_name: field(p, "created_by_name")?.to_owned(),
+                        created_at: time(p, "created_at")?,
+                        updated_at: time(p, "updated_at")?,
+                        active: p["active"].as_bool().context("payload.active")?,
+                        event_at,
+                        event_id,
+                    });
+                    "cards"
+                }
             };
             rows.raw.push(Raw {
                 event_id,
@@ -283,6 +324,11 @@ async fn copy_and_merge(mut client: tokio_postgres::Client, rows: &Rows) -> anyh
     let cards = winners(
         &rows.cards,
         |c| c.id,
+        |a, b| (a.updated_at, a.event_at, a.event_id) > (b.updated_at, b.event_at, b.event_id),
+    );
+    let transactions = winners(
+        &rows.transactions,
+        |t| t.id,
         |a, b| (a.updated_at, a.event_at, a.event_id) > (b.updated_at, b.event_at, b.event_id),
     );
     let tx = client.transaction().await?;
@@ -368,6 +414,48 @@ async fn copy_and_merge(mut client: tokio_postgres::Client, rows: &Rows) -> anyh
     )
     .await?;
     tx.batch_execute(MERGE).await?;
+    // The example type's table exists only when it is installed, i.e. when the backlog has
+    // transactions.
+    if !transactions.is_empty() {
+        // amount as text, cast in the merge: the etl's own path for a `numeric` column.
+        tx.batch_execute(
+            "CREATE TEMP TABLE transactions_in (
+                 id bigint, card_id bigint, amount text, currency text, merchant text,
+                 status text, updated_at timestamp, event_at timestamp, event_id uuid
+             ) ON COMMIT DROP;",
+        )
+        .await?;
+        copy_in(
+            &tx,
+            "transactions_in (id, card_id, amount, currency, merchant, status, updated_at, event_at, event_id)",
+            &[
+                Type::INT8,
+                Type::INT8,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TIMESTAMP,
+                Type::TIMESTAMP,
+                Type::UUID,
+            ],
+            transactions.iter().map(|t| {
+                [
+                    &t.id as &(dyn ToSql + Sync),
+                    &t.card_id,
+                    &t.amount,
+                    &t.currency,
+                    &t.merchant,
+                    &t.status,
+                    &t.updated_at,
+                    &t.event_at,
+                    &t.event_id,
+                ]
+            }),
+        )
+        .await?;
+        tx.batch_execute(MERGE_TRANSACTIONS).await?;
+    }
     tx.commit().await?;
     Ok(())
 }
@@ -410,6 +498,18 @@ ON CONFLICT (id) DO UPDATE SET
     user_id = EXCLUDED.user_id, created_by_name = EXCLUDED.created_by_name,
     created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
     active = EXCLUDED.active, event_at = EXCLUDED.event_at, event_id = EXCLUDED.event_id
+WHERE (t.updated_at, t.event_at, t.event_id) < (EXCLUDED.updated_at, EXCLUDED.event_at, EXCLUDED.event_id);
+";
+
+/// The example type's guarded upsert, as the etl generates it from its declaration.
+const MERGE_TRANSACTIONS: &str = "
+INSERT INTO transactions AS t (id, card_id, amount, currency, merchant, status, updated_at, event_at, event_id)
+SELECT id, card_id, amount::numeric, currency, merchant, status, updated_at, event_at, event_id
+FROM transactions_in
+ON CONFLICT (id) DO UPDATE SET
+    card_id = EXCLUDED.card_id, amount = EXCLUDED.amount, currency = EXCLUDED.currency,
+    merchant = EXCLUDED.merchant, status = EXCLUDED.status, updated_at = EXCLUDED.updated_at,
+    event_at = EXCLUDED.event_at, event_id = EXCLUDED.event_id
 WHERE (t.updated_at, t.event_at, t.event_id) < (EXCLUDED.updated_at, EXCLUDED.event_at, EXCLUDED.event_id);
 ";
 

@@ -19,19 +19,25 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 
-use crate::etl::Etl;
+use crate::etl::{Etl, Project};
 use crate::report::{median, Backlog, Measured, Report, Run, Target};
 use crate::server::{fingerprint, Server};
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmarks the etl daemon against the machine's floor for the same work")]
 struct Cli {
-    /// Events in the backlog (users + card events). 1000000 checks memory on a large backlog.
+    /// Events in the backlog (users + card events + transactions). 1000000 checks memory on a
+    /// large backlog.
     #[arg(long, default_value_t = 100_000)]
     events: usize,
-    /// User events among them (ids 0..N); the rest are card events with the producers' mix.
+    /// User events among them (ids 0..N); the rest, past `--transactions`, are card events with
+    /// the producers' mix.
     #[arg(long, default_value_t = 1_000)]
     users: usize,
+    /// Transaction events among them (the transactions example, installed as data into a scratch
+    /// copy of the repository's types, schemas and migrations); 0 runs the repository's types.
+    #[arg(long, default_value_t = 0)]
+    transactions: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Floor + drain measurements of the same backlog, back to back (ratios are per run).
@@ -105,11 +111,28 @@ struct Bench {
     readers: usize,
     /// Holds the backlog, the data folders and the daemon's output; removed at the end.
     scratch: tempfile::TempDir,
+    /// The event types the daemon is given: the repository's, or a scratch copy of them with
+    /// the transactions example installed (`--transactions`).
+    project: Project,
 }
 
 impl Bench {
     fn new(cli: Cli) -> anyhow::Result<Bench> {
+        let users = cli.users.min(cli.events);
+        if cli.transactions > cli.events - users {
+            bail!(
+                "--transactions {} does not fit in --events {} with {users} users",
+                cli.transactions,
+                cli.events
+            );
+        }
         let binary = etl::binary(cli.etl.as_deref())?;
+        let scratch = tempfile::tempdir().context("cannot create a temp dir")?;
+        let project = if cli.transactions > 0 {
+            Project::with_transactions(&scratch.path().join("project"))?
+        } else {
+            Project::repository()
+        };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let server = Server::start()?;
         eprintln!("bench: {}", server.description);
@@ -123,8 +146,14 @@ impl Bench {
             server,
             cores,
             readers,
-            scratch: tempfile::tempdir().context("cannot create a temp dir")?,
+            scratch,
+            project,
         })
+    }
+
+    /// The backlog holds transactions, so the warehouse has a third table to compare.
+    fn has_transactions(&self) -> bool {
+        self.cli.transactions > 0
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -141,6 +170,7 @@ impl Bench {
             binary: self.binary.clone(),
             database_url: url.to_owned(),
             data_dir: data_dir.to_path_buf(),
+            project: self.project.clone(),
             log: self.scratch.path().join("etl.out"),
         }
     }
@@ -148,17 +178,33 @@ impl Bench {
     /// Writes the backlog into the inbox, as the producers would have.
     fn generate(&self) -> anyhow::Result<Backlog> {
         let (events, users) = (self.cli.events, self.cli.users.min(self.cli.events));
+        let transactions = self.cli.transactions;
+        let card_events = events - users - transactions;
         eprintln!("bench: generating {events} events…");
         let started = Instant::now();
         let inbox = self.events_dir().join("inbox");
-        services::generate_backlog(&inbox, users, events - users, self.cli.seed)?;
-        for folder in ["users", "cards"] {
+        services::generate_backlog_with(
+            &inbox,
+            &services::BacklogSpec {
+                users,
+                card_events,
+                transaction_events: transactions,
+                seed: self.cli.seed,
+            },
+        )?;
+        let folders: &[&str] = if transactions > 0 {
+            &["users", "cards", "transactions"]
+        } else {
+            &["users", "cards"]
+        };
+        for folder in folders {
             std::fs::create_dir_all(self.events_dir().join("done").join(folder))?;
         }
         Ok(Backlog {
             events,
             users,
-            card_events: events - users,
+            card_events,
+            transaction_events: transactions,
             generate_s: started.elapsed().as_secs_f64(),
         })
     }
@@ -175,7 +221,11 @@ impl Bench {
             let floor = floor::measure(&self.events_dir(), &db.url, self.readers)?;
             let server_cpu = self.server.cpu_since(before, &db);
             floor::restore(&self.events_dir())?;
-            Some((floor, server_cpu, fingerprint(&db.url)?))
+            Some((
+                floor,
+                server_cpu,
+                fingerprint(&db.url, self.has_transactions())?,
+            ))
         };
 
         eprintln!("bench: run {i}: etl run --drain…");
@@ -189,7 +239,7 @@ impl Bench {
             bail!("etl run --drain failed:\n{}", etl.log_tail());
         }
         let server_cpu = self.server.cpu_since(before, &db);
-        let tables = fingerprint(&db.url)?;
+        let tables = fingerprint(&db.url, self.has_transactions())?;
         let restored = floor::restore(&self.events_dir())?;
         let events = self.cli.events;
         // Every file is in done/ or (the producer's ownerless cards) in failed/, and done/ holds
@@ -228,6 +278,8 @@ impl Bench {
             rate,
             secs,
             self.cli.users,
+            // Transactions in the backlog's proportion.
+            self.cli.transactions as f64 / self.cli.events as f64,
             self.cli.seed + 1,
         )
     }

@@ -30,6 +30,8 @@ pub struct Backlog {
     pub events: usize,
     pub users: usize,
     pub card_events: usize,
+    /// Transaction events (the transactions example, `--transactions`); 0 by default.
+    pub transaction_events: usize,
     pub generate_s: f64,
 }
 
@@ -135,9 +137,15 @@ impl Report {
             self.etl_settings.join(" ")
         };
         let _ = writeln!(t, "etl config : {settings}");
+        // Transactions only when there are any: the default line reads as it always did.
+        let transactions = if b.transaction_events > 0 {
+            format!(", {} transaction events", b.transaction_events)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             t,
-            "backlog    : {} events ({} users, {} card events), generated in {:.1} s\n",
+            "backlog    : {} events ({} users, {} card events{transactions}), generated in {:.1} s\n",
             b.events, b.users, b.card_events, b.generate_s
         );
         let _ = writeln!(

@@ -114,6 +114,9 @@ pub struct Fingerprint {
     pub events: Table,
     pub users: Table,
     pub cards: Table,
+    /// Only when the backlog has transactions (the example type, `--transactions`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<Table>,
 }
 
 /// Row count and a digest of the rows in key order.
@@ -123,7 +126,8 @@ pub struct Table {
     pub md5: String,
 }
 
-pub fn fingerprint(url: &str) -> anyhow::Result<Fingerprint> {
+/// The fingerprint of the warehouse at `url`, with its `transactions` table if `transactions`.
+pub fn fingerprint(url: &str, transactions: bool) -> anyhow::Result<Fingerprint> {
     let table = |select: &str, key: &str| -> anyhow::Result<Table> {
         let out = pgtest::psql(
             url,
@@ -147,6 +151,11 @@ pub fn fingerprint(url: &str) -> anyhow::Result<Fingerprint> {
         )?,
         users: table("SELECT * FROM users", "id")?,
         cards: table("SELECT * FROM cards", "id")?,
+        transactions: if transactions {
+            Some(table("SELECT * FROM transactions", "id")?)
+        } else {
+            None
+        },
     })
 }
 

@@ -49,30 +49,46 @@ struct File {
     bytes: Vec<u8>,
 }
 
-/// Pre-generates `rate * secs` events (plus one to warm up) into `staging`, starts the daemon in
-/// follow mode on `etl`, writes them paced at `rate` with atomic writes, and measures.
+/// Pre-generates `rate * secs` events (plus one to warm up) into `staging`, a share
+/// `transaction_share` of them transactions (the backlog's), starts the daemon in follow mode on
+/// `etl`, writes them paced at `rate` with atomic writes, and measures.
 pub fn run(
     etl: &Etl,
     staging: &Path,
     rate: f64,
     secs: f64,
     users: usize,
+    transaction_share: f64,
     seed: u64,
 ) -> anyhow::Result<Stream> {
     let count = (rate * secs).round() as usize;
     let users = users.min(count / 10);
-    services::generate_backlog(staging, users, count + 1 - users, seed)?;
+    let transactions = ((count as f64 * transaction_share).round() as usize).min(count - users);
+    services::generate_backlog_with(
+        staging,
+        &services::BacklogSpec {
+            users,
+            card_events: count + 1 - users - transactions,
+            transaction_events: transactions,
+            seed,
+        },
+    )?;
     let files = load(staging)?;
+    let folders: &[&str] = if transactions > 0 {
+        &["users", "cards", "transactions"]
+    } else {
+        &["users", "cards"]
+    };
 
     let events = etl.data_dir.join("events");
-    for folder in ["users", "cards"] {
+    for folder in folders {
         std::fs::create_dir_all(events.join("inbox").join(folder))?;
         std::fs::create_dir_all(events.join("done").join(folder))?;
     }
     // Warm-up: the first file, written before the daemon starts so its startup scan finds it,
     // proves the daemon is up, migrated and watching before the clock starts.
     let (first, rest) = files.split_first().context("empty stream")?;
-    let watcher = Arrivals::watch(&events.join("done"))?;
+    let watcher = Arrivals::watch(&events.join("done"), folders)?;
     write_atomically(&events, first)?;
     let running = etl.spawn(false)?;
     let started = Instant::now();
@@ -135,9 +151,14 @@ pub fn run(
 }
 
 fn load(staging: &Path) -> anyhow::Result<Vec<File>> {
-    let mut files = Vec::new();
-    for folder in ["users", "cards"] {
-        for entry in std::fs::read_dir(staging.join(folder))? {
+    let (mut files, mut transactions) = (Vec::new(), Vec::new());
+    for folder in ["users", "cards", "transactions"] {
+        let dir = staging.join(folder);
+        // Written only when the stream has transactions.
+        if folder == "transactions" && !dir.exists() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
             let name = path.file_name().unwrap_or_default().to_string_lossy();
             if name.ends_with(".json") && !name.starts_with('.') {
@@ -148,16 +169,48 @@ fn load(staging: &Path) -> anyhow::Result<Vec<File>> {
                 if folder == "cards" && doc["payload"].get("user_id").is_none() {
                     continue;
                 }
-                files.push(File {
+                let file = File {
                     folder: folder.to_owned(),
                     name: name.into_owned(),
                     bytes,
-                });
+                };
+                if folder == "transactions" {
+                    transactions.push(file);
+                } else {
+                    files.push(file);
+                }
             }
         }
     }
-    // Users first, then cards in directory order: the mix of an ordinary stream.
+    // Users first, then cards in directory order, with the transactions spread evenly among
+    // them: the mix of an ordinary stream.
+    let users = files.iter().take_while(|f| f.folder == "users").count();
+    let cards = files.split_off(users);
+    files.extend(interleave(cards, transactions));
     Ok(files)
+}
+
+/// `a` and `b` merged in their own orders, `b` spread evenly through `a` (`a` as it was when
+/// `b` is empty).
+fn interleave(a: Vec<File>, b: Vec<File>) -> Vec<File> {
+    let (n, m) = (a.len(), b.len());
+    let mut merged = Vec::with_capacity(n + m);
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    let (mut taken_a, mut taken_b) = (0, 0);
+    loop {
+        // Take from `a` while it is not ahead of `b` in the share of its items already taken.
+        let next = if a.peek().is_some() && (b.peek().is_none() || taken_a * m <= taken_b * n) {
+            taken_a += 1;
+            a.next()
+        } else {
+            taken_b += 1;
+            b.next()
+        };
+        match next {
+            Some(file) => merged.push(file),
+            None => return merged,
+        }
+    }
 }
 
 /// Write a dotfile, then rename it into place, as the producers do.
@@ -217,7 +270,7 @@ impl Percentiles {
     }
 }
 
-/// Arrival times in `done/users` and `done/cards`, stamped by a thread that does nothing but
+/// Arrival times in the type folders of `done/`, stamped by a thread that does nothing but
 /// wait on inotify, so a busy writer cannot delay the stamp.
 struct Arrivals {
     seen: Arc<Mutex<HashMap<String, Instant>>>,
@@ -226,8 +279,8 @@ struct Arrivals {
 }
 
 impl Arrivals {
-    fn watch(done: &Path) -> anyhow::Result<Arrivals> {
-        let inotify = Inotify::new(done)?;
+    fn watch(done: &Path, folders: &[&str]) -> anyhow::Result<Arrivals> {
+        let inotify = Inotify::new(done, folders)?;
         let seen = Arc::new(Mutex::new(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
@@ -267,20 +320,20 @@ impl Arrivals {
     }
 }
 
-/// A non-blocking inotify descriptor watching renames into two folders.
+/// A non-blocking inotify descriptor watching renames into the type folders.
 struct Inotify {
     fd: i32,
 }
 
 impl Inotify {
-    fn new(done: &Path) -> anyhow::Result<Inotify> {
+    fn new(done: &Path, folders: &[&str]) -> anyhow::Result<Inotify> {
         // SAFETY: plain syscall; the fd is owned by the returned value.
         let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
         if fd < 0 {
             bail!("inotify_init1: {}", std::io::Error::last_os_error());
         }
         let inotify = Inotify { fd };
-        for folder in ["users", "cards"] {
+        for folder in folders {
             let dir: PathBuf = done.join(folder);
             let path = CString::new(dir.as_os_str().as_bytes())?;
             // SAFETY: valid fd and NUL-terminated path.
@@ -343,5 +396,38 @@ impl Drop for Inotify {
     fn drop(&mut self) {
         // SAFETY: we own the fd.
         unsafe { libc::close(self.fd) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{interleave, File};
+
+    fn files(folder: &str, n: usize) -> Vec<File> {
+        (0..n)
+            .map(|i| File {
+                folder: folder.to_owned(),
+                name: format!("{folder}{i}"),
+                bytes: Vec::new(),
+            })
+            .collect()
+    }
+
+    fn names(files: &[File]) -> Vec<&str> {
+        files.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    #[test]
+    fn without_transactions_the_cards_keep_their_order() {
+        let merged = interleave(files("c", 3), Vec::new());
+        assert_eq!(names(&merged), ["c0", "c1", "c2"]);
+    }
+
+    #[test]
+    fn transactions_are_spread_evenly_among_the_cards() {
+        let merged = interleave(files("c", 4), files("t", 2));
+        assert_eq!(names(&merged), ["c0", "t0", "c1", "c2", "t1", "c3"]);
+        let merged = interleave(Vec::new(), files("t", 2));
+        assert_eq!(names(&merged), ["t0", "t1"]);
     }
 }
