@@ -27,23 +27,41 @@ use crate::source::Fate;
 pub struct Publisher {
     pub sender: mpsc::Sender<Event>,
     pub task: tokio::task::JoinHandle<()>,
-    /// True while publishes are acknowledged (for `/readyz`).
-    pub healthy: Arc<AtomicBool>,
+    pub health: BrokerHealth,
+}
+
+/// Whether the broker takes publishes, for `/readyz`: connected, and the last publish was
+/// acknowledged.
+#[derive(Clone)]
+pub struct BrokerHealth {
+    client: async_nats::Client,
+    publishing: Arc<AtomicBool>,
+}
+
+impl BrokerHealth {
+    pub fn up(&self) -> bool {
+        self.publishing.load(Ordering::Relaxed)
+            && self.client.connection_state() == async_nats::connection::State::Connected
+    }
 }
 
 impl Publisher {
     pub fn start(
-        js: jetstream::Context,
+        client: async_nats::Client,
         config: &Config,
         hard_stop: CancellationToken,
     ) -> Publisher {
+        let js = jetstream::new(client.clone());
         let (sender, events) = mpsc::channel(config.channel_capacity);
         let healthy = Arc::new(AtomicBool::new(true));
         let task = tokio::spawn(run(js, config.clone(), events, hard_stop, healthy.clone()));
         Publisher {
             sender,
             task,
-            healthy,
+            health: BrokerHealth {
+                client,
+                publishing: healthy,
+            },
         }
     }
 }

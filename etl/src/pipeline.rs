@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::extract::decode::Decoder;
-use crate::forward::Publisher;
+use crate::forward::{BrokerHealth, Publisher};
 use crate::load::connect::{self, Target};
 use crate::load::fault::Health;
 use crate::load::{DbError, Warehouse};
@@ -49,8 +49,8 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     /// The warehouse (none for `etl forward`, which publishes instead).
     pub warehouse: Option<Warehouse>,
-    /// For `etl forward`: whether the broker acknowledges publishes.
-    pub broker: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// For `etl forward`: whether the broker takes publishes.
+    pub broker: Option<BrokerHealth>,
     /// The database's current trouble, if batches cannot commit: `/readyz` says why.
     pub health: Arc<Health>,
     /// The configured sources, asked for their backlog, in-flight records and readiness.
@@ -213,15 +213,15 @@ pub async fn run_to(
             let Some(client) = crate::broker::connect(&config, &signal).await? else {
                 return Ok(not_started());
             };
-            let js = async_nats::jetstream::new(client);
+            let js = async_nats::jetstream::new(client.clone());
             crate::broker::ensure_stream(&js, &config).await?;
-            let publisher = Publisher::start(js, &config, shutdown.hard().clone());
+            let publisher = Publisher::start(client, &config, shutdown.hard().clone());
             tracing::info!(stream = %config.nats_stream, url = %config.nats_url, "forwarding to the broker");
             (
                 None,
                 publisher.sender,
                 publisher.task,
-                Some(publisher.healthy),
+                Some(publisher.health),
             )
         }
     };

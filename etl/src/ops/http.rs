@@ -51,7 +51,7 @@ async fn ready(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
         body.push_str(&format!("database: {}\n", up(db_ok)));
     }
     if let Some(broker) = &shared.broker {
-        let broker_ok = broker.load(std::sync::atomic::Ordering::Relaxed);
+        let broker_ok = broker.up();
         ok &= broker_ok;
         body.push_str(&format!("broker: {}\n", up(broker_ok)));
     }
