@@ -138,10 +138,41 @@ impl SqlType {
 pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
 pub fn parse_timestamp(text: &str) -> Result<NaiveDateTime, String> {
+    // The producers' exact form, read digit by digit: chrono's format-string parser costs more
+    // than the rest of typing an event (measured with callgrind on a 10,000-event drain).
+    if let Some(at) = producer_form(text.as_bytes()) {
+        return Ok(at);
+    }
     NaiveDateTime::parse_from_str(text, TIMESTAMP_FORMAT)
         .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f"))
         .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f"))
         .map_err(|e| format!("`{text}` is not a valid date-time: {e}"))
+}
+
+/// `YYYY-MM-DD HH:MM:SS` exactly, if it names a real date and time; anything else (including an
+/// impossible date such as 2024-02-30) is left to chrono, which also words the error.
+fn producer_form(b: &[u8]) -> Option<NaiveDateTime> {
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<u32> {
+        b[range].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(
+        i32::try_from(number(0..4)?).ok()?,
+        number(5..7)?,
+        number(8..10)?,
+    )?;
+    let time = chrono::NaiveTime::from_hms_opt(number(11..13)?, number(14..16)?, number(17..19)?)?;
+    Some(NaiveDateTime::new(date, time))
 }
 
 /// A value as quoted in a reason, cut short: reasons are bounded.
@@ -265,6 +296,15 @@ mod tests {
         assert_eq!(SqlType::Text.cell(None), Ok(Cell::Null));
         let at = SqlType::Timestamp.cell(Some(&json!("2024-05-01T12:00:03.5")));
         assert!(matches!(at, Ok(Cell::Timestamp(_))), "{at:?}");
+        let exact = SqlType::Timestamp.cell(Some(&json!("2024-05-01 12:00:03")));
+        let via_chrono = NaiveDateTime::parse_from_str("2024-05-01 12:00:03", TIMESTAMP_FORMAT);
+        assert_eq!(exact, Ok(Cell::Timestamp(via_chrono.expect("valid"))));
+        assert!(SqlType::Timestamp
+            .cell(Some(&json!("2024-05-01 24:00:00")))
+            .is_err());
+        assert!(SqlType::Timestamp
+            .cell(Some(&json!("2024-05-01 12:00:0x")))
+            .is_err());
         let bad = SqlType::Timestamp.cell(Some(&json!("2024-02-30 11:58:40")));
         assert!(bad.is_err_and(|e| e.contains("2024-02-30")));
         assert_eq!(

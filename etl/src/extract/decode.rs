@@ -63,7 +63,8 @@ pub fn decode(kind: &Kind, bytes: &[u8]) -> Result<Event, Rejection> {
 
     // Checked before the schema so the reason names the real mistake (a misplaced file), not
     // the `const` keyword it trips.
-    if let Some(declared) = document.pointer("/metadata/type").and_then(Value::as_str) {
+    let envelope = document.get("metadata");
+    if let Some(declared) = envelope.and_then(|m| m.get("type")).and_then(Value::as_str) {
         if declared != kind.envelope_type {
             return Err(Rejection::new(
                 RejectCode::WrongFolder,
@@ -133,18 +134,21 @@ fn invalid(pointer: &str, what: String) -> Rejection {
 /// The envelope's event time and id. What the schema cannot express (impossible dates such as
 /// 2024-02-30) fails here.
 fn metadata(document: &Value) -> Result<Metadata, Rejection> {
-    let field = |name: &str| {
-        let pointer = format!("/metadata/{name}");
-        match document.pointer(&pointer).and_then(Value::as_str) {
-            Some(text) => Ok((pointer, text)),
-            None => Err(invalid(&pointer, "missing, or not a string".into())),
-        }
+    let metadata = document.get("metadata");
+    let field = |name: &'static str, pointer: &'static str| match metadata
+        .and_then(|m| m.get(name))
+        .and_then(Value::as_str)
+    {
+        Some(text) => Ok(text),
+        None => Err(invalid(pointer, "missing, or not a string".into())),
     };
-    let (pointer, text) = field("event_at")?;
-    let event_at = parse_timestamp(text).map_err(|e| invalid(&pointer, e))?;
-    let (pointer, text) = field("event_id")?;
+    const EVENT_AT: &str = "/metadata/event_at";
+    const EVENT_ID: &str = "/metadata/event_id";
+    let text = field("event_at", EVENT_AT)?;
+    let event_at = parse_timestamp(text).map_err(|e| invalid(EVENT_AT, e))?;
+    let text = field("event_id", EVENT_ID)?;
     let event_id = uuid::Uuid::parse_str(text)
-        .map_err(|e| invalid(&pointer, format!("`{text}` is not a UUID: {e}")))?;
+        .map_err(|e| invalid(EVENT_ID, format!("`{text}` is not a UUID: {e}")))?;
     Ok(Metadata { event_at, event_id })
 }
 

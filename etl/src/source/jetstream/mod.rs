@@ -38,8 +38,16 @@ use crate::outcome;
 use crate::stats::Stats;
 use deadletter::DeadLetter;
 
-/// How long a fetch waits for messages before it returns what it has.
-const FETCH_EXPIRES: Duration = Duration::from_secs(1);
+/// The pull's idle heartbeat: a pull that misses two is renewed.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
+/// How often, at most, the consumer's state is read (the pending gauge, the end of a drain).
+const IDLE_LOOK: Duration = Duration::from_secs(1);
+
+/// Messages a replica asks for at once: no more than there is room for in the pipeline, so what
+/// it holds stays bounded.
+fn room(config: &Config) -> usize {
+    config.nats_fetch_batch.min(config.channel_capacity.max(1))
+}
 /// Acknowledgements in flight at once (each waits for the server's confirmation).
 const ACKS_IN_FLIGHT: usize = 512;
 
@@ -158,64 +166,70 @@ impl JetStream {
         let acker = tokio::spawn(self.clone().acker(settled_rx));
         let heartbeat = tokio::spawn(self.clone().heartbeat(client.clone(), stop.clone()));
 
-        let mut idle_rounds = 0u32;
+        // One continuous pull (the client keeps up to a batch requested, with heartbeats, and
+        // re-requests after a reconnect) rather than a fetch per round: an idle fetch loop
+        // costs the server a request per round for nothing.
+        let mut messages = None;
+        let mut last_look = Instant::now();
+        let mut idle = false;
         while !stop.is_cancelled() {
-            self.connected.store(
-                client.connection_state() == async_nats::connection::State::Connected,
-                Ordering::Relaxed,
-            );
-            // Fetch no more than there is room for: what the replica holds stays bounded.
-            let room = self
-                .config
-                .nats_fetch_batch
-                .min(self.config.channel_capacity.max(1));
-            let fetched = consumer
-                .fetch()
-                .max_messages(room)
-                .expires(FETCH_EXPIRES)
-                .messages()
-                .await;
-            let mut messages = match fetched {
-                Ok(messages) => messages,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot fetch from the broker; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = stop.cancelled() => {}
-                    }
-                    continue;
-                }
-            };
-            let mut got = 0usize;
-            loop {
-                let next = tokio::select! {
-                    next = messages.next() => next,
-                    _ = stop.cancelled() => None,
-                };
-                let Some(next) = next else { break };
-                let message = match next {
-                    Ok(message) => message,
+            if messages.is_none() {
+                match consumer
+                    .stream()
+                    .max_messages_per_batch(room(&self.config))
+                    .heartbeat(PULL_HEARTBEAT)
+                    .messages()
+                    .await
+                {
+                    Ok(stream) => messages = Some(stream),
                     Err(error) => {
-                        tracing::debug!(%error, "fetch ended early");
-                        break;
+                        tracing::warn!(%error, "cannot pull from the broker; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = stop.cancelled() => {}
+                        }
+                        continue;
                     }
-                };
-                got += 1;
-                if self.submit(message, &intake, &settled_tx).await.is_err() {
-                    break; // the pipeline is closing
                 }
             }
-            if let Ok(info) = consumer.info().await {
-                self.pending.store(info.num_pending, Ordering::Relaxed);
-                metrics::gauge!(BROKER_PENDING).set(info.num_pending as f64);
-                // A drain ends once the stream has nothing for us and nothing is held here.
-                if mode == Mode::Drain && got == 0 && info.num_pending == 0 {
-                    idle_rounds += 1;
-                    if idle_rounds >= 2 && self.in_flight() == 0 && info.num_ack_pending == 0 {
+            let Some(stream) = messages.as_mut() else {
+                continue;
+            };
+            let next = tokio::select! {
+                next = tokio::time::timeout(IDLE_LOOK, stream.next()) => next,
+                _ = stop.cancelled() => break,
+            };
+            match next {
+                Ok(Some(Ok(message))) => {
+                    idle = false;
+                    if self.submit(message, &intake, &settled_tx).await.is_err() {
+                        break; // the pipeline is closing
+                    }
+                }
+                Ok(Some(Err(error))) => {
+                    // A missed heartbeat or a failed pull (the broker restarting): pull anew.
+                    tracing::debug!(%error, "the pull ended; pulling again");
+                    messages = None;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(None) => messages = None,
+                Err(_) => idle = true,
+            }
+            // The consumer's numbers, at most once per IDLE_LOOK: the pending gauge, and the
+            // end of a drain (nothing for us in the stream, nothing held here).
+            if last_look.elapsed() >= IDLE_LOOK {
+                last_look = Instant::now();
+                if let Ok(info) = consumer.info().await {
+                    self.pending.store(info.num_pending, Ordering::Relaxed);
+                    metrics::gauge!(BROKER_PENDING).set(info.num_pending as f64);
+                    if mode == Mode::Drain
+                        && idle
+                        && info.num_pending == 0
+                        && info.num_ack_pending == 0
+                        && self.in_flight() == 0
+                    {
                         break;
                     }
-                } else {
-                    idle_rounds = 0;
                 }
             }
         }
