@@ -52,9 +52,7 @@ impl Postgres {
             .iter()
             .filter_map(|f| f.parse::<u64>().ok())
             .sum();
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-        Duration::from_nanos(ticks * 1_000_000_000 / hz)
+        ticks_to_duration(ticks)
     }
 
     /// Waits until no backend is connected to database `name` any more (so their CPU time has
@@ -70,6 +68,25 @@ impl Postgres {
         // Gone from pg_stat_activity a moment before the postmaster reaps the process.
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// CPU time (user + system) process `pid` has used so far, its reaped children aside; `None` if
+/// it cannot be read.
+pub fn process(pid: i32) -> Option<Duration> {
+    let fields = stat_fields(pid)?;
+    // utime, stime: fields 14-15 of stat(5), 11-12 after the state field.
+    let ticks: u64 = fields
+        .get(11..13)?
+        .iter()
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    Some(ticks_to_duration(ticks))
+}
+
+fn ticks_to_duration(ticks: u64) -> Duration {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_nanos(ticks * 1_000_000_000 / hz)
 }
 
 /// The fields of `/proc/<pid>/stat` after the command name, from the state (field 3) on.

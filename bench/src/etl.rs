@@ -119,6 +119,8 @@ pub struct Etl {
     pub project: Project,
     /// Where its stdout/stderr go (shown if it fails).
     pub log: PathBuf,
+    /// The broker (`ETL_NATS_URL`) for `etl forward` and `etl run --source jetstream`.
+    pub nats_url: Option<String>,
 }
 
 impl Etl {
@@ -142,6 +144,9 @@ impl Etl {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        if let Some(url) = &self.nats_url {
+            cmd.env("ETL_NATS_URL", url);
+        }
         Ok(cmd)
     }
 
@@ -157,12 +162,18 @@ impl Etl {
     /// Starts `etl run` (`--drain` or follow mode).
     pub fn spawn(&self, drain: bool) -> anyhow::Result<Running> {
         let args: &[&str] = if drain { &["run", "--drain"] } else { &["run"] };
+        self.spawn_with(args)
+    }
+
+    /// Starts `etl <args>` (e.g. `forward --drain`, `run --source jetstream`).
+    pub fn spawn_with(&self, args: &[&str]) -> anyhow::Result<Running> {
         let child = self.command(args)?.spawn().context("cannot start etl")?;
         Ok(Running {
             child,
             binary: self.binary.clone(),
             started: Instant::now(),
             hwm_polled_kib: 0,
+            reaped: false,
         })
     }
 
@@ -181,6 +192,8 @@ pub struct Running {
     pub started: Instant,
     /// Highest `VmHWM` seen while polling `/proc/<pid>/status`.
     hwm_polled_kib: u64,
+    /// Waited for: its pid may belong to another process now, so it must not be signalled.
+    reaped: bool,
 }
 
 /// How the process ended.
@@ -204,39 +217,78 @@ impl Running {
 
     /// Asks the daemon to finish what is in flight and stop (as an operator's Ctrl-C would).
     pub fn terminate(&self) {
-        // SAFETY: plain syscall on our own child's pid, which is not reaped yet.
-        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        if !self.reaped {
+            // SAFETY: plain syscall on our own child's pid, which is not reaped yet.
+            unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        }
     }
 
     /// Polls until the process exits (sampling `VmHWM` meanwhile), or kills it after `limit`.
     pub fn wait(mut self, limit: Duration) -> anyhow::Result<Exited> {
         loop {
-            if let Some(kib) = vm_hwm_kib(self.pid(), &self.binary) {
-                self.hwm_polled_kib = self.hwm_polled_kib.max(kib);
-            }
-            let mut status = 0;
-            // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
-            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-            // SAFETY: pid is our unreaped child; both pointers are valid for writes.
-            let reaped = unsafe { libc::wait4(self.pid(), &mut status, libc::WNOHANG, &mut usage) };
-            if reaped == self.pid() {
-                return Ok(Exited {
-                    success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                    elapsed: self.started.elapsed(),
-                    cpu: crate::cpu::total(&usage),
-                    peak_rss_kib: self.hwm_polled_kib,
-                });
-            }
-            if reaped < 0 {
-                bail!("wait4 failed: {}", std::io::Error::last_os_error());
+            if let Some(exited) = self.try_wait()? {
+                return Ok(exited);
             }
             if self.started.elapsed() > limit {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
+                self.kill();
                 bail!("etl did not finish within {limit:?}; killed");
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Reads the process's `VmHWM` now, while it runs (a zombie has none): before a SIGTERM,
+    /// for a process not polled while it ran.
+    pub fn sample(&mut self) {
+        if self.reaped {
+            return;
+        }
+        if let Some(kib) = vm_hwm_kib(self.pid(), &self.binary) {
+            self.hwm_polled_kib = self.hwm_polled_kib.max(kib);
+        }
+    }
+
+    /// Samples `VmHWM`, then reaps the process if it has exited (at most once: `None` ever
+    /// after, as while it runs).
+    pub fn try_wait(&mut self) -> anyhow::Result<Option<Exited>> {
+        if self.reaped {
+            return Ok(None);
+        }
+        self.sample();
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: pid is our unreaped child; both pointers are valid for writes.
+        let reaped = unsafe { libc::wait4(self.pid(), &mut status, libc::WNOHANG, &mut usage) };
+        if reaped == self.pid() {
+            self.reaped = true;
+            return Ok(Some(Exited {
+                success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                elapsed: self.started.elapsed(),
+                cpu: crate::cpu::total(&usage),
+                peak_rss_kib: self.hwm_polled_kib,
+            }));
+        }
+        if reaped < 0 {
+            bail!("wait4 failed: {}", std::io::Error::last_os_error());
+        }
+        Ok(None)
+    }
+
+    /// SIGKILL, and reap it.
+    fn kill(&mut self) {
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            self.reaped = true;
+        }
+    }
+}
+
+/// A daemon the bench gave up on (an error on the way) is not left running.
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

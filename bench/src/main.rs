@@ -5,7 +5,10 @@
 //! drain the same backlog with the real `etl run --drain` binary, on the same PostgreSQL server
 //! with the same fresh schema (`--runs` times, back to back); then stream into a following
 //! `etl run` and measure each file's latency to commit. `--json PATH` writes the same numbers.
+//! `--broker` adds the same backlog and the same stream through `etl forward` → NATS JetStream →
+//! two `etl run --source jetstream` replicas.
 
+mod broker;
 mod cpu;
 mod etl;
 mod floor;
@@ -19,9 +22,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 
+use crate::broker::{Broker, BrokerRun, BrokerStream, DrainSpec, Topology};
 use crate::etl::{Etl, Project};
-use crate::report::{median, Backlog, Measured, Report, Run, Target};
-use crate::server::{fingerprint, Server};
+use crate::report::{median, Backlog, Cost, Measured, Report, Run, Target};
+use crate::server::{content_fingerprint, fingerprint, Fingerprint, Server};
+
+/// Replicas of `etl run --source jetstream` in the broker phases.
+const REPLICAS: usize = 2;
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmarks the etl daemon against the machine's floor for the same work")]
@@ -58,6 +65,11 @@ struct Cli {
     /// Use this etl binary instead of building `target/release/etl`.
     #[arg(long)]
     etl: Option<PathBuf>,
+    /// Also run the backlog (each run, after the direct drain) and the stream through the
+    /// broker: `etl forward` → a private nats-server (JetStream) → 2 replicas of
+    /// `etl run --source jetstream`.
+    #[arg(long)]
+    broker: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,11 +83,22 @@ fn main() -> anyhow::Result<()> {
     for i in 1..=bench.cli.runs {
         runs.push(bench.run(i)?);
     }
-    let stream = if bench.cli.stream_secs > 0.0 {
-        Some(bench.stream()?)
+    let (stream, broker_stream) = if bench.cli.stream_secs > 0.0 {
+        let files = bench.stream_files()?;
+        let stream = bench.stream(&files)?;
+        let broker_stream = if bench.cli.broker {
+            Some(bench.broker_stream(&files)?)
+        } else {
+            None
+        };
+        (Some(stream), broker_stream)
     } else {
-        None
+        (None, None)
     };
+    let broker_ratios: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.broker.as_ref().map(|b| b.ratio_to_direct))
+        .collect();
 
     let report = Report {
         cores: bench.cores,
@@ -87,10 +110,23 @@ fn main() -> anyhow::Result<()> {
         median_wall_ratio: median(runs.iter().filter_map(|r| r.wall_ratio).collect()),
         median_cpu_ratio: median(runs.iter().filter_map(|r| r.cpu_ratio).collect()),
         median_events_per_s: median(runs.iter().map(|r| r.events_per_s).collect()),
-        targets: targets(&runs, stream.as_ref(), bench.cli.events),
+        targets: targets(
+            &runs,
+            stream.as_ref(),
+            broker_stream.as_ref(),
+            bench.cli.events,
+        ),
+        broker: bench.nats_version.get().map(|version| {
+            format!(
+                "private {version} (JetStream, file store), same machine; \
+                 etl forward -> stream EVENTS -> {REPLICAS} x etl run --source jetstream"
+            )
+        }),
+        median_broker_ratio: (!broker_ratios.is_empty()).then(|| median(broker_ratios)),
         backlog,
         runs,
         stream,
+        broker_stream,
     };
     println!("{}", report.table());
     if let Some(path) = &bench.cli.json {
@@ -114,6 +150,8 @@ struct Bench {
     /// The event types the daemon is given: the repository's, or a scratch copy of them with
     /// the transactions example installed (`--transactions`).
     project: Project,
+    /// What the first private nats-server said it is (`--broker`).
+    nats_version: std::cell::OnceCell<String>,
 }
 
 impl Bench {
@@ -148,6 +186,7 @@ impl Bench {
             readers,
             scratch,
             project,
+            nats_version: std::cell::OnceCell::new(),
         })
     }
 
@@ -172,7 +211,46 @@ impl Bench {
             data_dir: data_dir.to_path_buf(),
             project: self.project.clone(),
             log: self.scratch.path().join("etl.out"),
+            nats_url: None,
         }
+    }
+
+    /// A private nats-server for one broker phase (a fresh stream and consumer each time).
+    fn broker(&self) -> anyhow::Result<Broker> {
+        let broker = Broker::start()?;
+        if self.nats_version.get().is_none() {
+            let version = broker.version().unwrap_or_else(|| "nats-server".into());
+            let _ = self.nats_version.set(version);
+        }
+        Ok(broker)
+    }
+
+    /// A forwarder on `forward_data` (its inbox is where the files are) and [`REPLICAS`]
+    /// replicas, each with a data folder of its own under `root` (for its logs), all on the
+    /// warehouse at `url` and the broker at `nats_url`.
+    fn topology(
+        &self,
+        url: &str,
+        nats_url: &str,
+        forward_data: &Path,
+        root: &Path,
+    ) -> anyhow::Result<Topology> {
+        std::fs::create_dir_all(root)?;
+        let with = |data_dir: &Path, log: &str| Etl {
+            log: root.join(log),
+            nats_url: Some(nats_url.to_owned()),
+            ..self.etl(url, data_dir)
+        };
+        let mut replicas = Vec::new();
+        for r in 1..=REPLICAS {
+            let data = root.join(format!("replica-{r}")).join("data");
+            std::fs::create_dir_all(&data)?;
+            replicas.push(with(&data, &format!("replica-{r}.out")));
+        }
+        Ok(Topology {
+            forwarder: with(forward_data, "forward.out"),
+            replicas,
+        })
     }
 
     /// Writes the backlog into the inbox, as the producers would have.
@@ -240,6 +318,13 @@ impl Bench {
         }
         let server_cpu = self.server.cpu_since(before, &db);
         let tables = fingerprint(&db.url, self.has_transactions())?;
+        // What the broker drain must reproduce (it names its events' origin differently).
+        let content = if self.cli.broker {
+            Some(content_fingerprint(&db.url, self.has_transactions())?)
+        } else {
+            None
+        };
+        drop(db);
         let restored = floor::restore(&self.events_dir())?;
         let events = self.cli.events;
         // Every file is in done/ or (the producer's ownerless cards) in failed/, and done/ holds
@@ -259,11 +344,110 @@ impl Bench {
             own_cpu: exited.cpu,
             server_cpu,
         };
-        Ok(Run::new(floor, etl, exited.peak_rss_kib, events, tables))
+        let mut run = Run::new(floor, etl, exited.peak_rss_kib, events, tables);
+        if let Some(content) = content {
+            run.broker = Some(self.broker_drain(i, &run.etl, &content, restored.failed)?);
+        }
+        Ok(run)
+    }
+
+    /// The backlog the direct drain just loaded, through forwarder → JetStream → replicas, on a
+    /// fresh database and a fresh broker; compared with the direct drain (`direct`, its tables
+    /// `direct_tables` and the `direct_failed` files it rejected).
+    fn broker_drain(
+        &self,
+        i: usize,
+        direct: &Cost,
+        direct_tables: &Fingerprint,
+        direct_failed: usize,
+    ) -> anyhow::Result<BrokerRun> {
+        eprintln!(
+            "bench: run {i}: etl forward --drain -> JetStream -> {REPLICAS} x etl run --source jetstream…"
+        );
+        let broker = self.broker()?;
+        let db = self.server.fresh_database("broker")?;
+        let root = self.scratch.path().join(format!("broker-run{i}"));
+        let topology = self.topology(&db.url, &broker.url(), &self.data_dir(), &root)?;
+        topology.replicas[0].migrate()?;
+        let (postgres_before, nats_before) = (self.server.cpu(), broker.cpu());
+        let events = self.cli.events;
+        let drained = broker::drain(
+            &topology,
+            &broker,
+            &DrainSpec {
+                events_dir: &self.events_dir(),
+                database_url: &db.url,
+                events,
+                limit: Duration::from_secs(300 + events as u64 / 250),
+            },
+        )?;
+        let nats_cpu = broker
+            .cpu()
+            .zip(nats_before)
+            .map(|(after, before)| after.saturating_sub(before).as_secs_f64());
+        let postgres_cpu = self
+            .server
+            .cpu_since(postgres_before, &db)
+            .map(|d| d.as_secs_f64());
+        let tables = content_fingerprint(&db.url, self.has_transactions())?;
+        let restored = floor::restore(&self.events_dir())?;
+        if restored.done != drained.published
+            || restored.failed != drained.failed
+            || drained.failed != direct_failed
+        {
+            bail!(
+                "the broker drain left {} files in done/ and {} in failed/ (the forwarder counted {} and {}; the direct drain rejected {direct_failed})",
+                restored.done,
+                restored.failed,
+                drained.published,
+                drained.failed
+            );
+        }
+        let etl_cpu =
+            drained.forwarder.cpu + drained.replicas.iter().map(|r| r.cpu).sum::<Duration>();
+        let etl_cpu_s = etl_cpu.as_secs_f64();
+        let cpu_s = postgres_cpu.map(|pg| etl_cpu_s + pg + nats_cpu.unwrap_or(0.0));
+        let wall_s = drained.wall.as_secs_f64();
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        Ok(BrokerRun {
+            replicas: REPLICAS,
+            wall_s,
+            forwarder_s: drained.forwarder.elapsed.as_secs_f64(),
+            events_per_s: events as f64 / wall_s,
+            ratio_to_direct: direct.wall_s / wall_s,
+            etl_cpu_s,
+            postgres_cpu_s: postgres_cpu,
+            nats_cpu_s: nats_cpu,
+            cpu_s,
+            cpu_ratio_to_direct: direct.cpu_s.zip(cpu_s).map(|(d, b)| d / b),
+            forwarder_peak_rss_mib: mib(drained.forwarder.peak_rss_kib),
+            replica_peak_rss_mib: drained
+                .replicas
+                .iter()
+                .map(|r| mib(r.peak_rss_kib))
+                .fold(0.0, f64::max),
+            published: drained.published,
+            failed: drained.failed,
+            tables_match_direct: tables == *direct_tables,
+            tables,
+        })
+    }
+
+    /// The stream's files (the same for the direct and the broker stream), in memory.
+    fn stream_files(&self) -> anyhow::Result<Vec<stream::File>> {
+        stream::files(
+            &self.scratch.path().join("stream").join("staging"),
+            self.cli.stream_rate,
+            self.cli.stream_secs,
+            self.cli.users,
+            // Transactions in the backlog's proportion.
+            self.cli.transactions as f64 / self.cli.events as f64,
+            self.cli.seed + 1,
+        )
     }
 
     /// A steady stream into a following daemon with its own database and data folder.
-    fn stream(&self) -> anyhow::Result<stream::Stream> {
+    fn stream(&self, files: &[stream::File]) -> anyhow::Result<stream::Stream> {
         let (rate, secs) = (self.cli.stream_rate, self.cli.stream_secs);
         eprintln!("bench: streaming {rate} events/s for {secs} s into a following etl…");
         let db = self.server.fresh_database("stream")?;
@@ -271,22 +455,34 @@ impl Bench {
         std::fs::create_dir_all(&root)?;
         let etl = self.etl(&db.url, &root.join("data"));
         etl.migrate()?;
-        let staging = root.join("staging");
-        stream::run(
-            &etl,
-            &staging,
-            rate,
-            secs,
-            self.cli.users,
-            // Transactions in the backlog's proportion.
-            self.cli.transactions as f64 / self.cli.events as f64,
-            self.cli.seed + 1,
-        )
+        stream::run(&etl, files, rate, secs)
+    }
+
+    /// The same stream into a following forwarder, through a fresh broker to following replicas,
+    /// on a database of its own.
+    fn broker_stream(&self, files: &[stream::File]) -> anyhow::Result<BrokerStream> {
+        let (rate, secs) = (self.cli.stream_rate, self.cli.stream_secs);
+        eprintln!(
+            "bench: streaming {rate} events/s for {secs} s into etl forward -> JetStream -> {REPLICAS} x etl run --source jetstream…"
+        );
+        let broker = self.broker()?;
+        let db = self.server.fresh_database("broker_stream")?;
+        let root = self.scratch.path().join("broker-stream");
+        let forward = root.join("forward");
+        std::fs::create_dir_all(&forward)?;
+        let topology = self.topology(&db.url, &broker.url(), &forward.join("data"), &root)?;
+        topology.replicas[0].migrate()?;
+        broker::stream(&topology, &broker, files, rate, secs)
     }
 }
 
 /// The issue's targets, judged on this run's numbers.
-fn targets(runs: &[Run], stream: Option<&stream::Stream>, events: usize) -> Vec<Target> {
+fn targets(
+    runs: &[Run],
+    stream: Option<&stream::Stream>,
+    broker_stream: Option<&BrokerStream>,
+    events: usize,
+) -> Vec<Target> {
     let mut targets = Vec::new();
     let wall = median(runs.iter().filter_map(|r| r.wall_ratio).collect());
     let cpu = median(runs.iter().filter_map(|r| r.cpu_ratio).collect());
@@ -331,6 +527,31 @@ fn targets(runs: &[Run], stream: Option<&stream::Stream>, events: usize) -> Vec<
             target: "<= 50 ms".into(),
             measured: format!("{:.1} ms (done/ arrival)", s.done_p99_ms),
             met: s.done_p99_ms <= 50.0 && s.committed == s.sent,
+        });
+    }
+    let broker: Vec<&BrokerRun> = runs.iter().filter_map(|r| r.broker.as_ref()).collect();
+    if !broker.is_empty() {
+        let ratio = median(broker.iter().map(|b| b.ratio_to_direct).collect());
+        targets.push(Target {
+            name: "broker drain / direct drain".into(),
+            target: ">= 0.50".into(),
+            measured: format!("{ratio:.2} (events/s)"),
+            met: ratio >= 0.5,
+        });
+        let same = broker.iter().all(|b| b.tables_match_direct);
+        targets.push(Target {
+            name: "broker tables == direct tables".into(),
+            target: "identical".into(),
+            measured: if same { "identical" } else { "DIFFER" }.into(),
+            met: same,
+        });
+    }
+    if let Some(s) = broker_stream {
+        targets.push(Target {
+            name: format!("broker {:.0}/s p99 file->commit", s.rate_per_s),
+            target: "<= 100 ms".into(),
+            measured: format!("{:.1} ms (row visible)", s.visible_p99_ms),
+            met: s.visible_p99_ms <= 100.0 && s.committed == s.sent,
         });
     }
     targets

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::broker::{BrokerRun, BrokerStream};
 use crate::floor::Floor;
 use crate::server::Fingerprint;
 use crate::stream::Stream;
@@ -22,6 +23,14 @@ pub struct Report {
     pub median_cpu_ratio: f64,
     pub median_events_per_s: f64,
     pub stream: Option<Stream>,
+    /// The broker phases (`--broker`): what the broker is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
+    /// Median of the runs' broker/direct events/s ratios.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median_broker_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_stream: Option<BrokerStream>,
     pub targets: Vec<Target>,
 }
 
@@ -84,6 +93,9 @@ pub struct Run {
     pub tables_match_floor: Option<bool>,
     pub etl_tables: Fingerprint,
     pub floor_tables: Option<Fingerprint>,
+    /// The same backlog through forwarder → JetStream → replicas (`--broker`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker: Option<BrokerRun>,
 }
 
 impl Run {
@@ -113,6 +125,7 @@ impl Run {
             etl,
             peak_rss_mib: peak_rss_kib as f64 / 1024.0,
             etl_tables: tables,
+            broker: None,
         }
     }
 }
@@ -197,6 +210,9 @@ impl Report {
             "(cpu = the process's user+sys CPU plus the PostgreSQL backends' CPU for the same work;\n \
              the floor's steps run back to back, the etl overlaps them on all cores)"
         );
+        if let Some(broker) = &self.broker {
+            self.broker_runs(&mut t, broker);
+        }
         if let Some(s) = &self.stream {
             let _ = writeln!(
                 t,
@@ -212,6 +228,48 @@ impl Report {
                 t,
                 "  file in inbox -> its transaction's start      : p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms",
                 s.tx_start_p50_ms, s.tx_start_p99_ms, s.tx_start_max_ms
+            );
+        }
+        if let Some(s) = &self.broker_stream {
+            let _ = writeln!(
+                t,
+                "\nbroker stream: {:.0} events/s for {:.0} s (written at {:.0}/s) into etl forward -> {} replicas, {}/{} committed, peak RSS forwarder {:.1} MiB, replica {:.1} MiB",
+                s.rate_per_s,
+                s.secs,
+                s.achieved_rate_per_s,
+                s.replicas,
+                s.committed,
+                s.sent,
+                s.forwarder_peak_rss_mib,
+                s.replica_peak_rss_mib
+            );
+            let _ = writeln!(
+                t,
+                "  cpu over the stream: forwarder {:.2} s, replicas {:.2} s, nats-server {} s",
+                s.forwarder_cpu_s,
+                s.replicas_cpu_s,
+                s.nats_cpu_s.map_or("-".to_owned(), |c| format!("{c:.2}"))
+            );
+            let _ = writeln!(
+                t,
+                "  file in inbox -> file in done/ (broker ack)   : p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms",
+                s.broker_ack_p50_ms, s.broker_ack_p99_ms, s.broker_ack_max_ms
+            );
+            let _ = writeln!(
+                t,
+                "  file in inbox -> row visible (after commit)   : p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms",
+                s.visible_p50_ms, s.visible_p99_ms, s.visible_max_ms
+            );
+            let _ = writeln!(
+                t,
+                "  file in inbox -> its transaction's start      : p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms",
+                s.tx_start_p50_ms, s.tx_start_p99_ms, s.tx_start_max_ms
+            );
+            let _ = writeln!(
+                t,
+                "  (row visible: the first poll of the warehouse, every {:.0} ms, whose snapshot holds the row;\n   \
+                 the commit lies between the transaction's start and it. done/ here means the broker stored it)",
+                s.poll_ms
             );
         }
         let _ = writeln!(
@@ -230,6 +288,69 @@ impl Report {
             );
         }
         t
+    }
+}
+
+impl Report {
+    /// The broker drain of each run, next to that run's direct drain.
+    fn broker_runs(&self, t: &mut String, broker: &str) {
+        let _ = writeln!(t, "\nbroker     : {broker}");
+        let _ = writeln!(
+            t,
+            "{:<4} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8} | {:>9} {:>10} | {:>9} {:>11} {:>6}",
+            "run",
+            "broker s",
+            "fwd s",
+            "etl cpu",
+            "pg cpu",
+            "nats cpu",
+            "cpu s",
+            "events/s",
+            "vs direct",
+            "fwd RSS",
+            "replica RSS",
+            "tables"
+        );
+        let opt =
+            |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
+        for (i, run) in self.runs.iter().enumerate() {
+            let Some(b) = &run.broker else { continue };
+            let _ = writeln!(
+                t,
+                "{:<4} {:>8.2} {:>8.2} | {:>8.2} {:>8} {:>8} {:>8} | {:>9.0} {:>10} | {:>5.1} MiB {:>7.1} MiB {:>6}",
+                i + 1,
+                b.wall_s,
+                b.forwarder_s,
+                b.etl_cpu_s,
+                opt(b.postgres_cpu_s, 2),
+                opt(b.nats_cpu_s, 2),
+                opt(b.cpu_s, 2),
+                b.events_per_s,
+                format!(
+                    "{:.2}/{}",
+                    b.ratio_to_direct,
+                    opt(b.cpu_ratio_to_direct, 2)
+                ),
+                b.forwarder_peak_rss_mib,
+                b.replica_peak_rss_mib,
+                if b.tables_match_direct {
+                    "same"
+                } else {
+                    "DIFFER"
+                }
+            );
+        }
+        if let Some(ratio) = self.median_broker_ratio {
+            let _ = writeln!(t, "median: broker/direct events/s {ratio:.2}");
+        }
+        let _ = writeln!(
+            t,
+            "(broker s: from starting the forwarder and the replicas until the warehouse holds every\n \
+             valid event and the consumer has nothing pending or unacknowledged; fwd s: until the\n \
+             forwarder had published everything; vs direct w/c: direct drain / broker drain, wall and\n \
+             CPU; cpu = forwarder + replicas + PostgreSQL backends + nats-server; tables: the direct\n \
+             drain's, events.source_file aside)"
+        );
     }
 }
 

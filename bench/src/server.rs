@@ -128,6 +128,26 @@ pub struct Table {
 
 /// The fingerprint of the warehouse at `url`, with its `transactions` table if `transactions`.
 pub fn fingerprint(url: &str, transactions: bool) -> anyhow::Result<Fingerprint> {
+    fingerprint_of(
+        url,
+        transactions,
+        "SELECT event_id, type, entity_id, event_at, payload, source_file FROM events",
+    )
+}
+
+/// [`fingerprint`] without the raw zone's `source_file`, which names where an event came from:
+/// a file (`cards/<name>.json`) when the daemon read the inbox, a stream sequence
+/// (`EVENTS#<seq>`) when a replica read the broker. What the two topologies must agree on is
+/// every other column: the same events, the same winners.
+pub fn content_fingerprint(url: &str, transactions: bool) -> anyhow::Result<Fingerprint> {
+    fingerprint_of(
+        url,
+        transactions,
+        "SELECT event_id, type, entity_id, event_at, payload FROM events",
+    )
+}
+
+fn fingerprint_of(url: &str, transactions: bool, events: &str) -> anyhow::Result<Fingerprint> {
     let table = |select: &str, key: &str| -> anyhow::Result<Table> {
         let out = pgtest::psql(
             url,
@@ -145,10 +165,7 @@ pub fn fingerprint(url: &str, transactions: bool) -> anyhow::Result<Fingerprint>
         })
     };
     Ok(Fingerprint {
-        events: table(
-            "SELECT event_id, type, entity_id, event_at, payload, source_file FROM events",
-            "event_id",
-        )?,
+        events: table(events, "event_id")?,
         users: table("SELECT * FROM users", "id")?,
         cards: table("SELECT * FROM cards", "id")?,
         transactions: if transactions {

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
+use uuid::Uuid;
 
 use crate::etl::Etl;
 
@@ -43,24 +44,25 @@ pub struct Stream {
 }
 
 /// One file of the stream, held in memory so writing it costs only the write and the rename.
-struct File {
+pub struct File {
     folder: String,
-    name: String,
+    pub name: String,
+    /// Its `metadata.event_id`: the row it becomes in `events`, whatever the topology.
+    pub event_id: Uuid,
     bytes: Vec<u8>,
 }
 
 /// Pre-generates `rate * secs` events (plus one to warm up) into `staging`, a share
-/// `transaction_share` of them transactions (the backlog's), starts the daemon in follow mode on
-/// `etl`, writes them paced at `rate` with atomic writes, and measures.
-pub fn run(
-    etl: &Etl,
+/// `transaction_share` of them transactions (the backlog's), and loads them in the order they
+/// are to be written.
+pub fn files(
     staging: &Path,
     rate: f64,
     secs: f64,
     users: usize,
     transaction_share: f64,
     seed: u64,
-) -> anyhow::Result<Stream> {
+) -> anyhow::Result<Vec<File>> {
     let count = (rate * secs).round() as usize;
     let users = users.min(count / 10);
     let transactions = ((count as f64 * transaction_share).round() as usize).min(count - users);
@@ -73,18 +75,33 @@ pub fn run(
             seed,
         },
     )?;
-    let files = load(staging)?;
-    let folders: &[&str] = if transactions > 0 {
+    load(staging)
+}
+
+/// The type folders the stream writes into.
+pub fn folders(files: &[File]) -> &'static [&'static str] {
+    if files.iter().any(|f| f.folder == "transactions") {
         &["users", "cards", "transactions"]
     } else {
         &["users", "cards"]
-    };
+    }
+}
 
-    let events = etl.data_dir.join("events");
+/// Creates the inbox's and `done/`'s type folders under `events`.
+pub fn create_folders(events: &Path, folders: &[&str]) -> anyhow::Result<()> {
     for folder in folders {
         std::fs::create_dir_all(events.join("inbox").join(folder))?;
         std::fs::create_dir_all(events.join("done").join(folder))?;
     }
+    Ok(())
+}
+
+/// Starts the daemon in follow mode on `etl`, writes `files` paced at `rate` with atomic
+/// writes, and measures.
+pub fn run(etl: &Etl, files: &[File], rate: f64, secs: f64) -> anyhow::Result<Stream> {
+    let folders = folders(files);
+    let events = etl.data_dir.join("events");
+    create_folders(&events, folders)?;
     // Warm-up: the first file, written before the daemon starts so its startup scan finds it,
     // proves the daemon is up, migrated and watching before the clock starts.
     let (first, rest) = files.split_first().context("empty stream")?;
@@ -104,18 +121,7 @@ pub fn run(
         std::thread::sleep(Duration::from_millis(5));
     }
 
-    let mut written: HashMap<&str, (Instant, SystemTime)> = HashMap::with_capacity(rest.len());
-    let period = Duration::from_secs_f64(1.0 / rate);
-    let t0 = Instant::now();
-    for (i, file) in rest.iter().enumerate() {
-        let due = t0 + period.mul_f64(i as f64);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        write_atomically(&events, file)?;
-        written.insert(&file.name, (Instant::now(), SystemTime::now()));
-    }
-    let writing = t0.elapsed();
+    let (written, writing) = pace(&events, rest, rate, |_| {})?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while watcher.len() < files.len() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -124,15 +130,8 @@ pub fn run(
     let exited = running.wait(Duration::from_secs(60))?;
     let arrived = watcher.finish()?;
 
-    let mut done_ms: Vec<f64> = rest
-        .iter()
-        .filter_map(|f| {
-            let (at, _) = written[f.name.as_str()];
-            let seen = arrived.get(&f.name)?;
-            Some(seen.saturating_duration_since(at).as_secs_f64() * 1e3)
-        })
-        .collect();
-    let mut tx_ms = tx_start_latencies(&etl.database_url, &written)?;
+    let mut done_ms = arrival_latencies(rest, &written, &arrived);
+    let mut tx_ms = tx_start_latencies(&etl.database_url, rest, &written)?;
     let (done, tx) = (Percentiles::of(&mut done_ms), Percentiles::of(&mut tx_ms));
     Ok(Stream {
         rate_per_s: rate,
@@ -148,6 +147,55 @@ pub fn run(
         tx_start_max_ms: tx.max,
         peak_rss_mib: exited.peak_rss_kib as f64 / 1024.0,
     })
+}
+
+/// When a file was renamed into the inbox: for intervals, and for the database's clock.
+#[derive(Clone, Copy)]
+pub struct Written {
+    pub at: Instant,
+    pub wall: SystemTime,
+}
+
+/// Writes `files` into the inbox under `events`, one every `1 / rate` s, calling `written` after
+/// each; returns when each was written (in the files' order) and how long writing took.
+pub fn pace(
+    events: &Path,
+    files: &[File],
+    rate: f64,
+    mut written: impl FnMut(&File),
+) -> anyhow::Result<(Vec<Written>, Duration)> {
+    let mut times = Vec::with_capacity(files.len());
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let t0 = Instant::now();
+    for (i, file) in files.iter().enumerate() {
+        let due = t0 + period.mul_f64(i as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        write_atomically(events, file)?;
+        times.push(Written {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        });
+        written(file);
+    }
+    Ok((times, t0.elapsed()))
+}
+
+/// File renamed into the inbox → its arrival in `done/`, in ms, for the files that arrived.
+pub fn arrival_latencies(
+    files: &[File],
+    written: &[Written],
+    arrived: &HashMap<String, Instant>,
+) -> Vec<f64> {
+    files
+        .iter()
+        .zip(written)
+        .filter_map(|(f, w)| {
+            let seen = arrived.get(&f.name)?;
+            Some(seen.saturating_duration_since(w.at).as_secs_f64() * 1e3)
+        })
+        .collect()
 }
 
 fn load(staging: &Path) -> anyhow::Result<Vec<File>> {
@@ -169,9 +217,14 @@ fn load(staging: &Path) -> anyhow::Result<Vec<File>> {
                 if folder == "cards" && doc["payload"].get("user_id").is_none() {
                     continue;
                 }
+                let event_id = doc["metadata"]["event_id"]
+                    .as_str()
+                    .and_then(|id| id.parse().ok())
+                    .with_context(|| format!("{}: no metadata.event_id", path.display()))?;
                 let file = File {
                     folder: folder.to_owned(),
                     name: name.into_owned(),
+                    event_id,
                     bytes,
                 };
                 if folder == "transactions" {
@@ -214,29 +267,36 @@ fn interleave(a: Vec<File>, b: Vec<File>) -> Vec<File> {
 }
 
 /// Write a dotfile, then rename it into place, as the producers do.
-fn write_atomically(events: &Path, file: &File) -> std::io::Result<()> {
+pub fn write_atomically(events: &Path, file: &File) -> std::io::Result<()> {
     let dir = events.join("inbox").join(&file.folder);
     let tmp = dir.join(format!(".{}.tmp", file.name));
     std::fs::write(&tmp, &file.bytes)?;
     std::fs::rename(&tmp, dir.join(&file.name))
 }
 
-/// `ingested_at` (transaction start) minus the write time of each streamed file, in ms.
-fn tx_start_latencies(
+/// `ingested_at` (transaction start) minus the write time of each of `files` found in the
+/// warehouse at `url`, in ms. Matched by event id, which both topologies keep (the raw zone's
+/// `source_file` is a stream sequence when a replica read the event from the broker).
+pub fn tx_start_latencies(
     url: &str,
-    written: &HashMap<&str, (Instant, SystemTime)>,
+    files: &[File],
+    written: &[Written],
 ) -> anyhow::Result<Vec<f64>> {
+    let sent: HashMap<Uuid, SystemTime> = files
+        .iter()
+        .zip(written)
+        .map(|(f, w)| (f.event_id, w.wall))
+        .collect();
     let out = pgtest::psql(
         url,
-        "SELECT source_file, extract(epoch FROM ingested_at)::numeric(20,6) FROM events",
+        "SELECT event_id, extract(epoch FROM ingested_at)::numeric(20,6) FROM events",
     )?;
     let mut latencies = Vec::new();
     for line in out.lines() {
-        let Some((source, epoch)) = line.split_once('|') else {
+        let Some((id, epoch)) = line.split_once('|') else {
             continue;
         };
-        let name = source.rsplit('/').next().unwrap_or(source);
-        let Some((_, at)) = written.get(name) else {
+        let Some(at) = sent.get(&id.parse::<Uuid>()?) else {
             continue; // the warm-up file
         };
         let written_s = at.duration_since(SystemTime::UNIX_EPOCH)?.as_secs_f64();
@@ -245,15 +305,15 @@ fn tx_start_latencies(
     Ok(latencies)
 }
 
-struct Percentiles {
-    p50: f64,
-    p99: f64,
-    max: f64,
+pub struct Percentiles {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
 }
 
 impl Percentiles {
     /// Nearest-rank percentiles; NaN for an empty sample.
-    fn of(values: &mut [f64]) -> Percentiles {
+    pub fn of(values: &mut [f64]) -> Percentiles {
         values.sort_by(f64::total_cmp);
         let rank = |p: f64| -> f64 {
             if values.is_empty() {
@@ -272,14 +332,14 @@ impl Percentiles {
 
 /// Arrival times in the type folders of `done/`, stamped by a thread that does nothing but
 /// wait on inotify, so a busy writer cannot delay the stamp.
-struct Arrivals {
+pub struct Arrivals {
     seen: Arc<Mutex<HashMap<String, Instant>>>,
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Arrivals {
-    fn watch(done: &Path, folders: &[&str]) -> anyhow::Result<Arrivals> {
+    pub fn watch(done: &Path, folders: &[&str]) -> anyhow::Result<Arrivals> {
         let inotify = Inotify::new(done, folders)?;
         let seen = Arc::new(Mutex::new(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -301,15 +361,15 @@ impl Arrivals {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn contains(&self, name: &str) -> bool {
+    pub fn contains(&self, name: &str) -> bool {
         self.lock().contains_key(name)
     }
 
-    fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.lock().len()
     }
 
-    fn finish(self) -> anyhow::Result<HashMap<String, Instant>> {
+    pub fn finish(self) -> anyhow::Result<HashMap<String, Instant>> {
         let Arrivals { seen, stop, thread } = self;
         stop.store(true, Ordering::Relaxed);
         thread
@@ -402,12 +462,14 @@ impl Drop for Inotify {
 #[cfg(test)]
 mod tests {
     use super::{interleave, File};
+    use uuid::Uuid;
 
     fn files(folder: &str, n: usize) -> Vec<File> {
         (0..n)
             .map(|i| File {
                 folder: folder.to_owned(),
                 name: format!("{folder}{i}"),
+                event_id: Uuid::nil(),
                 bytes: Vec::new(),
             })
             .collect()
