@@ -2,11 +2,12 @@
 //! PostgreSQL warehouse with a timestamp-guarded upsert, and files it under `done/` or `failed/`.
 //!
 //! The modules follow the data: the [`catalog`] of declared event types says what each type is
-//! and where it goes; a [`source`] yields records (the inbox folders are the first),
+//! and where it goes; a [`source`] yields records (the inbox folders, or the broker's stream),
 //! [`extract`] decodes them into typed events, [`transform`] is the worker pool and its
 //! batches, [`load`] the warehouse; each record's acknowledgement goes back to its source once
-//! its transaction committed. [`outcome`] records what happened, [`pipeline`] wires it all
-//! together and [`shutdown`] stops it.
+//! its transaction committed. `etl forward` replaces the pool with [`forward`]'s publisher to
+//! the [`broker`]. [`outcome`] records what happened, [`pipeline`] wires it all together and
+//! [`shutdown`] stops it.
 
 pub mod broker;
 pub mod catalog;
