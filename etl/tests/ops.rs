@@ -109,7 +109,9 @@ fn metrics_counters_match_what_happened() {
     // The log file operators tail has one `rejected` line per rejected file.
     let log = std::fs::read_to_string(env.config.logs_dir().join("etl.log")).expect("etl.log");
     assert_eq!(
-        log.lines().filter(|l| l.contains("rejected")).count(),
+        log.lines()
+            .filter(|l| l.contains("\"message\":\"rejected\""))
+            .count(),
         2 + ownerless,
         "{log}"
     );
