@@ -93,13 +93,13 @@ async fn run(
 async fn publish(
     js: jetstream::Context,
     config: Arc<Config>,
-    event: Event,
+    mut event: Event,
     healthy: Arc<AtomicBool>,
     hard_stop: CancellationToken,
 ) {
     let subject = crate::broker::subject(&config, event.kind());
     let message = PublishMessage::build()
-        .payload(event.bytes.clone().unwrap_or_default().into())
+        .payload(event.bytes.take().unwrap_or_default().into())
         .message_id(event.meta.event_id.to_string());
     let mut backoff = Duration::from_millis(100);
     loop {
