@@ -4,14 +4,15 @@
 #   ./clean.sh              stop everything, then remove data/ and recreate its empty layout
 #   ./clean.sh --stop-only  stop everything, keep data/ (what rerun.sh does on Ctrl-C)
 #
-# What it stops:
-#   - the native run: the processes recorded in data/run/<name>.pid (cards, users, then etl, each
-#     with SIGTERM so it finishes gracefully, SIGKILL only past a deadline), then the private
-#     PostgreSQL cluster (pg_ctl stop -m fast): in data/pg/, or, for a run as root, in the
-#     /tmp/etl-rerun-pg.* folder named by data/run/pg.dir, which is then removed (its log is kept
-#     as data/logs/postgres.log);
-#   - the Docker run: `docker compose down -v` (containers, network and the warehouse volume), when
-#     a Docker engine answers (with the Compose plugin, or the standalone docker-compose).
+# What it stops, whichever topology (RERUN_TOPOLOGY=single or cluster) ran:
+#   - the native run: the processes recorded in data/run/<name>.pid (cards, users, forward, the
+#     replicas etl-a and etl-b, etl, each with SIGTERM so it finishes gracefully, then the broker
+#     nats-server with SIGINT; SIGKILL only past a deadline), then the private PostgreSQL cluster
+#     (pg_ctl stop -m fast): in data/pg/, or, for a run as root, in the /tmp/etl-rerun-pg.* folder
+#     named by data/run/pg.dir, which is then removed (its log is kept as data/logs/postgres.log);
+#   - the Docker run: `docker compose down -v --remove-orphans` for each topology's compose files
+#     (containers, network, the warehouse and broker volumes), when a Docker engine answers (with
+#     the Compose plugin, or the standalone docker-compose).
 #
 # rerun.sh sources this file for the same functions, so starting and stopping share one definition
 # of the layout, the pid files and the cluster; run as a command, it calls main at the bottom.
@@ -23,9 +24,10 @@ LAYOUT=(
     events/failed/users events/failed/cards
     logs state
 )
-# Native processes, in the order they are stopped: producers first, so the daemon still ingests
-# their last files before it stops itself.
-SERVICES=(cards users etl)
+# Native processes, in the order they are stopped: producers first, so the daemon (or the
+# forwarder) still ingests their last files before it stops itself; the replicas before the
+# broker, so that they can still acknowledge what they committed.
+SERVICES=(cards users forward etl-a etl-b etl nats)
 # Seconds a process gets to stop after SIGTERM. etl's own bound is shutdown_timeout_secs (10 by
 # default); this leaves it room.
 STOP_TIMEOUT_SECS=20
@@ -38,6 +40,11 @@ PG_DIR_FILE="$RUN_DIR/pg.dir"
 PG_DIR="$DATA/pg"
 
 say() { printf '%s\n' "$*" >&2; }
+
+# The compose files of each topology (`docker compose -f … -f …`). docker-compose.prebuilt.yml
+# only changes how the image is built, not which services run: the single topology covers it.
+SINGLE_FILES=(-f docker-compose.yml)
+CLUSTER_FILES=(-f docker-compose.yml -f docker-compose.cluster.yml)
 
 # The compose command, found once: the Compose plugin (`docker compose`), else the standalone
 # docker-compose (1.29 in Debian bookworm), which reads the same docker-compose.yml.
@@ -126,15 +133,33 @@ is_running() {
     [ "$state" != Z ]
 }
 
-# SIGTERM to the process recorded in data/run/<name>.pid, wait for it, SIGKILL past the deadline.
+# The program a native service runs (what is_running expects), and the signal that stops it
+# gracefully: nats-server exits 0 on SIGINT (1 on SIGTERM).
+program_of() {
+    case "$1" in
+        forward | etl-*) echo etl ;;
+        nats) echo nats-server ;;
+        *) echo "$1" ;;
+    esac
+}
+stop_signal_of() {
+    case "$1" in
+        nats) echo INT ;;
+        *) echo TERM ;;
+    esac
+}
+
+# The graceful signal to the process recorded in data/run/<name>.pid, wait for it, SIGKILL past
+# the deadline.
 stop_service() {
-    local name=$1 pidfile="$RUN_DIR/$1.pid" pid waited=0
+    local name=$1 pidfile="$RUN_DIR/$1.pid" pid waited=0 program
     [ -f "$pidfile" ] || return 0
     pid=$(<"$pidfile")
-    if is_running "$pid" "$name"; then
+    program=$(program_of "$name")
+    if is_running "$pid" "$program"; then
         say "stopping $name (pid $pid)"
-        kill -TERM "$pid" 2>/dev/null || true
-        while is_running "$pid" "$name"; do
+        kill -"$(stop_signal_of "$name")" "$pid" 2>/dev/null || true
+        while is_running "$pid" "$program"; do
             if [ "$waited" -ge $((STOP_TIMEOUT_SECS * 10)) ]; then
                 say "$name did not stop within ${STOP_TIMEOUT_SECS}s: killing it"
                 kill -KILL "$pid" 2>/dev/null || true
@@ -167,16 +192,20 @@ stop_cluster() {
     fi
 }
 
-# Stops everything a native run or the compose project may have left running.
+# Stops everything a native run or the compose project may have left running. Under compose: the
+# single topology first (its services, the warehouse volume, and any cluster container, an orphan
+# to that file), then the cluster's files (the broker's volume, which the first does not know).
 stop_all() {
-    local name
+    local name status=0
     for name in "${SERVICES[@]}"; do
         stop_service "$name"
     done
     stop_cluster
     if docker_available && find_compose; then
-        (cd "$ROOT" && "${COMPOSE[@]}" down -v --remove-orphans)
+        (cd "$ROOT" && "${COMPOSE[@]}" "${SINGLE_FILES[@]}" down -v --remove-orphans) || status=1
+        (cd "$ROOT" && "${COMPOSE[@]}" "${CLUSTER_FILES[@]}" down -v --remove-orphans) || status=1
     fi
+    return "$status"
 }
 
 # Removes data/ and recreates the empty layout with its .gitkeep files.

@@ -18,12 +18,27 @@
 #     data/logs/etl.stdout.log, users.log and cards.log (etl also writes data/logs/etl.log),
 #     the server's log in data/logs/postgres.log.
 #
+# RERUN_TOPOLOGY=cluster: the multi-host topology instead, the producers' inbox read by an edge
+# agent that publishes to a NATS JetStream broker, two etl replicas loading the warehouse from it.
+# With Docker: docker-compose.yml layered with docker-compose.cluster.yml (services nats,
+# forward, etl-a, etl-b; the single-host etl is left out). Natively (needs the nats-server
+# package as well):
+#   - nats-server -js -sd data/nats -a 127.0.0.1 -p $RERUN_NATS_PORT (default 4222, or the next
+#     free port when 4222 is taken and RERUN_NATS_PORT is not set), log in data/logs/nats.log;
+#   - `etl run --source jetstream` twice, etl-a and etl-b, with /readyz and /metrics on
+#     127.0.0.1:9188 and :9189 and their own data folders data/replicas/etl-{a,b}/ (their
+#     etl.log there); `etl forward` on the inbox, on ETL_HTTP_ADDR (127.0.0.1:9187), writing
+#     data/logs/etl.log; output in data/logs/{nats,etl-a.stdout,etl-b.stdout,forward.stdout}.log.
+#
 # Environment:
 #   RERUN_FOR=SECONDS          run that long, then stop everything as on Ctrl-C (tests, CI)
+#   RERUN_TOPOLOGY=single|cluster
+#                              what runs (default single: etl on the inbox)
 #   RERUN_PG_PORT=PORT         port of the native cluster (default 54329)
+#   RERUN_NATS_PORT=PORT       port of the native broker (cluster; default 4222 or the next free)
 #   RERUN_MODE=native|docker   skip the detection
 #   ETL_*                      passed on to the daemon (ETL_HTTP_ADDR defaults to 127.0.0.1:9187)
-#   BUILD_IMAGE RUNTIME_IMAGE DWH_IMAGE APP_IMAGE BINARIES PREBUILT PREBUILT_DIR
+#   BUILD_IMAGE RUNTIME_IMAGE DWH_IMAGE APP_IMAGE BINARIES PREBUILT PREBUILT_DIR NATS_IMAGE
 #                              Docker only: the images and where the binaries come from (README,
 #                              "Images"; e.g. BINARIES=prebuilt takes target/release/)
 #   HOST_UID HOST_GID          Docker only: the user the services run as (default: yours); as
@@ -37,6 +52,7 @@ set -euo pipefail
 cd "$ROOT"
 
 RERUN_FOR=${RERUN_FOR:-}
+TOPOLOGY=${RERUN_TOPOLOGY:-single}
 PG_PORT=${RERUN_PG_PORT:-54329}
 DB_URL="postgres://postgres@127.0.0.1:$PG_PORT/dwh"
 export ETL_HTTP_ADDR=${ETL_HTTP_ADDR-127.0.0.1:9187}
@@ -57,6 +73,10 @@ esac
 if [ -n "$RERUN_FOR" ] && ! [[ "$RERUN_FOR" =~ ^[0-9]+$ ]]; then
     die "RERUN_FOR must be a whole number of seconds, got '$RERUN_FOR'"
 fi
+case "$TOPOLOGY" in
+    single | cluster) ;;
+    *) die "RERUN_TOPOLOGY must be single or cluster, got '$TOPOLOGY'" ;;
+esac
 
 # Whether something already listens on 127.0.0.1:PORT.
 port_in_use() {
@@ -111,7 +131,10 @@ build_image() {
         --build-arg "PREBUILT=$prebuilt" "${context[@]}" . || die "the image build failed"
 }
 
+DC=() # the compose command with the topology's files
+
 run_docker() {
+    local dc
     # The services write into ./data as the invoking user (or HOST_UID:HOST_GID), so that
     # ./clean.sh can remove it.
     HOST_UID=${HOST_UID:-$(id -u)}
@@ -121,34 +144,52 @@ run_docker() {
     RUNTIME_IMAGE=${RUNTIME_IMAGE:-debian:bookworm-slim}
     DWH_IMAGE=${DWH_IMAGE:-postgres:16-bookworm}
     APP_IMAGE=${APP_IMAGE:-etl-app}
-    export BUILD_IMAGE RUNTIME_IMAGE DWH_IMAGE APP_IMAGE
+    NATS_IMAGE=${NATS_IMAGE:-nats:2.9}
+    export BUILD_IMAGE RUNTIME_IMAGE DWH_IMAGE APP_IMAGE NATS_IMAGE
     find_compose || die "neither \`docker compose\` nor docker-compose is installed (or RERUN_MODE=native)"
+    # The single topology is docker-compose.yml as compose finds it by itself; the cluster layers
+    # docker-compose.cluster.yml on it.
+    DC=("${COMPOSE[@]}")
+    [ "$TOPOLOGY" = cluster ] && DC+=("${CLUSTER_FILES[@]}")
+    dc="${DC[*]}"
     need_image DWH_IMAGE "$DWH_IMAGE"
+    [ "$TOPOLOGY" = cluster ] && need_image NATS_IMAGE "$NATS_IMAGE"
     build_image
     "$ROOT/clean.sh"
     if [ "$HOST_UID:$HOST_GID" != "$(id -u):$(id -g)" ]; then
         # Only root can hand data/ to another user; anyone else gets a clear refusal from chown.
         chown -R "$HOST_UID:$HOST_GID" "$DATA" || die "cannot hand data/ to $HOST_UID:$HOST_GID"
     fi
-    say ""
-    say "== Docker: warehouse, etl, users and cards starting; Ctrl-C stops everything"
-    say "  rejections: tail -F data/logs/etl.log | grep rejected"
-    say "  reasons:    ls data/events/failed/cards/   (each rejected file has a <name>.error.json)"
     # shellcheck source=.env
     . "$ROOT/.env" # the credentials, for the psql line
-    say "  warehouse:  ${COMPOSE[*]} exec dwh psql -U $POSTGRES_USER -d $POSTGRES_DB -c 'SELECT count(*) FROM cards'"
-    say "  status:     ${COMPOSE[*]} exec etl etl status"
-    say "  metrics:    curl -s http://127.0.0.1:9187/metrics"
-    say "  producers:  ${COMPOSE[*]} logs -f users cards"
     say ""
-    trap '"${COMPOSE[@]}" stop; exit 0' INT TERM
+    if [ "$TOPOLOGY" = cluster ]; then
+        say "== Docker, cluster: warehouse, broker (nats), forward, replicas etl-a and etl-b, users and cards starting; Ctrl-C stops everything"
+        say "  rejections: tail -F data/logs/etl.log | grep rejected   (forward rejects invalid files)"
+        say "  reasons:    ls data/events/failed/cards/   (each rejected file has a <name>.error.json)"
+        say "  warehouse:  $dc exec dwh psql -U $POSTGRES_USER -d $POSTGRES_DB -c 'SELECT count(*) FROM cards'"
+        say "  broker:     curl -s '127.0.0.1:8222/jsz?consumers=true'"
+        say "  readiness:  curl -s 127.0.0.1:9187/readyz (forward), :9188/readyz (etl-a), :9189/readyz (etl-b)"
+        say "  dead letters: $dc exec etl-a etl dead-letters list"
+        say "  logs:       $dc logs -f forward etl-a etl-b users cards"
+    else
+        say "== Docker: warehouse, etl, users and cards starting; Ctrl-C stops everything"
+        say "  rejections: tail -F data/logs/etl.log | grep rejected"
+        say "  reasons:    ls data/events/failed/cards/   (each rejected file has a <name>.error.json)"
+        say "  warehouse:  $dc exec dwh psql -U $POSTGRES_USER -d $POSTGRES_DB -c 'SELECT count(*) FROM cards'"
+        say "  status:     $dc exec etl etl status"
+        say "  metrics:    curl -s http://127.0.0.1:9187/metrics"
+        say "  producers:  $dc logs -f users cards"
+    fi
+    say ""
+    trap '"${DC[@]}" stop; exit 0' INT TERM
     if [ -n "$RERUN_FOR" ]; then
         # SIGINT is what Ctrl-C sends: compose then stops the containers gracefully. --foreground
         # keeps compose in the terminal's process group, so that a real Ctrl-C reaches it too.
-        timeout --foreground --signal=INT "$RERUN_FOR" "${COMPOSE[@]}" up --no-build || true
-        "${COMPOSE[@]}" stop
+        timeout --foreground --signal=INT "$RERUN_FOR" "${DC[@]}" up --no-build || true
+        "${DC[@]}" stop
     else
-        "${COMPOSE[@]}" up --no-build
+        "${DC[@]}" up --no-build
     fi
 }
 
@@ -156,7 +197,7 @@ run_docker() {
 # Native
 # ------------------------------------------------------------------------------------------------
 
-PIDS=()          # pids of etl, users and cards, as started
+PIDS=()          # pids of the services (etl or nats, forward, etl-a, etl-b; users, cards), as started
 declare -A NAME_OF=() # pid -> service name
 TIMER=""         # pid of the RERUN_FOR sleep
 
@@ -248,10 +289,75 @@ finish() {
     exit "$status"
 }
 
+# The single topology: `etl run` on the inbox, ready once it has migrated the warehouse.
+start_single() {
+    local target=$1
+    say "== starting etl, users and cards"
+    start_service etl etl.stdout.log "$target/etl" run
+    wait_for_etl "$!" || finish "etl did not start, see data/logs/etl.stdout.log" 1
+}
+
+# nats-server on PATH, else where Debian's package puts it (/usr/sbin is not on every PATH).
+nats_bin() {
+    if command -v nats-server 2>/dev/null; then
+        return 0
+    fi
+    [ -x /usr/sbin/nats-server ] || return 1
+    echo /usr/sbin/nats-server
+}
+
+# Sets NATS_PORT: RERUN_NATS_PORT, else 4222 or the next free port after it.
+choose_nats_port() {
+    if [ -n "${RERUN_NATS_PORT:-}" ]; then
+        [[ "$RERUN_NATS_PORT" =~ ^[0-9]+$ ]] || die "RERUN_NATS_PORT must be a port number, got '$RERUN_NATS_PORT'"
+        NATS_PORT=$RERUN_NATS_PORT
+        port_in_use "$NATS_PORT" && die "port $NATS_PORT is taken: set RERUN_NATS_PORT to a free port"
+        return 0
+    fi
+    NATS_PORT=4222
+    while port_in_use "$NATS_PORT"; do
+        NATS_PORT=$((NATS_PORT + 1))
+        [ "$NATS_PORT" -le 4322 ] || die "no free port in 4222-4322 for nats-server: set RERUN_NATS_PORT"
+    done
+    [ "$NATS_PORT" = 4222 ] || say "port 4222 is taken: nats-server will listen on 127.0.0.1:$NATS_PORT"
+}
+
+# The broker: JetStream, its files in data/nats/, on 127.0.0.1:$NATS_PORT; returns once it answers.
+start_broker() {
+    local nats=$1 pid i
+    say "== nats-server: JetStream in data/nats, on 127.0.0.1:$NATS_PORT"
+    start_service nats nats.log "$nats" -js -sd "$DATA/nats" -a 127.0.0.1 -p "$NATS_PORT"
+    pid=$!
+    for i in $(seq 1 100); do
+        sleep 0.1
+        port_in_use "$NATS_PORT" && return 0
+        is_running "$pid" nats-server || break
+    done
+    finish "nats-server did not start on 127.0.0.1:$NATS_PORT, see data/logs/nats.log" 1
+}
+
+# The cluster topology: the broker, two replicas consuming its stream into the warehouse (the
+# first one migrates it), and the edge agent publishing the inbox to it.
+start_cluster_topology() {
+    local target=$1 nats=$2
+    start_broker "$nats"
+    export ETL_NATS_URL="nats://127.0.0.1:$NATS_PORT"
+    say "== starting etl-a and etl-b (etl run --source jetstream), forward (etl forward), users and cards"
+    ETL_DATA_DIR="$DATA/replicas/etl-a" ETL_HTTP_ADDR=127.0.0.1:9188 \
+        start_service etl-a etl-a.stdout.log "$target/etl" run --source jetstream
+    wait_for_etl "$!" || finish "etl-a did not start, see data/logs/etl-a.stdout.log" 1
+    ETL_DATA_DIR="$DATA/replicas/etl-b" ETL_HTTP_ADDR=127.0.0.1:9189 \
+        start_service etl-b etl-b.stdout.log "$target/etl" run --source jetstream
+    start_service forward forward.stdout.log "$target/etl" forward
+}
+
 run_native() {
-    local bin target who code etl_pid
+    local bin target who code nats="" addr
     command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs)"
     bin=$(pg_bin_dir) || die "PostgreSQL server binaries not found: apt-get install -y postgresql"
+    if [ "$TOPOLOGY" = cluster ]; then
+        nats=$(nats_bin) || die "nats-server not found (RERUN_TOPOLOGY=cluster): apt-get install -y nats-server"
+    fi
     PSQL=psql
     command -v psql >/dev/null 2>&1 || PSQL="$bin/psql"
     # `wait -n -p` below.
@@ -265,7 +371,14 @@ run_native() {
     "$ROOT/clean.sh"
     port_in_use "$PG_PORT" \
         && die "port $PG_PORT is taken (another PostgreSQL?): set RERUN_PG_PORT to a free port"
-    if [ -n "$ETL_HTTP_ADDR" ] && port_in_use "${ETL_HTTP_ADDR##*:}"; then
+    if [ "$TOPOLOGY" = cluster ]; then
+        choose_nats_port
+        for addr in "$ETL_HTTP_ADDR" 127.0.0.1:9188 127.0.0.1:9189; do
+            if [ -n "$addr" ] && port_in_use "${addr##*:}"; then
+                say "warning: $addr is taken, the etl process meant for it will run without its HTTP endpoints"
+            fi
+        done
+    elif [ -n "$ETL_HTTP_ADDR" ] && port_in_use "${ETL_HTTP_ADDR##*:}"; then
         say "warning: ${ETL_HTTP_ADDR} is taken, etl will run without its HTTP endpoints (set ETL_HTTP_ADDR)"
     fi
     mkdir -p "$RUN_DIR"
@@ -274,24 +387,36 @@ run_native() {
     STARTED=1
     start_cluster "$bin"
 
-    say "== starting etl, users and cards"
     export ETL_DATABASE_URL="$DB_URL" ETL_DATA_DIR="$DATA" ETL_SCHEMAS_DIR="$ROOT/schemas" \
         ETL_TYPES_DIR="$ROOT/types" ETL_MIGRATIONS_DIR="$ROOT/db/migrations"
-    start_service etl etl.stdout.log "$target/etl" run
-    etl_pid=$!
-    wait_for_etl "$etl_pid" || finish "etl did not start, see data/logs/etl.stdout.log" 1
+    if [ "$TOPOLOGY" = cluster ]; then
+        start_cluster_topology "$target" "$nats"
+    else
+        start_single "$target"
+    fi
     start_service users users.log "$target/users" --events-dir "$DATA/events/inbox"
     start_service cards cards.log "$target/cards" --events-dir "$DATA/events/inbox" \
         --state-dir "$DATA/state"
 
     say ""
-    say "== running natively; Ctrl-C stops everything${RERUN_FOR:+ (or in ${RERUN_FOR}s: RERUN_FOR)}"
-    say "  rejections: tail -F data/logs/etl.log | grep rejected"
-    say "  reasons:    ls data/events/failed/cards/   (each rejected file has a <name>.error.json)"
-    say "  warehouse:  $PSQL $DB_URL -c 'SELECT count(*) FROM cards'"
-    say "  status:     ETL_DATABASE_URL=$DB_URL ${target#"$ROOT"/}/etl status"
-    [ -z "$ETL_HTTP_ADDR" ] || say "  metrics:    curl -s http://$ETL_HTTP_ADDR/metrics"
-    say "  logs:       data/logs/{etl.stdout,users,cards,postgres}.log"
+    say "== running natively${RERUN_TOPOLOGY:+ ($TOPOLOGY)}; Ctrl-C stops everything${RERUN_FOR:+ (or in ${RERUN_FOR}s: RERUN_FOR)}"
+    if [ "$TOPOLOGY" = cluster ]; then
+        say "  rejections: tail -F data/logs/etl.log | grep rejected   (forward's log: it rejects invalid files)"
+        say "  reasons:    ls data/events/failed/cards/   (each rejected file has a <name>.error.json)"
+        say "  warehouse:  $PSQL $DB_URL -c 'SELECT count(*) FROM cards'"
+        say "  dead letters: ETL_DATABASE_URL=$DB_URL ${target#"$ROOT"/}/etl dead-letters list"
+        say "  broker:     $ETL_NATS_URL, its files in data/nats/"
+        say "  readiness:  curl -s ${ETL_HTTP_ADDR:-(forward: none)}/readyz (forward), 127.0.0.1:9188/readyz (etl-a), 127.0.0.1:9189/readyz (etl-b)"
+        say "  logs:       data/logs/{forward.stdout,etl-a.stdout,etl-b.stdout,nats,users,cards,postgres}.log,"
+        say "              data/logs/etl.log (forward), data/replicas/etl-{a,b}/logs/etl.log"
+    else
+        say "  rejections: tail -F data/logs/etl.log | grep rejected"
+        say "  reasons:    ls data/events/failed/cards/   (each rejected file has a <name>.error.json)"
+        say "  warehouse:  $PSQL $DB_URL -c 'SELECT count(*) FROM cards'"
+        say "  status:     ETL_DATABASE_URL=$DB_URL ${target#"$ROOT"/}/etl status"
+        [ -z "$ETL_HTTP_ADDR" ] || say "  metrics:    curl -s http://$ETL_HTTP_ADDR/metrics"
+        say "  logs:       data/logs/{etl.stdout,users,cards,postgres}.log"
+    fi
     say ""
 
     if [ -n "$RERUN_FOR" ]; then

@@ -1,7 +1,8 @@
 # shellcheck shell=bash disable=SC2034 # DETAIL is read by check() in tests/compose/run
 # ./rerun.sh as a developer runs it, sourced by tests/compose/run (same helpers as the topologies):
 # with Docker for 60 s, its one message for a base image that cannot be pulled, and natively from
-# the copy, which sits in a folder private to root.
+# the copy, which sits in a folder private to root; then the cluster topology (RERUN_TOPOLOGY=
+# cluster) with Docker and natively.
 
 # RERUN_MODE=docker RERUN_FOR=60 ./rerun.sh with the harness's image variables and
 # BINARIES=prebuilt, the binaries given as a folder (PREBUILT_DIR) as a developer would: exit 0,
@@ -46,11 +47,60 @@ rerun_native() {
         && [ -s "$WORK/data/logs/postgres.log" ] && [ ! -L "$WORK/data/logs/postgres.log" ]
 }
 
+# What the replicas of a cluster run acknowledged, from the `finished` lines of their own logs
+# (data/replicas/<name>/logs/etl.log): "<etl-a> <etl-b>", 0 for a replica without one.
+replicas_done() {
+    local name n out=""
+    for name in etl-a etl-b; do
+        n=$(cat "$WORK/data/replicas/$name/logs/"etl.log.* 2>/dev/null \
+            | sed -n 's/.* finished .*done=\([0-9]*\).*graceful=true.*/\1/p' | tail -n 1)
+        out+="${n:-0} "
+    done
+    echo "${out% }"
+}
+
+# RERUN_TOPOLOGY=cluster RERUN_MODE=docker RERUN_FOR=60 ./rerun.sh: broker, forward and both
+# replicas under compose; files in done/ (the broker has them), both replicas finished gracefully
+# having loaded events, nothing of the project left running.
+rerun_cluster_docker() {
+    local code=0 running a b
+    (cd "$WORK" && env -u PREBUILT PREBUILT_DIR="$TARGET_DIR/release" RERUN_TOPOLOGY=cluster \
+        RERUN_MODE=docker RERUN_FOR=60 ./rerun.sh >"$HARNESS_DIR/rerun-cluster-docker.log" 2>&1) || code=$?
+    running=$(docker ps -q --filter label=com.docker.compose.project=etl | wc -l)
+    read -r a b <<<"$(replicas_done)"
+    DETAIL="exit $code, $(count_json events/done/cards) cards in done/, replicas acknowledged etl-a $a etl-b $b, $running containers still running (log: rerun-cluster-docker.log)"
+    [ "$code" = 0 ] && [ "$running" = 0 ] && [ "$(count_json events/done/cards)" -gt 0 ] \
+        && [ $((a + b)) -gt 0 ]
+}
+
+# RERUN_TOPOLOGY=cluster RERUN_MODE=native RERUN_FOR=30 ./rerun.sh as root from the private copy:
+# nats-server, forward, two replicas and the producers as processes; every one exits 0 (the
+# replicas gracefully, having loaded events), the broker's files in data/nats/, no pid file left.
+rerun_cluster_native() {
+    local code=0 a b left
+    (cd "$WORK" && env -u BUILD_IMAGE -u RUNTIME_IMAGE -u DWH_IMAGE -u APP_IMAGE -u BINARIES \
+        -u PREBUILT -u HOST_UID -u HOST_GID -u NATS_IMAGE CARGO_TARGET_DIR="$TARGET_DIR" \
+        RERUN_TOPOLOGY=cluster RERUN_MODE=native RERUN_FOR=30 ./rerun.sh \
+        >"$HARNESS_DIR/rerun-cluster-native.log" 2>&1) || code=$?
+    read -r a b <<<"$(replicas_done)"
+    left=$(find "$WORK/data/run" -name '*.pid' 2>/dev/null | wc -l)
+    DETAIL="exit $code, $(count_json events/done/cards) cards in done/, replicas acknowledged etl-a $a etl-b $b, $(grep -c 'exited with status 0' "$HARNESS_DIR/rerun-cluster-native.log") processes exited 0, $left pid files left (log: rerun-cluster-native.log)"
+    [ "$code" = 0 ] && [ "$(count_json events/done/cards)" -gt 0 ] && [ $((a + b)) -gt 0 ] \
+        && [ "$left" = 0 ] && [ -d "$WORK/data/nats/jetstream" ] \
+        && [ "$(grep -c 'exited with status 0' "$HARNESS_DIR/rerun-cluster-native.log")" = 6 ]
+}
+
 rerun_checks() {
     stage "rerun.sh (docker 60 s, missing image, native from a private folder)"
     check "RERUN_MODE=docker RERUN_FOR=60 ./rerun.sh runs and stops cleanly" rerun_docker
     (cd "$WORK" && ./clean.sh >/dev/null 2>&1) || true
     check "./rerun.sh stops at once when a base image cannot be pulled" rerun_missing_image
     check "RERUN_MODE=native ./rerun.sh as root from a folder private to root" rerun_native
+    (cd "$WORK" && RERUN_MODE=native ./clean.sh >/dev/null 2>&1) || true
+
+    stage "rerun.sh cluster (docker 60 s, native 30 s)"
+    check "RERUN_TOPOLOGY=cluster RERUN_MODE=docker RERUN_FOR=60 ./rerun.sh runs and stops cleanly" rerun_cluster_docker
+    (cd "$WORK" && ./clean.sh >/dev/null 2>&1) || true
+    check "RERUN_TOPOLOGY=cluster RERUN_MODE=native RERUN_FOR=30 ./rerun.sh: broker, forward, two replicas" rerun_cluster_native
     (cd "$WORK" && RERUN_MODE=native ./clean.sh >/dev/null 2>&1) || true
 }

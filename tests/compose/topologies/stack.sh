@@ -1,23 +1,27 @@
-# shellcheck shell=bash disable=SC2034 # DETAIL is read by check() in tests/compose/run
+# shellcheck shell=bash disable=SC2034,SC2016 # DETAIL is read by check() in tests/compose/run;
+# wait_until's expressions are single-quoted on purpose: it evaluates them afresh each round.
 # Topology `stack`: the repository's docker-compose.yml as it is (dwh, etl, users, cards), sourced
-# by tests/compose/run, which provides WORK (the copy), dc, check, stage, wait_for, count_json, sql
+# by tests/compose/run, which provides WORK (the copy), dc, check, stage, wait_for, wait_until, count_json, sql
 # and the exported image variables.
 
 # ---- checks (each returns 0 for PASS and may set DETAIL) -------------------------------------------
+
+health_of() { docker inspect -f '{{.State.Health.Status}}' "$1"; }
+least_rows() { sql 'SELECT least((SELECT count(*) FROM users), (SELECT count(*) FROM cards))'; }
 
 stack_dwh_healthy() {
     local id
     id=$(container_of dwh)
     [ -n "$id" ] || { DETAIL="no dwh container"; return 1; }
-    wait_for 120 test "$(docker inspect -f '{{.State.Health.Status}}' "$id")" = healthy
-    DETAIL="$(docker inspect -f '{{.State.Health.Status}}' "$id"), image $DWH_IMAGE"
+    wait_until 120 '[ "$(health_of "$id")" = healthy ]'
+    DETAIL="$(health_of "$id"), image $DWH_IMAGE"
     [ "$DETAIL" != "${DETAIL#healthy}" ]
 }
 
 readyz_code() { curl -s -o /dev/null -m 2 -w '%{http_code}' "$HTTP/readyz" || true; }
 
 stack_ready() {
-    wait_for 120 test "$(readyz_code)" = 200
+    wait_until 120 '[ "$(readyz_code)" = 200 ]'
     DETAIL="/readyz $(readyz_code)"
     [ "$(readyz_code)" = 200 ]
 }
@@ -31,15 +35,15 @@ produced() {
 stack_producers_writing() {
     local before
     before=$(produced)
-    wait_for 60 test "$(produced)" -gt $((before + 20))
+    wait_until 60 '[ "$(produced)" -gt $((before + 20)) ]'
     DETAIL="$before event files, then $(produced)"
     [ "$(produced)" -gt $((before + 20)) ]
 }
 
 stack_rows() {
-    wait_for 60 test "$(sql 'SELECT least((SELECT count(*) FROM users), (SELECT count(*) FROM cards))')" -gt 0
+    wait_until 60 '[ "$(least_rows)" -gt 0 ]'
     DETAIL="$(sql 'SELECT count(*) FROM users') users, $(sql 'SELECT count(*) FROM cards') cards"
-    [ "$(sql 'SELECT least((SELECT count(*) FROM users), (SELECT count(*) FROM cards))')" -gt 0 ]
+    [ "$(least_rows)" -gt 0 ]
 }
 
 # The README's compose commands while it runs: `etl status` in the container, and psql from the
@@ -78,7 +82,7 @@ inbox_leftovers() {
 
 # Producers stopped: waits until etl has finished every file of the inbox.
 stack_drained() {
-    wait_for 120 test -z "$(inbox_leftovers)"
+    wait_until 120 '[ -z "$(inbox_leftovers)" ]'
     local left
     left=$(inbox_leftovers | wc -l)
     DETAIL="$left files left in the inbox or under a temporary name"
@@ -104,14 +108,15 @@ stack_bad_cards() {
 }
 
 # Exactly one `rejected` WARN line in `docker compose logs etl` per file in failed/, and the only
-# other lines with the word are the ERROR "cannot move a rejected file" (none expected here).
+# other lines with the word are the ERROR "cannot move a rejected file" (none expected here). The
+# word alone: the migration 0003_rejected_events, named on the start-up line, does not count.
 stack_rejected_lines() {
     local logs files lines other
     logs=$(dc logs --no-color etl)
     files=$(find "$WORK/data/events/failed" -type f -name '*.json' ! -name '*.error.json' \
         -printf '%f\n' | sort)
     lines=$(grep -o ' WARN rejected file=[^ ]*' <<<"$logs" | sed 's|.*/||' | sort)
-    other=$(grep rejected <<<"$logs" | grep -vc ' WARN rejected ' || true)
+    other=$(grep -w rejected <<<"$logs" | grep -vc ' WARN rejected ' || true)
     DETAIL="$(grep -c . <<<"$files") failed files, $(grep -c . <<<"$lines") rejected lines, $other other lines with the word"
     [ -n "$files" ] && [ "$files" = "$lines" ] && [ "$other" = 0 ]
 }
@@ -142,10 +147,10 @@ stack_fix_and_replay() {
     done | sort)
     n=$(grep -c . <<<"$ids")
     dc restart etl >/dev/null 2>&1
-    wait_for 60 test "$(readyz_code)" = 200 || { DETAIL="etl not ready after the restart"; return 1; }
+    wait_until 60 '[ "$(readyz_code)" = 200 ]' || { DETAIL="etl not ready after the restart"; return 1; }
     dc exec -T etl etl replay --type cards >/dev/null
-    wait_for 60 test "$(count_json events/failed/cards)" = 0
-    wait_for 60 test -z "$(inbox_leftovers)"
+    wait_until 60 '[ "$(count_json events/failed/cards)" = 0 ]'
+    wait_until 60 '[ -z "$(inbox_leftovers)" ]'
     local left loaded
     left=$(count_json events/failed/cards)
     local id list=""
@@ -164,7 +169,7 @@ stack_new_type() {
     cp "$example/transactions.toml" "$WORK/types/"
     cp "$example/migrations/1000_transactions.sql" "$WORK/db/migrations/"
     dc restart etl >/dev/null 2>&1
-    wait_for 60 test "$(readyz_code)" = 200 || { DETAIL="etl not ready after the restart"; return 1; }
+    wait_until 60 '[ "$(readyz_code)" = 200 ]' || { DETAIL="etl not ready after the restart"; return 1; }
     id=$(cat /proc/sys/kernel/random/uuid)
     # Written inside the container, as its user, dotfile then rename like a producer.
     dc exec -T etl sh -c "cat > /data/events/inbox/transactions/.t.json && \
@@ -173,7 +178,7 @@ stack_new_type() {
  "status": "settled", "updated_at": "2024-05-01 12:00:09"},
  "metadata": {"type": "transaction", "event_at": "2024-05-01 12:00:09", "event_id": "$id"}}
 EOF
-    wait_for 30 test "$(sql "SELECT count(*) FROM transactions")" = 1
+    wait_until 30 '[ "$(sql "SELECT count(*) FROM transactions")" = 1 ]'
     rows=$(sql "SELECT amount::text || ' ' || status FROM transactions WHERE id = 1")
     DETAIL="transactions row: '$rows'; migration recorded: $(sql "SELECT count(*) FROM schema_migrations WHERE version = '1000_transactions'")"
     [ "$rows" = "12.35 settled" ] && [ -f "$WORK/data/events/done/transactions/$id.json" ]
@@ -249,7 +254,7 @@ topology_stack() {
     dc up -d --no-build etl >/dev/null 2>&1
     check "etl ready again after SIGKILL and docker compose up -d etl" stack_ready
     # Bad cards are about 5% of new cards: wait for a few before stopping the producers.
-    wait_for 90 test "$(count_json events/failed/cards)" -ge 3 || true
+    wait_until 90 '[ "$(count_json events/failed/cards)" -ge 3 ]' || true
     dc stop users cards >/dev/null 2>&1
     check "inbox drained after the producers stopped" stack_drained
     check "every file in done/ has its event_id in events" stack_oracle events
@@ -263,7 +268,7 @@ topology_stack() {
     check "new type through the mounted schemas/, types/, db/migrations/: transactions" stack_new_type
     cp "$HARNESS_DIR/cards.schema.json.orig" "$WORK/schemas/cards.schema.json"
     dc restart etl >/dev/null 2>&1
-    wait_for 60 test "$(readyz_code)" = 200 || true
+    wait_until 60 '[ "$(readyz_code)" = 200 ]' || true
     check "reason files: schema_location and code as the README says" stack_reason_claims
     check "every path under data/ owned by $HOST_UID:$HOST_GID (end)" stack_owners
 
