@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer, stream};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::catalog::Kind;
 use crate::config::Config;
 
@@ -29,7 +30,7 @@ pub async fn connect(
     config: &Config,
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<async_nats::Client>> {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), config.max_retry_backoff());
     loop {
         let options = async_nats::ConnectOptions::new()
             .name("etl")
@@ -37,21 +38,25 @@ pub async fn connect(
             .max_reconnects(None);
         let attempt =
             tokio::time::timeout(Duration::from_secs(5), options.connect(servers(config)));
+        let retry_in_ms = backoff.delay().as_millis() as u64;
         match attempt.await {
             Ok(Ok(client)) => return Ok(Some(client)),
             Ok(Err(error)) => {
-                tracing::error!(url = %config.nats_url, %error, retry_in_ms = backoff.as_millis() as u64, "cannot reach the broker yet");
+                tracing::error!(url = %config.nats_url, %error, retry_in_ms, "cannot reach the broker yet");
             }
             Err(_) => {
-                tracing::error!(url = %config.nats_url, retry_in_ms = backoff.as_millis() as u64, "cannot reach the broker yet (timed out)");
+                tracing::error!(url = %config.nats_url, retry_in_ms, "cannot reach the broker yet (timed out)");
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stop.cancelled() => return Ok(None),
+        if !backoff.wait(stop).await {
+            return Ok(None);
         }
-        backoff = (backoff * 2).min(config.max_retry_backoff());
     }
+}
+
+/// Whether the client is connected now (it reconnects by itself): for `/readyz`.
+pub fn is_connected(client: &async_nats::Client) -> bool {
+    client.connection_state() == async_nats::connection::State::Connected
 }
 
 /// `nats_url` as a list of servers (a cluster's URLs, comma-separated).

@@ -17,6 +17,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::event::Event;
 use crate::outcome;
@@ -40,8 +41,7 @@ pub struct BrokerHealth {
 
 impl BrokerHealth {
     pub fn up(&self) -> bool {
-        self.publishing.load(Ordering::Relaxed)
-            && self.client.connection_state() == async_nats::connection::State::Connected
+        self.publishing.load(Ordering::Relaxed) && crate::broker::is_connected(&self.client)
     }
 }
 
@@ -101,7 +101,7 @@ async fn publish(
     let message = PublishMessage::build()
         .payload(event.bytes.take().unwrap_or_default().into())
         .message_id(event.meta.event_id.to_string());
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), config.max_retry_backoff());
     loop {
         let attempt = async {
             let acked = js.send_publish(subject.clone(), message.clone()).await?;
@@ -124,10 +124,8 @@ async fn publish(
                 }
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = hard_stop.cancelled() => return,
+        if !backoff.wait(&hard_stop).await {
+            return;
         }
-        backoff = (backoff * 2).min(config.max_retry_backoff());
     }
 }

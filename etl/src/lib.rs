@@ -9,6 +9,7 @@
 //! the [`broker`]. [`outcome`] records what happened, [`pipeline`] wires it all together and
 //! [`shutdown`] stops it.
 
+pub mod backoff;
 pub mod broker;
 pub mod catalog;
 pub mod check;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::extract::decode::Decoder;
@@ -318,7 +319,7 @@ async fn prepare_with_retry(
     config: &Config,
     shutdown: &CancellationToken,
 ) -> Result<bool, DbError> {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), config.max_retry_backoff());
     loop {
         match warehouse.prepare(migrations, catalog).await {
             Ok(applied) => {
@@ -327,14 +328,12 @@ async fn prepare_with_retry(
             }
             Err(error) if connect::fatal_at_startup(&error).is_some() => return Err(error),
             Err(error) => {
-                tracing::error!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot migrate the warehouse yet");
+                tracing::error!(%error, retry_in_ms = backoff.delay().as_millis() as u64, "cannot migrate the warehouse yet");
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.cancelled() => return Ok(false),
+        if !backoff.wait(shutdown).await {
+            return Ok(false);
         }
-        backoff = (backoff * 2).min(config.max_retry_backoff());
     }
 }
 

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Batch;
+use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::event::{Event, Kind};
 use crate::extract::Rejection;
@@ -181,7 +182,7 @@ async fn apply_with_retry(
     shared: &Shared,
     batch: &Batch,
 ) -> Option<Result<Applied, Refusal>> {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), shared.max_backoff);
     let mut unknown_attempts: u32 = 0;
     loop {
         let started = std::time::Instant::now();
@@ -230,12 +231,10 @@ async fn apply_with_retry(
                 }
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shared.hard_stop.cancelled() => return None,
+        if !backoff.wait(&shared.hard_stop).await {
+            return None;
         }
         outcome::db_retry();
-        backoff = (backoff * 2).min(shared.max_backoff);
     }
 }
 

@@ -19,8 +19,8 @@
 pub mod deadletter;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
@@ -43,13 +43,14 @@ const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
 /// How often, at most, the consumer's state is read (the pending gauge, the end of a drain).
 const IDLE_LOOK: Duration = Duration::from_secs(1);
 
+/// Acknowledgements in flight at once (each waits for the server's confirmation).
+const ACKS_IN_FLIGHT: usize = 512;
+
 /// Messages a replica asks for at once: no more than there is room for in the pipeline, so what
 /// it holds stays bounded.
 fn room(config: &Config) -> usize {
     config.nats_fetch_batch.min(config.channel_capacity.max(1))
 }
-/// Acknowledgements in flight at once (each waits for the server's confirmation).
-const ACKS_IN_FLIGHT: usize = 512;
 
 /// The JetStream source and what it knows while it runs.
 pub struct JetStream {
@@ -62,7 +63,8 @@ pub struct JetStream {
     in_flight: AtomicU64,
     /// The consumer's pending count at the last look (for the backlog and the gauge).
     pending: AtomicU64,
-    connected: Arc<AtomicBool>,
+    /// The connection, once the stream and consumer are there: readiness is its state.
+    client: OnceLock<async_nats::Client>,
     /// The ack subject and arrival of every held message, for the progress heartbeats.
     held: Mutex<HashMap<u64, (async_nats::Subject, Instant)>>,
 }
@@ -81,7 +83,7 @@ impl JetStream {
             warehouse,
             in_flight: AtomicU64::new(0),
             pending: AtomicU64::new(0),
-            connected: Arc::new(AtomicBool::new(false)),
+            client: OnceLock::new(),
             held: Mutex::new(HashMap::new()),
         }
     }
@@ -110,7 +112,7 @@ impl Source for JetStream {
     }
 
     fn ready(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
+        self.client.get().is_some_and(crate::broker::is_connected)
     }
 
     fn stuck(&self) -> usize {
@@ -159,7 +161,7 @@ impl JetStream {
         };
         let js = jetstream::new(client.clone());
         let mut consumer = crate::broker::ensure_consumer(&js, &self.config).await?;
-        self.connected.store(true, Ordering::Relaxed);
+        let _ = self.client.set(client.clone());
         tracing::info!(stream = %self.config.nats_stream, consumer = %self.config.nats_consumer, url = %self.config.nats_url, "consuming from the broker");
 
         let (settled_tx, settled_rx) = mpsc::unbounded_channel();
@@ -391,10 +393,6 @@ impl JetStream {
                 // would only delay their redelivery elsewhere.
                 _ = stop.cancelled() => return,
             }
-            self.connected.store(
-                client.connection_state() == async_nats::connection::State::Connected,
-                Ordering::Relaxed,
-            );
             let due: Vec<async_nats::Subject> = match self.held.lock() {
                 Ok(held) => held
                     .values()

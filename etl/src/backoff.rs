@@ -1,0 +1,53 @@
+//! Capped exponential backoff that a stop interrupts: how every retry loop waits (batches the
+//! database cannot take, start-up migrations, the broker connection, refused publishes).
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// The delay before the next attempt: doubled after each wait, up to a cap.
+#[derive(Debug)]
+pub struct Backoff {
+    delay: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(first: Duration, max: Duration) -> Backoff {
+        Backoff { delay: first, max }
+    }
+
+    /// What the next [`Backoff::wait`] sleeps (for the log line announcing it).
+    pub fn delay(&self) -> Duration {
+        self.delay
+    }
+
+    /// Sleeps the current delay, then doubles it (up to the cap). False if `stop` fired first.
+    pub async fn wait(&mut self, stop: &CancellationToken) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(self.delay) => {}
+            _ = stop.cancelled() => return false,
+        }
+        self.delay = (self.delay * 2).min(self.max);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_delay_doubles_up_to_its_cap_and_a_stop_ends_the_wait() {
+        let stop = CancellationToken::new();
+        let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(3));
+        let mut delays = Vec::new();
+        for _ in 0..4 {
+            delays.push(backoff.delay().as_millis());
+            assert!(backoff.wait(&stop).await);
+        }
+        assert_eq!(delays, [1, 2, 3, 3]);
+        stop.cancel();
+        assert!(!backoff.wait(&stop).await);
+    }
+}
