@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use crate::catalog::{Catalog, Kind};
+use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::extract::decode::refuse_future;
-use crate::extract::{decode, Rejection};
+use crate::extract::decode::Decoder;
+use crate::extract::Rejection;
 use crate::source::inbox::read::{read_untrusted, Contents};
 
 /// The verdict on one file, as printed. The file is read exactly as the daemon reads it (no
@@ -19,10 +19,9 @@ pub fn check_file(path: &Path, catalog: &Catalog, config: &Config) -> Result<(),
         Ok(Contents::Ignored(why)) => return Err(format!("ignored by the daemon: {why}")),
         Err(e) => return Err(format!("cannot read: {e}")),
     };
-    let verdict = |kind: &Kind| {
-        let event = decode::decode(kind, &bytes)?;
-        let now = chrono::Utc::now().naive_utc();
-        refuse_future(&event, now, config.max_future_skew())
+    let decoder = Decoder {
+        max_future_skew: config.max_future_skew(),
+        keep_bytes: false,
     };
     // The folder decides the type, as it does for the daemon. Outside a type's folder, the
     // document's own `metadata.type` does.
@@ -49,7 +48,10 @@ pub fn check_file(path: &Path, catalog: &Catalog, config: &Config) -> Result<(),
     let Some(kind) = kind else {
         return Err("no event type is declared".into());
     };
-    verdict(kind).map_err(|r| explained(&r))
+    decoder
+        .check(kind, &bytes)
+        .map(drop)
+        .map_err(|r| explained(&r))
 }
 
 /// The `metadata.type` a document declares, if it is JSON and has one.

@@ -29,11 +29,7 @@ impl Decoder {
             origin,
             ack,
         } = record;
-        let checked = decode(&kind, &bytes).and_then(|event| {
-            let now = chrono::Utc::now().naive_utc();
-            refuse_future(&event, now, self.max_future_skew).map(|()| event)
-        });
-        match checked {
+        match self.check(&kind, &bytes) {
             Ok(mut event) => {
                 event.origin = origin;
                 event.ack = ack;
@@ -44,6 +40,17 @@ impl Decoder {
             }
             Err(rejection) => Err((rejection, ack)),
         }
+    }
+}
+
+impl Decoder {
+    /// [`decode`], then [`refuse_future`] against the daemon's clock now: the whole verdict on
+    /// one document, as the daemon and `etl check` give it.
+    pub fn check(&self, kind: &Kind, bytes: &[u8]) -> Result<Event, Rejection> {
+        let event = decode(kind, bytes)?;
+        let now = chrono::Utc::now().naive_utc();
+        refuse_future(&event, now, self.max_future_skew)?;
+        Ok(event)
     }
 }
 
