@@ -320,9 +320,7 @@ topology_cluster() {
     export ETL_NATS_ACK_WAIT_SECS=$CLUSTER_ACK_WAIT
 
     stage "cluster up (+ docker-compose.cluster.yml)"
-    (cd "$WORK" && ./clean.sh >/dev/null 2>&1)
-    chown -R "$HOST_UID:$HOST_GID" "$WORK/data"
-    dc up -d --no-build 2>&1 | tail -n 8
+    fresh_up
     check "dwh healthy" stack_dwh_healthy
     check "the single-host etl is not started (profile disabled)" cluster_single_etl_absent
     check "nats up with JetStream on its volume (127.0.0.1:8222)" cluster_nats_up

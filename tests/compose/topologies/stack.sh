@@ -236,9 +236,7 @@ stack_clean_sh() {
 
 topology_stack() {
     stage "stack up (docker compose up -d)"
-    (cd "$WORK" && ./clean.sh >/dev/null 2>&1)
-    chown -R "$HOST_UID:$HOST_GID" "$WORK/data"
-    dc up -d --no-build 2>&1 | tail -n 5
+    fresh_up
     check "dwh healthy" stack_dwh_healthy
     check "etl ready on $HTTP/readyz" stack_ready
 
