@@ -24,12 +24,26 @@ impl Backoff {
 
     /// Sleeps the current delay, then doubles it (up to the cap). False if `stop` fired first.
     pub async fn wait(&mut self, stop: &CancellationToken) -> bool {
-        tokio::select! {
-            _ = tokio::time::sleep(self.delay) => {}
-            _ = stop.cancelled() => return false,
-        }
+        let delay = self.delay;
         self.delay = (self.delay * 2).min(self.max);
-        true
+        sleep(delay, stop).await
+    }
+
+    /// The next delay, taken at random between half the current one and all of it so that
+    /// clients retrying one server together spread out instead of returning in step; the
+    /// current delay doubles (up to the cap). The caller sleeps it ([`sleep`]).
+    pub fn next_jittered(&mut self) -> Duration {
+        let full = self.delay.as_millis() as u64;
+        self.delay = (self.delay * 2).min(self.max);
+        Duration::from_millis(rand::random_range(full / 2..=full))
+    }
+}
+
+/// Sleeps `delay`; false if `stop` fired first.
+pub async fn sleep(delay: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = stop.cancelled() => false,
     }
 }
 

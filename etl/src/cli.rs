@@ -1,4 +1,4 @@
-//! The command line: `etl run [--drain] [--source S]`, `etl forward`, `etl migrate`,
+//! The command line: `etl run [--drain] [--source S]`, `etl forward`, `etl pull`, `etl migrate`,
 //! `etl check FILE…`, `etl replay`, `etl dead-letters`, `etl status`.
 
 use std::path::PathBuf;
@@ -52,7 +52,20 @@ pub enum Command {
         #[arg(long)]
         drain: bool,
     },
-    /// List or replay the broker source's dead letters (the rejected_events table).
+    /// Pull one window of an HTTP API source once, then exit (a backfill, or a cron job):
+    /// 0 when every page is settled, 1 if the pull stopped (run it again: it resumes).
+    Pull {
+        /// The source's `name` in `[[sources]]`.
+        source: String,
+        /// Start of the window (included): `2026-11-20` or an RFC 3339 time.
+        #[arg(long)]
+        from: String,
+        /// End of the window (excluded); default: now.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// List the dead letters of the broker and HTTP sources (the rejected_events table), or
+    /// replay the broker's.
     DeadLetters {
         #[command(subcommand)]
         action: DeadLetterAction,

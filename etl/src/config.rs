@@ -245,6 +245,30 @@ mod tests {
     }
 
     #[test]
+    fn an_api_source_is_a_few_lines() {
+        let config = load(
+            "[[sources]]\nkind = \"inbox\"\n\n[[sources]]\nkind = \"http\"\nname = \"crm\"\n\
+             type = \"cards\"\nurl = \"https://crm.example/v1/cards\"\n\
+             item = { key = \"/id\", version = \"/updated_at\" }\n",
+        )
+        .expect("valid");
+        let sources = config.sources();
+        assert_eq!(sources.len(), 2);
+        match &sources[1] {
+            SourceConfig::Http(api) => {
+                assert_eq!(api.name, "crm");
+                assert_eq!(api.type_name, "cards");
+            }
+            other => panic!("not an http source: {other:?}"),
+        }
+        let typo = load(
+            "[[sources]]\nkind = \"http\"\nname = \"crm\"\ntype = \"cards\"\nurl = \"https://x/\"\n\
+             item = { key = \"/id\", version = \"/v\" }\npage_sise = 10\n",
+        );
+        assert!(typo.is_err(), "a misspelt key must not be ignored");
+    }
+
+    #[test]
     fn an_unknown_source_kind_is_a_configuration_error() {
         let error = load("[[sources]]\nkind = \"carrier-pigeon\"\n").err();
         assert!(

@@ -14,7 +14,9 @@ use etl::load::connect::{self, Target};
 use etl::load::Warehouse;
 use etl::ops::replay::Filter as ReplayFilter;
 use etl::pipeline::{self, Mode, Sink};
-use etl::source::jetstream::deadletter;
+use etl::source::deadletter;
+use etl::source::http::config::parse_instant;
+use etl::source::http::Window;
 use etl::source::SourceConfig;
 
 #[tokio::main]
@@ -79,6 +81,41 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             let mut config = config;
             config.sources = vec![SourceConfig::Inbox {}];
             run_pipeline(config, drain, Sink::Broker).await
+        }
+        Command::Pull { source, from, to } => {
+            let mut config = config;
+            let Some(mut api) = config.sources.iter().find_map(|s| match s {
+                SourceConfig::Http(api) if api.name == source => Some(api.clone()),
+                _ => None,
+            }) else {
+                let names: Vec<&str> = config
+                    .sources
+                    .iter()
+                    .filter_map(|s| match s {
+                        SourceConfig::Http(api) => Some(api.name.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                eprintln!(
+                    "ERROR no http source is named {source:?} in [[sources]] (configured: {})",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                );
+                return Ok(ExitCode::from(2));
+            };
+            let window = match window(&from, to.as_deref()) {
+                Ok(window) => window,
+                Err(error) => {
+                    eprintln!("ERROR {error}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            api.window = Some(window);
+            config.sources = vec![SourceConfig::Http(api)];
+            run_pipeline(config, true, Sink::Warehouse).await
         }
         Command::DeadLetters { action } => dead_letters(config, action).await,
         Command::Migrate => {
@@ -160,12 +197,34 @@ async fn run_pipeline(config: Config, drain: bool, sink: Sink) -> anyhow::Result
     );
     if summary.stuck > 0 {
         tracing::error!(
-            files = summary.stuck,
-            "some files could not be finished (see the ERROR lines above); they are still in the inbox"
+            records = summary.stuck,
+            "some records could not be finished (see the ERROR lines above); their sources still hold them (files stay in the inbox, an API pull resumes from its stored position)"
         );
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The window `etl pull --from --to` names.
+fn window(from: &str, to: Option<&str>) -> Result<Window, String> {
+    let from = parse_instant(from).map_err(|e| format!("--from: {e}"))?;
+    let to = match to {
+        Some(to) => parse_instant(to).map_err(|e| format!("--to: {e}"))?,
+        None => {
+            use chrono::DurationRound;
+            let now = chrono::Utc::now();
+            now.duration_trunc(chrono::TimeDelta::seconds(1))
+                .unwrap_or(now)
+        }
+    };
+    if from >= to {
+        return Err(format!(
+            "the window is empty: --from {} is not before --to {}",
+            from.to_rfc3339(),
+            to.to_rfc3339()
+        ));
+    }
+    Ok(Window { from, to })
 }
 
 /// `etl dead-letters list|replay`.
@@ -176,13 +235,15 @@ async fn dead_letters(config: Config, action: DeadLetterAction) -> anyhow::Resul
             let filter = deadletter::Filter {
                 type_name: kind,
                 reason,
+                source: None,
             };
             let letters = deadletter::list(&warehouse, &filter).await?;
             for l in &letters {
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     l.id,
                     l.rejected_at,
+                    l.source,
                     l.type_name.as_deref().unwrap_or("-"),
                     l.event_id.as_deref().unwrap_or("-"),
                     l.code,
@@ -195,6 +256,7 @@ async fn dead_letters(config: Config, action: DeadLetterAction) -> anyhow::Resul
             let filter = deadletter::Filter {
                 type_name: kind,
                 reason,
+                source: None,
             };
             let stop = CancellationToken::new();
             let Some(client) = etl::broker::connect(&config, &stop).await? else {

@@ -9,7 +9,7 @@ use crate::extract::Rejection;
 use crate::load::Applied;
 use crate::ops::metrics::{
     BROKER_MESSAGES, DB_ERRORS, DB_RETRIES, EVENTS_APPLIED, EVENTS_FORWARDED, EVENTS_REJECTED,
-    EVENTS_STALE, FILES_MOVED, FORWARD_DUPLICATES, PUBLISH_ERRORS,
+    EVENTS_STALE, FILES_MOVED, FORWARD_DUPLICATES, HTTP_ITEMS, HTTP_PAGES, PUBLISH_ERRORS,
 };
 use crate::stats::Stats;
 
@@ -25,6 +25,23 @@ pub fn rejected(stats: &Stats, kind: &Kind, origin: &dyn Display, rejection: &Re
 pub fn dead_lettered(stats: &Stats, type_name: &str, origin: &dyn Display, rejection: &Rejection) {
     refused(stats, type_name, origin, rejection);
     metrics::counter!(BROKER_MESSAGES, "outcome" => "dead_lettered").increment(1);
+}
+
+/// A rejected API item is in the dead-letter table: the same WARN line and counts as a failed
+/// file, so its page's position may move on.
+pub fn item_rejected(stats: &Stats, kind: &Kind, origin: &dyn Display, rejection: &Rejection) {
+    refused(stats, kind.name(), origin, rejection);
+}
+
+/// `n` items of an API page committed.
+pub fn items_committed(stats: &Stats, n: u64) {
+    Stats::add(&stats.done, n);
+}
+
+/// An API source received a page of `items` items.
+pub fn page_received(source: &str, items: u64) {
+    metrics::counter!(HTTP_PAGES, "source" => source.to_owned()).increment(1);
+    metrics::counter!(HTTP_ITEMS, "source" => source.to_owned()).increment(items);
 }
 
 fn refused(stats: &Stats, type_name: &str, origin: &dyn Display, rejection: &Rejection) {

@@ -24,6 +24,7 @@ use crate::load::fault::Health;
 use crate::load::{DbError, Warehouse};
 use crate::ops::metrics::{INBOX_BACKLOG, IN_FLIGHT};
 use crate::shutdown::Shutdown;
+use crate::source::http::HttpSource;
 use crate::source::inbox::{self, Inbox};
 use crate::source::jetstream::JetStream;
 use crate::source::{Intake, Source, SourceConfig};
@@ -135,6 +136,7 @@ fn build_sources(
 ) -> anyhow::Result<Vec<Arc<dyn Source>>> {
     let mut sources: Vec<Arc<dyn Source>> = Vec::new();
     let mut inbox_seen = false;
+    let mut names = std::collections::HashSet::new();
     for source in config.sources() {
         match source {
             SourceConfig::Inbox {} => {
@@ -157,6 +159,23 @@ fn build_sources(
                     stats.clone(),
                     warehouse.clone(),
                 )));
+            }
+            SourceConfig::Http(source) => {
+                let Some(warehouse) = warehouse else {
+                    anyhow::bail!("etl forward reads the inbox; http sources are for etl run");
+                };
+                anyhow::ensure!(
+                    names.insert(source.name.clone()),
+                    "two http sources are named {:?}; each needs its own name (its position, its landing folder)",
+                    source.name
+                );
+                sources.push(Arc::new(HttpSource::new(
+                    &source,
+                    config,
+                    catalog,
+                    stats.clone(),
+                    warehouse.clone(),
+                )?));
             }
         }
     }
@@ -197,7 +216,14 @@ pub async fn run_to(
         Sink::Warehouse => {
             let migrations = crate::load::migrate::read(&config.migrations_dir)
                 .with_context(|| format!("cannot read {}", config.migrations_dir.display()))?;
-            let warehouse = Warehouse::open(Target::from_config(&config)?, config.workers + 2)?;
+            // Each API source holds one connection while it pulls (its lock, its positions).
+            let apis = config
+                .sources()
+                .iter()
+                .filter(|s| matches!(s, SourceConfig::Http(_)))
+                .count();
+            let warehouse =
+                Warehouse::open(Target::from_config(&config)?, config.workers + 2 + apis)?;
             if !prepare_with_retry(&warehouse, &migrations, &catalog, &config, &signal).await? {
                 return Ok(not_started());
             }

@@ -60,7 +60,7 @@ impl SslMode {
 /// configuration mistake, never retried. The message never holds a password.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct SetupError(String);
+pub struct SetupError(pub String);
 
 /// What to connect to, and how: the parsed tokio-postgres configuration (password included)
 /// and the TLS connector its `sslmode` asks for.

@@ -22,6 +22,10 @@ const BUILTIN: &[(&str, &str)] = &[
         "0003_rejected_events",
         include_str!("../../../db/migrations/0003_rejected_events.sql"),
     ),
+    (
+        "0004_http_positions",
+        include_str!("../../../db/migrations/0004_http_positions.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming our advisory lock, so two daemons starting together migrate

@@ -21,6 +21,10 @@ pub const BROKER_PENDING: &str = "etl_broker_pending";
 pub const EVENTS_FORWARDED: &str = "etl_events_forwarded_total";
 pub const FORWARD_DUPLICATES: &str = "etl_forward_duplicates_total";
 pub const PUBLISH_ERRORS: &str = "etl_publish_errors_total";
+pub const HTTP_PAGES: &str = "etl_http_pages_total";
+pub const HTTP_ITEMS: &str = "etl_http_items_total";
+pub const HTTP_RETRIES: &str = "etl_http_retries_total";
+pub const HTTP_SINCE_SUCCESS: &str = "etl_http_seconds_since_success";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -103,6 +107,17 @@ pub fn describe(catalog: &crate::catalog::Catalog) {
     describe_counter!(
         PUBLISH_ERRORS,
         "Publishes the broker refused or did not answer (retried)"
+    );
+    describe_counter!(HTTP_PAGES, "Pages an HTTP API source received, by source");
+    describe_counter!(HTTP_ITEMS, "Items in those pages, by source");
+    describe_counter!(
+        HTTP_RETRIES,
+        "Requests to an HTTP API that are retried, by source and status (429, 502, timeout, connection, invalid_body…)"
+    );
+    describe_gauge!(
+        HTTP_SINCE_SUCCESS,
+        Unit::Seconds,
+        "Seconds since an HTTP API source last received a page (since the start if never)"
     );
     for kind in catalog.iter() {
         counter!(EVENTS_APPLIED, "type" => kind.name().to_owned()).absolute(0);

@@ -6,8 +6,11 @@
 //! of valid events only after the transaction holding them has committed (end-to-end
 //! acknowledgement, as Vector's finalizers): a source never forgets a record before that.
 //!
-//! The inbox folders are the first source ([`inbox`]).
+//! The sources: the inbox folders ([`inbox`]), the broker's stream ([`jetstream`]) and HTTP
+//! APIs ([`http`]).
 
+pub mod deadletter;
+pub mod http;
 pub mod inbox;
 pub mod jetstream;
 
@@ -177,4 +180,6 @@ pub enum SourceConfig {
     /// The JetStream stream's durable pull consumer (see [`jetstream`]); its settings are the
     /// top-level `nats_*` keys.
     Jetstream {},
+    /// An HTTP API polled on a schedule (see [`http`]); any number of them, each named.
+    Http(Box<http::HttpConfig>),
 }

@@ -10,13 +10,12 @@
 //!                                       retry     → nak with a delay
 //! ```
 //!
-//! A message leaves the stream only by a commit or by the dead-letter table ([`deadletter`]).
+//! A message leaves the stream only by a commit or by the dead-letter table
+//! ([`super::deadletter`]).
 //! While the pool holds a message (a database outage, retried for as long as it lasts) the
 //! source keeps it alive with progress acknowledgements, so the broker does not hand it to
 //! another replica; a replica that dies or is cut off stops sending them, and its messages go
 //! to the others after the ack wait.
-
-pub mod deadletter;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +27,7 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::deadletter::{self, DeadLetter};
 use super::{Ack, Acknowledge, Fate, Intake, Mode, Record, Source, Started};
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -36,7 +36,6 @@ use crate::load::Warehouse;
 use crate::ops::metrics::BROKER_PENDING;
 use crate::outcome;
 use crate::stats::Stats;
-use deadletter::DeadLetter;
 
 /// The pull's idle heartbeat: a pull that misses two is renewed.
 const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
@@ -340,13 +339,18 @@ impl JetStream {
                 let subject = message.subject.to_string();
                 let type_name = crate::broker::type_of_subject(&self.config, &subject);
                 let letter = DeadLetter {
+                    source: "jetstream",
                     origin: &origin,
                     subject: &subject,
                     type_name,
                     bytes: &message.payload,
                     rejection: &rejection,
                 };
-                match deadletter::store(&self.warehouse, &letter).await {
+                let stored = match self.warehouse.client().await {
+                    Ok(client) => deadletter::store(&client, &letter).await,
+                    Err(error) => Err(error),
+                };
+                match stored {
                     Ok(()) => {
                         if let Err(error) = message.double_ack_with(AckKind::Term).await {
                             tracing::warn!(%origin, %error, "cannot terminate a dead-lettered message; it will be delivered and dead-lettered again");

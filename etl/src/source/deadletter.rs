@@ -1,6 +1,8 @@
-//! The broker source's dead-letter place: the `rejected_events` table. A message leaves the
-//! stream by a commit or by a row here (its bytes as received, its reason), never otherwise;
-//! `etl dead-letters` lists the rows and replays them into the stream after a fix.
+//! The dead-letter place of the sources that have no `failed/` folder: the `rejected_events`
+//! table. A broker message leaves the stream, and an API item lets its page's position move on,
+//! only by a commit or by a row here (its bytes as received, its reason). `etl dead-letters`
+//! lists the rows and replays the broker's into the stream after a fix (an API source's are
+//! replayed by pulling their window again: `etl pull`).
 
 use async_nats::jetstream;
 use serde_json::Value;
@@ -9,20 +11,26 @@ use crate::config::Config;
 use crate::extract::Rejection;
 use crate::load::{DbError, Warehouse};
 
-/// One message that could not be loaded.
+/// One record that could not be loaded.
 pub struct DeadLetter<'a> {
-    /// `<stream>#<sequence>`: where the broker held it.
+    /// The kind of source: `jetstream` or `http`.
+    pub source: &'a str,
+    /// Where it was held: `<stream>#<sequence>`, or `<landed page>:<line>`.
     pub origin: &'a str,
+    /// The broker subject, or the API source's name.
     pub subject: &'a str,
-    /// The type its subject names, declared or not.
+    /// The type its subject or source names, declared or not.
     pub type_name: Option<&'a str>,
     pub bytes: &'a [u8],
     pub rejection: &'a Rejection,
 }
 
-/// Stores `letter`; only then may the message be terminated in the stream.
-pub async fn store(warehouse: &Warehouse, letter: &DeadLetter<'_>) -> Result<(), DbError> {
-    let client = warehouse.client().await?;
+/// Stores `letter`; only then may the message be terminated in the stream (or the page's
+/// position move past it).
+pub async fn store(
+    client: &tokio_postgres::Client,
+    letter: &DeadLetter<'_>,
+) -> Result<(), DbError> {
     let reason = serde_json::to_value(letter.rejection).unwrap_or(Value::Null);
     let event_id = serde_json::from_slice::<Value>(letter.bytes)
         .ok()
@@ -34,7 +42,7 @@ pub async fn store(warehouse: &Warehouse, letter: &DeadLetter<'_>) -> Result<(),
     client
         .execute(
             "INSERT INTO rejected_events (source, origin, subject, type, event_id, code, reason, bytes)
-             VALUES ('jetstream', $1, $2, $3, $4, $5, $6, $7)",
+             VALUES ($8, $1, $2, $3, $4, $5, $6, $7)",
             &[
                 &letter.origin,
                 &letter.subject,
@@ -43,6 +51,7 @@ pub async fn store(warehouse: &Warehouse, letter: &DeadLetter<'_>) -> Result<(),
                 &letter.rejection.code.as_str(),
                 &reason,
                 &letter.bytes,
+                &letter.source,
             ],
         )
         .await?;
@@ -54,6 +63,8 @@ pub async fn store(warehouse: &Warehouse, letter: &DeadLetter<'_>) -> Result<(),
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
     pub type_name: Option<String>,
+    /// Only those of one kind of source (`jetstream`, `http`).
+    pub source: Option<String>,
     pub reason: Option<String>,
 }
 
@@ -61,6 +72,8 @@ pub struct Filter {
 #[derive(Debug)]
 pub struct Stored {
     pub id: i64,
+    /// `jetstream` or `http`.
+    pub source: String,
     pub rejected_at: String,
     pub subject: String,
     pub type_name: Option<String>,
@@ -77,12 +90,13 @@ pub async fn list(warehouse: &Warehouse, filter: &Filter) -> Result<Vec<Stored>,
     let rows = client
         .query(
             "SELECT id, to_char(rejected_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MSOF'), subject, type,
-                    event_id, code, reason->>'reason', bytes
+                    event_id, code, reason->>'reason', bytes, source
                FROM rejected_events
               WHERE ($1::text IS NULL OR type = $1)
                 AND ($2::text IS NULL OR reason->>'reason' ILIKE $2 OR code ILIKE $2)
+                AND ($3::text IS NULL OR source = $3)
               ORDER BY id",
-            &[&filter.type_name, &pattern],
+            &[&filter.type_name, &pattern, &filter.source],
         )
         .await?;
     Ok(rows
@@ -96,11 +110,12 @@ pub async fn list(warehouse: &Warehouse, filter: &Filter) -> Result<Vec<Stored>,
             code: r.get(5),
             reason: r.get::<_, Option<String>>(6).unwrap_or_default(),
             bytes: r.get(7),
+            source: r.get(8),
         })
         .collect())
 }
 
-/// Publishes each matching dead letter back to its subject, then deletes its row. The
+/// Publishes each matching broker dead letter back to its subject, then deletes its row. The
 /// publish's message id is `replay-<row id>`, not the event id (which the broker's duplicate
 /// window may still hold from the first delivery), so a replay interrupted between publish and
 /// delete and run again is dropped as a duplicate. Returns how many were replayed.
@@ -111,7 +126,11 @@ pub async fn replay(
     filter: &Filter,
 ) -> anyhow::Result<usize> {
     crate::broker::ensure_stream(js, config).await?;
-    let letters = list(warehouse, filter).await?;
+    let filter = Filter {
+        source: Some("jetstream".into()),
+        ..filter.clone()
+    };
+    let letters = list(warehouse, &filter).await?;
     let client = warehouse.client().await?;
     for letter in &letters {
         let publish = jetstream::message::PublishMessage::build()
