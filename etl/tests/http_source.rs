@@ -701,6 +701,77 @@ fn a_pull_killed_mid_window_resumes_from_its_stored_position_without_a_gap() {
     assert!(env.scalar("SELECT count(*) FROM http_positions WHERE source = 'crm' AND done") >= 1);
 }
 
+/// Two `etl run` replicas with the same source on one warehouse: each scheduled window is
+/// pulled by one of them (the advisory lock), never by both: no page of any window is asked
+/// twice, and the windows follow each other without overlap or gap.
+#[test]
+fn two_replicas_pull_each_scheduled_window_once() {
+    let env = Env::new();
+    let days = Days::new();
+    let key = secret("sk-test");
+    let items = api::generate(2007, 1..41, &[(days.at(1), days.at(3), 10 * PAGE)]);
+    let api = Api::start(&key, items.clone());
+    api.faults(|f| f.page_delay = Duration::from_millis(100));
+    migrate(&env);
+    let mut source = Source::of(&api);
+    source.interval_secs = 1;
+    source.start = Some(days.at(1));
+    source.write(&env);
+
+    let mut a = env.spawn_etl("replica-a", &["run"], &key_vars(&key));
+    let mut b = env.spawn_etl("replica-b", &["run"], &key_vars(&key));
+    let completed =
+        || lines_with(&a, "pull complete").len() + lines_with(&b, "pull complete").len();
+    assert!(
+        wait_until(PATIENCE, || completed() >= 3),
+        "fewer than three windows completed:\n{}\n{}",
+        a.log_tail(20),
+        b.log_tail(20)
+    );
+    a.signal(libc::SIGTERM);
+    b.signal(libc::SIGTERM);
+    assert_exit(&mut a, 0);
+    assert_exit(&mut b, 0);
+
+    let requests = api.requests();
+    let mut asked: BTreeMap<(String, String, usize), usize> = BTreeMap::new();
+    for r in requests.iter().filter(|r| r.served()) {
+        let window = (
+            format!("{:?}", r.from),
+            format!("{:?}", r.to),
+            r.page.unwrap_or(0),
+        );
+        *asked.entry(window).or_default() += 1;
+    }
+    let twice: Vec<_> = asked.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "pages asked twice (two replicas pulled one window): {twice:?}"
+    );
+    let mut windows: Vec<(NaiveDateTime, NaiveDateTime)> = requests
+        .iter()
+        .filter_map(|r| Some((r.from?, r.to?)))
+        .collect();
+    windows.sort();
+    windows.dedup();
+    assert!(windows.len() >= 3, "{windows:?}");
+    assert_eq!(
+        windows[0].0,
+        days.at(1),
+        "the first window starts at `start`"
+    );
+    for pair in windows.windows(2) {
+        assert_eq!(
+            pair[0].1, pair[1].0,
+            "windows overlap or leave a gap: {windows:?}"
+        );
+    }
+    assert!(
+        !lines_with(&a, "pull complete").is_empty() || !lines_with(&b, "pull complete").is_empty()
+    );
+    assert_warehouse(&env, &in_windows(&items, &[(days.at(1), days.at(6))]));
+}
+
 /// A page holding an item that breaks the schema (`"active": "yes"`) and one the database
 /// refuses (a DBA's CHECK constraint): both are dead-lettered in `rejected_events` with one WARN
 /// line each, the rest of their page loads, the pull ends 0 and its position is complete.
