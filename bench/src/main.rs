@@ -6,8 +6,10 @@
 //! with the same fresh schema (`--runs` times, back to back); then stream into a following
 //! `etl run` and measure each file's latency to commit. `--json PATH` writes the same numbers.
 //! `--broker` adds the same backlog and the same stream through `etl forward` → NATS JetStream →
-//! two `etl run --source jetstream` replicas.
+//! two `etl run --source jetstream` replicas. `--http` pulls the backlog's card events from a
+//! loopback API with `etl pull` (the HTTP API source).
 
+mod api;
 mod broker;
 mod cpu;
 mod etl;
@@ -70,6 +72,10 @@ struct Cli {
     /// `etl run --source jetstream`.
     #[arg(long)]
     broker: bool,
+    /// Also pull the backlog's card events from a loopback HTTP API (cursor pages) with
+    /// `etl pull`, on a fresh database.
+    #[arg(long)]
+    http: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -94,6 +100,11 @@ fn main() -> anyhow::Result<()> {
         (Some(stream), broker_stream)
     } else {
         (None, None)
+    };
+    let http = if bench.cli.http {
+        Some(bench.http()?)
+    } else {
+        None
     };
     let broker_ratios: Vec<f64> = runs
         .iter()
@@ -127,8 +138,12 @@ fn main() -> anyhow::Result<()> {
         runs,
         stream,
         broker_stream,
+        http,
     };
     println!("{}", report.table());
+    if let Some(http) = &report.http {
+        println!("{}", http.table(report.median_events_per_s));
+    }
     if let Some(path) = &bench.cli.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -251,6 +266,21 @@ impl Bench {
             forwarder: with(forward_data, "forward.out"),
             replicas,
         })
+    }
+
+    /// `--http`: the backlog's card events served by a loopback API and pulled by `etl pull`.
+    fn http(&self) -> anyhow::Result<api::HttpRun> {
+        eprintln!("bench: etl pull from a loopback API…");
+        let items = api::card_items(&self.events_dir().join("inbox").join("cards"))?;
+        let url = api::serve(&items)?;
+        let db = self.server.fresh_database("http")?;
+        let data = self.scratch.path().join("http").join("data");
+        std::fs::create_dir_all(&data)?;
+        let etl = Etl {
+            log: self.scratch.path().join("http.out"),
+            ..self.etl(&db.url, &data)
+        };
+        api::pull(&etl, &url, items.len())
     }
 
     /// Writes the backlog into the inbox, as the producers would have.

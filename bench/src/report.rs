@@ -31,6 +31,9 @@ pub struct Report {
     pub median_broker_ratio: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broker_stream: Option<BrokerStream>,
+    /// The backlog's cards pulled from a loopback API (`--http`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<crate::api::HttpRun>,
     pub targets: Vec<Target>,
 }
 
