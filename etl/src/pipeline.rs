@@ -292,11 +292,16 @@ pub async fn run_to(
     tracing::info!(?mode, workers = config.workers, readers = config.readers, data_dir = %config.data_dir.display(), "pipeline started");
     // The shutdown clock starts at the signal, even if intake is blocked on full queues (a
     // database outage with a backlog): the hard stop then unblocks every stage in turn.
+    // All at once: a source that fails (or panics) is noticed at once, not only after the
+    // sources before it in the list have ended (in follow mode the inbox never does).
     let discovered = async {
-        for discovery in discoveries {
-            discovery.await.context("a source failed")??;
-        }
-        anyhow::Ok(())
+        futures::future::try_join_all(
+            discoveries
+                .into_iter()
+                .map(|discovery| async { discovery.await.context("a source failed")? }),
+        )
+        .await
+        .map(|_| ())
     };
     tokio::select! {
         ended = discovered => ended?,

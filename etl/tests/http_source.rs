@@ -884,6 +884,91 @@ fn an_invalid_item_and_a_refused_item_are_dead_lettered_and_the_rest_of_their_pa
         env.scalar("SELECT count(*) FROM http_positions WHERE source = 'crm' AND NOT done"),
         0
     );
+
+    // The same window pulled again (a completed backfill starts over): the same events, and
+    // the same two dead letters, neither stored nor reported a second time.
+    let mut again = pull(&env, "again", &days.date(1), &days.date(2), &key_vars(&key));
+    assert_exit(&mut again, 0);
+    assert_eq!(lines_with(&again, "pull complete").len(), 1);
+    assert_warehouse(&env, &window);
+    assert_eq!(env.scalar("SELECT count(*) FROM rejected_events"), 2);
+    assert_eq!(
+        lines_with(&again, "rejected").len(),
+        0,
+        "{}",
+        again.log_tail(40)
+    );
+}
+
+/// A pull killed mid-window, whose stored cursor the API has since expired (400): the next run
+/// asks for it once, then pulls the window again from its first page instead of stopping on a
+/// "configuration error" for ever; the tables are the oracle.
+#[test]
+fn an_expired_stored_cursor_restarts_the_window_from_its_first_page() {
+    let env = Env::new();
+    let days = Days::new();
+    let key = secret("sk-test");
+    let (from, to) = (days.at(1), days.at(3));
+    let items = api::generate(2008, 1..41, &[(from, to, 12 * PAGE)]);
+    let api = Api::start(&key, items);
+    api.faults(|f| f.page_delay = Duration::from_millis(300));
+    migrate(&env);
+    Source::of(&api).write(&env);
+
+    let mut first = pull(&env, "first", &days.date(1), &days.date(3), &key_vars(&key));
+    assert!(
+        wait_until(PATIENCE, || {
+            env.scalar("SELECT count(*) FROM http_positions WHERE next IS NOT NULL") > 0
+                && api.requests().len() >= 4
+        }),
+        "no position stored: {}",
+        first.log_tail(40)
+    );
+    first.kill();
+    let stored = pgtest::psql(
+        &env.db.url,
+        "SELECT next->>'cursor' FROM http_positions WHERE source = 'crm'",
+    )
+    .expect("position");
+    let stored = stored.trim().to_owned();
+    assert!(!stored.is_empty(), "a cursor is stored");
+    api.faults(|f| {
+        f.page_delay = Duration::ZERO;
+        f.expired_once.insert(stored.clone());
+    });
+    let mark = api.requests().len();
+
+    let mut second = pull(
+        &env,
+        "second",
+        &days.date(1),
+        &days.date(3),
+        &key_vars(&key),
+    );
+    assert_exit(&mut second, 0);
+    let again: Vec<Request> = api.requests()[mark..].to_vec();
+    assert_eq!(again[0].cursor.as_deref(), Some(stored.as_str()));
+    assert_eq!(again[0].status, 400);
+    assert_eq!(
+        again[1].cursor, None,
+        "the window starts again at its first page"
+    );
+    assert_eq!(
+        lines_with(
+            &second,
+            "the API refused the stored position; pulling the window again from its first page"
+        )
+        .len(),
+        1,
+        "{}",
+        second.log_tail(20)
+    );
+    assert!(
+        second.lines_at("ERROR").is_empty(),
+        "{}",
+        second.log_tail(20)
+    );
+    assert_warehouse(&env, &api.window(from, to));
 }
 
 /// A three-day backfill, then the schedule starting inside it (its first window overlaps the

@@ -23,8 +23,8 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../../db/migrations/0003_rejected_events.sql"),
     ),
     (
-        "0004_http_positions",
-        include_str!("../../../db/migrations/0004_http_positions.sql"),
+        "0004_http_source",
+        include_str!("../../../db/migrations/0004_http_source.sql"),
     ),
 ];
 

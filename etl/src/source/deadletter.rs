@@ -26,11 +26,12 @@ pub struct DeadLetter<'a> {
 }
 
 /// Stores `letter`; only then may the message be terminated in the stream (or the page's
-/// position move past it).
+/// position move past it). False if the same record was already dead-lettered for the same
+/// reason (pulled or delivered again): it is not reported twice.
 pub async fn store(
     client: &tokio_postgres::Client,
     letter: &DeadLetter<'_>,
-) -> Result<(), DbError> {
+) -> Result<bool, DbError> {
     let reason = serde_json::to_value(letter.rejection).unwrap_or(Value::Null);
     let event_id = serde_json::from_slice::<Value>(letter.bytes)
         .ok()
@@ -39,10 +40,11 @@ pub async fn store(
                 .as_str()
                 .map(str::to_owned)
         });
-    client
+    let inserted = client
         .execute(
             "INSERT INTO rejected_events (source, origin, subject, type, event_id, code, reason, bytes)
-             VALUES ($8, $1, $2, $3, $4, $5, $6, $7)",
+             VALUES ($8, $1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (source, subject, code, md5(bytes)) DO NOTHING",
             &[
                 &letter.origin,
                 &letter.subject,
@@ -55,7 +57,7 @@ pub async fn store(
             ],
         )
         .await?;
-    Ok(())
+    Ok(inserted == 1)
 }
 
 /// Which dead letters a command acts on: all, or those of one type and/or whose reason (or

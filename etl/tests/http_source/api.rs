@@ -181,6 +181,8 @@ pub struct Faults {
     pub repeat_page: Option<usize>,
     /// Added before every page answered 200.
     pub page_delay: Duration,
+    /// Cursors answered 400 ("expired") once each.
+    pub expired_once: HashSet<String>,
 }
 
 struct Shared {
@@ -362,6 +364,12 @@ impl Shared {
             let body = json!({"error": "updated_since and updated_until (RFC 3339) are required"});
             return self.finish(entry, StatusCode::BAD_REQUEST, body.to_string(), None);
         };
+        if let Some(c) = entry.cursor.as_deref() {
+            if self.faults.expired_once.remove(c) {
+                let body = json!({"error": "cursor expired"});
+                return self.finish(entry, StatusCode::BAD_REQUEST, body.to_string(), None);
+            }
+        }
         let page = match entry.cursor.as_deref() {
             None => Some(0),
             Some(c) => page_of(c),

@@ -122,7 +122,20 @@ impl ApiClient {
     /// The URL of the page `next` of `window` (none: the first).
     fn url(&self, window: &Window, next: Option<&Next>) -> Result<Url, String> {
         let mut url = match next {
-            Some(Next::Url(link)) => Url::parse(link).map_err(|e| format!("stored link: {e}"))?,
+            Some(Next::Url(link)) => {
+                let link = Url::parse(link).map_err(|e| format!("stored link: {e}"))?;
+                // Stored before `url` was changed to another host: the key is never sent there.
+                if link.origin() != self.base.origin() {
+                    return Err(format!(
+                        "the stored next-page link leads to {}, not to the configured url's origin",
+                        link.origin().ascii_serialization()
+                    ));
+                }
+                match &self.config.api_key_param {
+                    Some(param) => page::without_param(&link, param),
+                    None => link,
+                }
+            }
             _ => self.base.clone(),
         };
         {
@@ -179,7 +192,12 @@ impl ApiClient {
         );
         let attempts = self.config.max_attempts.max(1);
         for attempt in 1..=attempts {
-            let failure = match self.attempt(&url, next).await {
+            // A request is not waited for past a stop: the page is asked for again next time.
+            let answer = tokio::select! {
+                answer = self.attempt(&url, next) => answer,
+                _ = stop.cancelled() => return Err(FetchError::Stopped),
+            };
+            let failure = match answer {
                 Ok(page) => return Ok(page),
                 Err(failure) => failure,
             };
@@ -194,14 +212,14 @@ impl ApiClient {
                     detail,
                     retry_after,
                 } => {
-                    metrics::counter!(HTTP_RETRIES, "source" => self.config.name.clone(), "status" => status.clone())
-                        .increment(1);
                     let detail = self.redact(&detail);
                     if attempt == attempts {
                         return Err(FetchError::Exhausted(format!(
                             "page {page_no}: {detail} ({attempts} attempts)"
                         )));
                     }
+                    metrics::counter!(HTTP_RETRIES, "source" => self.config.name.clone(), "status" => status.clone())
+                        .increment(1);
                     let delay = match retry_after {
                         Some(after) => after.min(MAX_RETRY_AFTER),
                         None => backoff.next_jittered(),
@@ -227,7 +245,7 @@ impl ApiClient {
     }
 
     async fn attempt(&self, url: &Url, next: Option<&Next>) -> Result<Page, Failure> {
-        let response = self
+        let mut response = self
             .http
             .request(self.method.clone(), url.clone())
             .headers(self.headers.clone())
@@ -237,7 +255,15 @@ impl ApiClient {
         let status = response.status();
         if !status.is_success() {
             let retry_after = retry_after(response.headers());
-            let body = response.text().await.unwrap_or_default();
+            // The start of the error body is enough to explain it; the rest is not read.
+            let mut body = Vec::new();
+            while let Ok(Some(chunk)) = response.chunk().await {
+                body.extend_from_slice(&chunk);
+                if body.len() >= 4096 {
+                    break;
+                }
+            }
+            let body = String::from_utf8_lossy(&body);
             let detail = format!(
                 "the API answered {status}: {}",
                 body.chars().take(200).collect::<String>().trim()

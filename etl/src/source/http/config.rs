@@ -205,6 +205,37 @@ impl HttpConfig {
         if self.max_attempts == 0 {
             return bad("max_attempts must be at least 1".into());
         }
+        // chrono reports a bad pattern only when it formats (a panic in `to_string`): check it
+        // here, once.
+        if chrono::format::StrftimeItems::new(&self.time_format)
+            .parse()
+            .is_err()
+        {
+            return bad(format!(
+                "time_format {:?} is not a strftime pattern",
+                self.time_format
+            ));
+        }
+        const DAY_MS: u64 = 24 * 3600 * 1000;
+        for (what, value, max) in [
+            ("interval_secs", self.interval_secs, 366 * 24 * 3600),
+            ("timeout_ms", self.timeout_ms, DAY_MS),
+            ("retry_initial_ms", self.retry_initial_ms, DAY_MS),
+            ("retry_max_ms", self.retry_max_ms, DAY_MS),
+        ] {
+            if value > max {
+                return bad(format!(
+                    "{what} = {value} is more than the largest allowed, {max}"
+                ));
+            }
+        }
+        if matches!(self.pagination, Pagination::Page { .. })
+            && self.page_size.is_some()
+            && self.page_size_param.is_none()
+        {
+            // A short page ends a numbered window: the API must be asked for that page size.
+            return bad("page_size without page_size_param: the API would not know the size that ends the window".into());
+        }
         self.api_key().map(|_| ())
     }
 
@@ -291,6 +322,16 @@ mod tests {
 
     #[test]
     fn mistakes_are_named() {
+        for wrong in [
+            "time_format = \"%Q\"",
+            "interval_secs = 99999999999",
+            "page_size = 10\npagination = { style = \"page\", param = \"p\" }",
+        ] {
+            assert!(
+                source(wrong).expect("parses").validate().is_err(),
+                "{wrong} must be refused at start-up"
+            );
+        }
         let error = source("items = \"data\"")
             .expect("parses")
             .validate()

@@ -27,11 +27,14 @@ pub fn land(
         path = dir.join(format!("{stem}-{n}.ndjson"));
         n += 1;
     }
-    let temporary = dir.join(format!(".{stem}.ndjson.tmp"));
+    // Unique to this process and page, so that two writers never share a temporary file.
+    let temporary = dir.join(format!(".{stem}.{}.ndjson.tmp", std::process::id()));
     let mut file = std::fs::File::create(&temporary)?;
     let mut text = Vec::with_capacity(items.iter().map(|i| i.len() + 1).sum());
     for item in items {
-        // An item's text is JSON as the API wrote it, which may span lines: one line each.
+        // An item's text is JSON as the API wrote it, which may span lines (pretty-printed): a
+        // line break there is whitespace between tokens (JSON strings cannot hold one), so a
+        // space keeps the same document on one line.
         if item.contains('\n') {
             text.extend_from_slice(item.replace(['\n', '\r'], " ").as_bytes());
         } else {
@@ -41,7 +44,22 @@ pub fn land(
     }
     file.write_all(&text)?;
     file.sync_all()?;
-    std::fs::rename(&temporary, &path)?;
+    // A hard link fails if the name exists (another writer's page of the same millisecond),
+    // where a rename would replace it.
+    loop {
+        match std::fs::hard_link(&temporary, &path) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                path = dir.join(format!("{stem}-{n}.ndjson"));
+                n += 1;
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&temporary);
+                return Err(e);
+            }
+        }
+    }
+    std::fs::remove_file(&temporary)?;
     Ok(path)
 }
 

@@ -25,7 +25,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::panic::AssertUnwindSafe;
+
 use chrono::{DurationRound, Utc};
+use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -70,6 +73,8 @@ enum Pulled {
     Complete,
     /// Another replica holds this run's lock.
     Busy,
+    /// The schedule's last window ended less than an interval ago (another replica pulled it).
+    NotDue,
     /// Stopped short (logged as an ERROR); the position says where to resume.
     Failed,
     /// The daemon is stopping; the position says where to resume.
@@ -178,27 +183,33 @@ impl HttpSource {
     async fn run(&self, mode: Mode, intake: &Intake, stop: &CancellationToken) {
         let name = &self.config.name;
         if let Some(window) = self.config.window {
-            // `etl pull`: this window once.
+            // `etl pull`: this window once. Unfinished until it completes, so that a run cut
+            // short (a hard stop while a page is in flight) never exits 0.
+            self.stuck.store(1, Ordering::Relaxed);
             let run = format!("backfill {window}");
-            let pulled = self.pull(&run, Some(window), intake, stop).await;
-            if pulled == Pulled::Busy {
-                tracing::error!(source = %name, %window, "another etl is pulling this window; try again when it has finished");
-            }
-            if pulled != Pulled::Complete {
-                self.stuck.store(1, Ordering::Relaxed);
+            match self.pull(&run, Some(window), intake, stop).await {
+                Pulled::Complete => self.stuck.store(0, Ordering::Relaxed),
+                Pulled::Busy => {
+                    tracing::error!(source = %name, %window, "another etl is pulling this window; try again when it has finished")
+                }
+                _ => {}
             }
             return;
         }
         if mode == Mode::Drain {
-            if self.pull(SCHEDULE, None, intake, stop).await != Pulled::Complete {
-                self.stuck.store(1, Ordering::Relaxed);
+            self.stuck.store(1, Ordering::Relaxed);
+            if matches!(
+                self.pull(SCHEDULE, None, intake, stop).await,
+                Pulled::Complete | Pulled::NotDue
+            ) {
+                self.stuck.store(0, Ordering::Relaxed);
             }
             return;
         }
         loop {
             let began = Instant::now();
             if self.pull(SCHEDULE, None, intake, stop).await == Pulled::Busy {
-                tracing::debug!(source = %name, "another replica runs this source's schedule");
+                tracing::info!(source = %name, "another replica is pulling this source; skipping this interval");
             }
             let wait = self.config.interval().saturating_sub(began.elapsed());
             if !crate::backoff::sleep(wait, stop).await {
@@ -234,9 +245,19 @@ impl HttpSource {
                 return Pulled::Failed;
             }
         }
-        let pulled = self.pull_locked(&db, run, fixed, intake, stop).await;
-        if let Err(error) = position::unlock(&db, name, run).await {
-            tracing::debug!(source = %name, %error, "cannot release the pull's lock (it goes with the connection)");
+        let pulled = AssertUnwindSafe(self.pull_locked(&db, run, fixed, intake, stop))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!(source = %name, "pull stopped: the pull failed unexpectedly (a bug); the next pull resumes from the stored position");
+                Pulled::Failed
+            });
+        // A connection still holding the lock must never go back to the pool (its next user
+        // would hold the lock unknowingly, and every replica would skip the source): unless the
+        // unlock says it is released, the connection is closed, which releases it.
+        if !matches!(position::unlock(&db, name, run).await, Ok(true)) {
+            tracing::warn!(source = %name, "cannot release the pull's lock; closing its connection instead");
+            drop(deadpool_postgres::Object::take(db));
         }
         pulled
     }
@@ -266,15 +287,29 @@ impl HttpSource {
             (Some(window), Some(p)) if p.window == window && !p.done => p,
             (Some(window), _) => Position::start(window),
             (None, Some(p)) if !p.done => p,
-            (None, Some(p)) => Position::start(Window {
-                from: p.window.to,
-                to: now,
-            }),
+            (None, Some(p)) => {
+                // Each replica has its own timer: the schedule is the stored window's, so that
+                // N replicas make one pull per interval, not N. (A second's slack: windows end
+                // on whole seconds.)
+                let interval = chrono::TimeDelta::from_std(self.config.interval())
+                    .unwrap_or(chrono::TimeDelta::hours(1));
+                if now + chrono::TimeDelta::seconds(1) <= p.window.to + interval {
+                    return Pulled::NotDue;
+                }
+                Position::start(Window {
+                    from: p.window.to,
+                    to: now,
+                })
+            }
             (None, None) => {
                 let interval = chrono::TimeDelta::from_std(self.config.interval())
                     .unwrap_or(chrono::TimeDelta::hours(1));
                 Position::start(Window {
-                    from: self.config.start.unwrap_or(now - interval),
+                    from: self
+                        .config
+                        .start
+                        .or_else(|| now.checked_sub_signed(interval))
+                        .unwrap_or(now),
                     to: now,
                 })
             }
@@ -282,14 +317,17 @@ impl HttpSource {
         if at.window.from >= at.window.to {
             return Pulled::Complete;
         }
-        if at.pages > 0 {
+        let mut resumed = at.next.is_some();
+        if resumed {
             tracing::info!(source = %name, window = %at.window, pages = at.pages, "resuming a pull from its stored position");
         }
         // Stored before the first page, so a crash resumes this window, not a newer one.
-        if let Err(error) = position::save(db, name, run, &at).await {
+        if let Err(error) = position::save(db, name, run, &at, false).await {
             tracing::error!(source = %name, %error, "pull stopped: cannot store the position");
             return Pulled::Failed;
         }
+        // A numbered page identical to the one before: the API ignores the page parameter.
+        let mut previous_page: Option<u64> = None;
         loop {
             if stop.is_cancelled() {
                 return Pulled::Interrupted;
@@ -302,6 +340,15 @@ impl HttpSource {
             {
                 Ok(page) => page,
                 Err(FetchError::Stopped) => return Pulled::Interrupted,
+                // A resumed position the API refuses (an expired cursor, a link to a host no
+                // longer configured): the window starts again from its first page, once; its
+                // events are the same events.
+                Err(FetchError::Refused(reason)) if resumed => {
+                    tracing::warn!(source = %name, window = %at.window, %reason, "the API refused the stored position; pulling the window again from its first page");
+                    resumed = false;
+                    at = Position::start(at.window);
+                    continue;
+                }
                 Err(error) => {
                     let advice = match error {
                         FetchError::Refused(_) => {
@@ -313,31 +360,41 @@ impl HttpSource {
                     return Pulled::Failed;
                 }
             };
+            if matches!(self.config.pagination, config::Pagination::Page { .. }) {
+                let digest = digest(&page.items);
+                if !page.items.is_empty() && previous_page == Some(digest) {
+                    tracing::error!(source = %name, page = page_no, reason = "the API answered with the same items as the page before: it ignores the page parameter", advice = "check pagination.param", "pull stopped");
+                    return Pulled::Failed;
+                }
+                previous_page = Some(digest);
+            }
             if let Ok(mut last) = self.last_success.lock() {
                 *last = Instant::now();
             }
             outcome::page_received(name, page.items.len() as u64);
-            let landed = match landing::land(
-                &self.landing,
-                name,
-                page_no as u64,
-                &page.items,
-                Utc::now(),
-            ) {
-                Ok(path) => path,
+            let landing = (self.landing.clone(), name.clone(), page.items);
+            let landed = tokio::task::spawn_blocking(move || {
+                let (root, name, items) = landing;
+                landing::land(&root, &name, page_no as u64, &items, Utc::now()).map(|p| (p, items))
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            let (landed, items) = match landed {
+                Ok(landed) => landed,
                 Err(error) => {
                     tracing::error!(source = %name, %error, "pull stopped: cannot write the page to the landing zone");
                     return Pulled::Failed;
                 }
             };
-            if !self.load_page(db, &landed, &page.items, intake).await {
+            if !self.load_page(db, &landed, &items, intake).await {
                 return Pulled::Interrupted;
             }
             at.pages = page_no;
-            at.items += page.items.len() as i64;
+            at.items += items.len() as i64;
             at.done = page.next.is_none();
             at.next = page.next;
-            if let Err(error) = position::save(db, name, run, &at).await {
+            resumed = false;
+            if let Err(error) = position::save(db, name, run, &at, true).await {
                 tracing::error!(source = %name, %error, "pull stopped: cannot store the position; the next pull asks for this page again");
                 return Pulled::Failed;
             }
@@ -415,7 +472,10 @@ impl HttpSource {
                         rejection: &rejection,
                     };
                     match deadletter::store(db, &letter).await {
-                        Ok(()) => {
+                        // Pulled again (a resumed page, an overlapping window): already
+                        // dead-lettered and reported.
+                        Ok(false) => {}
+                        Ok(true) => {
                             outcome::item_rejected(&self.stats, &self.kind, &origin, &rejection)
                         }
                         Err(error) => {
@@ -431,16 +491,37 @@ impl HttpSource {
         settled_all
     }
 
-    /// Keeps `etl_http_seconds_since_success{source}` current while the source runs.
+    /// Keeps `etl_http_seconds_since_success{source}` current while the source runs: since a
+    /// page was last settled by any replica (the warehouse knows), so that a replica whose
+    /// peers do the pulling does not look stale; since this process last received a page, or
+    /// started, when the warehouse cannot say.
     async fn publish_staleness(self: Arc<Self>, stop: CancellationToken) {
         let gauge = metrics::gauge!(HTTP_SINCE_SUCCESS, "source" => self.config.name.clone());
         loop {
-            if let Ok(last) = self.last_success.lock() {
-                gauge.set(last.elapsed().as_secs_f64().floor());
-            }
-            if !crate::backoff::sleep(Duration::from_secs(1), &stop).await {
+            let here = self
+                .last_success
+                .lock()
+                .map(|last| last.elapsed().as_secs_f64())
+                .unwrap_or(0.0);
+            let anywhere = match self.warehouse.client().await {
+                Ok(db) => position::since_last_page(&db, &self.config.name)
+                    .await
+                    .ok()
+                    .flatten(),
+                Err(_) => None,
+            };
+            gauge.set(anywhere.map_or(here, |a| a.min(here)).floor());
+            if !crate::backoff::sleep(Duration::from_secs(5), &stop).await {
                 return;
             }
         }
     }
+}
+
+/// A cheap fingerprint of a page's items.
+fn digest(items: &[String]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    items.hash(&mut hasher);
+    hasher.finish()
 }

@@ -62,6 +62,16 @@ pub fn parse(
                 let url = requested
                     .join(&link)
                     .map_err(|e| format!("the next-page link is not a URL: {e}"))?;
+                // The key, when sent as a parameter, is added to each request, never stored in
+                // a position or compared (an API may copy it into its links).
+                let url = match &config.api_key_param {
+                    Some(param) => without_param(&url, param),
+                    None => url,
+                };
+                let requested = &match &config.api_key_param {
+                    Some(param) => without_param(requested, param),
+                    None => requested.clone(),
+                };
                 if url.origin() != requested.origin() {
                     return Err(format!(
                         "the next-page link leads to {}, another origin than the configured URL's; the API key is never sent there",
@@ -90,6 +100,22 @@ pub fn parse(
         items: items.iter().map(|item| item.get().to_owned()).collect(),
         next,
     })
+}
+
+/// `url` without its `name` query parameters.
+pub fn without_param(url: &reqwest::Url, name: &str) -> reqwest::Url {
+    let mut kept = url.clone();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != name)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if pairs.is_empty() {
+        kept.set_query(None);
+    } else {
+        kept.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    kept
 }
 
 /// The part of `raw` at the JSON pointer `pointer`, still as text (`""` is the whole).
@@ -168,6 +194,17 @@ mod tests {
         assert_eq!(
             page.next,
             Some(Next::Url("http://api.test/v1/cards?page=2".into()))
+        );
+        let keyed = config(
+            "items = \"/items\"\napi_key_param = \"key\"\npagination = { style = \"link\", field = \"/next\" }",
+        );
+        let asked = url("http://api.test/v1/cards?page=1&key=sk-1");
+        let body = br#"{"items":[{"id":1}],"next":"/v1/cards?page=2&key=sk-1"}"#;
+        let page = parse(body, &keyed, None, &asked).expect("page");
+        assert_eq!(
+            page.next,
+            Some(Next::Url("http://api.test/v1/cards?page=2".into())),
+            "the key is never stored"
         );
         let elsewhere = br#"{"items":[],"next":"http://evil.test/steal"}"#;
         let error = parse(elsewhere, &c, None, &here).expect_err("other origin");

@@ -61,12 +61,28 @@ pub async fn load(
     }))
 }
 
-/// Stores `position` as `source`'s `run`'s.
+/// Seconds since a page of `source` was last settled, by any replica; none if never.
+pub async fn since_last_page(
+    client: &tokio_postgres::Client,
+    source: &str,
+) -> Result<Option<f64>, DbError> {
+    let row = client
+        .query_one(
+            "SELECT extract(epoch FROM now() - max(last_page_at))::float8
+               FROM http_positions WHERE source = $1",
+            &[&source],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Stores `position` as `source`'s `run`'s; `page_settled` when a page has just been.
 pub async fn save(
     client: &tokio_postgres::Client,
     source: &str,
     run: &str,
     position: &Position,
+    page_settled: bool,
 ) -> Result<(), DbError> {
     let next = position
         .next
@@ -74,11 +90,13 @@ pub async fn save(
         .and_then(|n| serde_json::to_value(n).ok());
     client
         .execute(
-            "INSERT INTO http_positions (source, run, window_from, window_to, next, pages, items, done)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "INSERT INTO http_positions
+                    (source, run, window_from, window_to, next, pages, items, done, last_page_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $9 THEN now() END)
              ON CONFLICT (source, run) DO UPDATE
                 SET window_from = $3, window_to = $4, next = $5, pages = $6, items = $7,
-                    done = $8, updated_at = now()",
+                    done = $8, updated_at = now(),
+                    last_page_at = CASE WHEN $9 THEN now() ELSE http_positions.last_page_at END",
             &[
                 &source,
                 &run,
@@ -88,6 +106,7 @@ pub async fn save(
                 &position.pages,
                 &position.items,
                 &position.done,
+                &page_settled,
             ],
         )
         .await?;
@@ -111,16 +130,17 @@ pub async fn try_lock(
     Ok(row.get(0))
 }
 
+/// Releases the lock; false if this session did not hold it.
 pub async fn unlock(
     client: &tokio_postgres::Client,
     source: &str,
     run: &str,
-) -> Result<(), DbError> {
-    client
-        .execute(
+) -> Result<bool, DbError> {
+    let row = client
+        .query_one(
             "SELECT pg_advisory_unlock(hashtextextended('etl http ' || $1 || ' ' || $2, 0))",
             &[&source, &run],
         )
         .await?;
-    Ok(())
+    Ok(row.get(0))
 }

@@ -351,16 +351,20 @@ impl JetStream {
                     Err(error) => Err(error),
                 };
                 match stored {
-                    Ok(()) => {
+                    Ok(inserted) => {
                         if let Err(error) = message.double_ack_with(AckKind::Term).await {
                             tracing::warn!(%origin, %error, "cannot terminate a dead-lettered message; it will be delivered and dead-lettered again");
                         }
-                        outcome::dead_lettered(
-                            &self.stats,
-                            type_name.unwrap_or("unknown"),
-                            &origin,
-                            &rejection,
-                        );
+                        // A message dead-lettered before (delivered again after a failed
+                        // terminate) is not reported twice.
+                        if inserted {
+                            outcome::dead_lettered(
+                                &self.stats,
+                                type_name.unwrap_or("unknown"),
+                                &origin,
+                                &rejection,
+                            );
+                        }
                     }
                     // Never terminated before it is stored: delivered again later instead.
                     Err(error) => {
