@@ -282,6 +282,12 @@ pub async fn run_to(
     drop(intake);
 
     let progress = tokio::spawn(progress(shared.clone(), shutdown.intake().clone()));
+    let probe = shared.warehouse.clone().map(|warehouse| {
+        tokio::spawn(crate::ops::probe::database(
+            warehouse,
+            shutdown.intake().clone(),
+        ))
+    });
     let http = (!config.http_addr.is_empty()).then(|| {
         tokio::spawn(crate::ops::http::serve(
             config.http_addr.clone(),
@@ -309,6 +315,9 @@ pub async fn run_to(
     }
     shutdown.stop_intake();
     progress.abort();
+    if let Some(probe) = probe {
+        probe.abort();
+    }
 
     // Graceful part: the sources stop reading, the pool commits what it holds, the sources
     // finish what their acks tell them.

@@ -21,6 +21,7 @@ pub const BROKER_PENDING: &str = "etl_broker_pending";
 pub const EVENTS_FORWARDED: &str = "etl_events_forwarded_total";
 pub const FORWARD_DUPLICATES: &str = "etl_forward_duplicates_total";
 pub const PUBLISH_ERRORS: &str = "etl_publish_errors_total";
+pub const DATABASE_UP: &str = "etl_database_up";
 pub const HTTP_PAGES: &str = "etl_http_pages_total";
 pub const HTTP_ITEMS: &str = "etl_http_items_total";
 pub const HTTP_RETRIES: &str = "etl_http_retries_total";
@@ -107,6 +108,10 @@ pub fn describe(catalog: &crate::catalog::Catalog) {
     describe_counter!(
         PUBLISH_ERRORS,
         "Publishes the broker refused or did not answer (retried)"
+    );
+    describe_gauge!(
+        DATABASE_UP,
+        "1 if the warehouse answered the last ping (every 5 s), else 0"
     );
     describe_counter!(HTTP_PAGES, "Pages an HTTP API source received, by source");
     describe_counter!(HTTP_ITEMS, "Items in those pages, by source");

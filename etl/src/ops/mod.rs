@@ -3,5 +3,6 @@
 
 pub mod http;
 pub mod metrics;
+pub mod probe;
 pub mod replay;
 pub mod status;

@@ -1,0 +1,30 @@
+//! The database-reachability gauge: a ping every few seconds, whatever the traffic, so that an
+//! alert can tell an idle daemon with a healthy database from one whose database is gone (an
+//! error counter only moves when there are events to fail).
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::load::Warehouse;
+use crate::ops::metrics::DATABASE_UP;
+
+/// How often the database is pinged.
+const EVERY: Duration = Duration::from_secs(5);
+
+/// Sets `etl_database_up` to 1 when the warehouse answers within two seconds, 0 otherwise,
+/// until `stop`.
+pub async fn database(warehouse: Warehouse, stop: CancellationToken) {
+    let gauge = metrics::gauge!(DATABASE_UP);
+    loop {
+        let answered = tokio::time::timeout(Duration::from_secs(2), warehouse.ping()).await;
+        gauge.set(if matches!(answered, Ok(Ok(()))) {
+            1.0
+        } else {
+            0.0
+        });
+        if !crate::backoff::sleep(EVERY, &stop).await {
+            return;
+        }
+    }
+}
