@@ -85,6 +85,12 @@ pub struct Config {
     pub nats_fetch_batch: usize,
     /// Most publishes a forwarder has in flight (pipelined) before waiting for acknowledgements.
     pub nats_publish_in_flight: usize,
+    /// An HTTP endpoint (Slack-style incoming webhook, Alertmanager-less setups) that gets a JSON
+    /// POST when the database has been unreachable for `alert_database_down_secs`, and a summary
+    /// of the rejections at most every `alert_rejections_interval_secs`; empty: none.
+    pub alert_webhook_url: String,
+    pub alert_database_down_secs: u64,
+    pub alert_rejections_interval_secs: u64,
     /// Where records come from: `[[sources]]` tables in `etl.toml` (e.g. `kind = "inbox"`).
     /// None configured means the inbox, so every existing setup keeps working.
     #[serde(default)]
@@ -126,6 +132,9 @@ impl Default for Config {
             nats_replicas: 1,
             nats_fetch_batch: 500,
             nats_publish_in_flight: 1024,
+            alert_webhook_url: String::new(),
+            alert_database_down_secs: 300,
+            alert_rejections_interval_secs: 300,
             sources: Vec::new(),
         }
     }
@@ -217,6 +226,10 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut shown = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
         shown["database_url"] = crate::load::connect::redact(&self.database_url).into();
+        // A webhook URL is a credential (its path is the token).
+        if !self.alert_webhook_url.is_empty() {
+            shown["alert_webhook_url"] = "***".into();
+        }
         write!(f, "Config {shown}")
     }
 }

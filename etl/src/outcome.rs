@@ -55,6 +55,12 @@ fn refused(stats: &Stats, type_name: &str, origin: &dyn Display, rejection: &Rej
         "rejected"
     );
     Stats::add(&stats.rejected, 1);
+    stats.note_rejection(
+        type_name,
+        rejection.code.as_str(),
+        origin.to_string(),
+        &rejection.reason,
+    );
     metrics::counter!(EVENTS_REJECTED, "type" => type_name.to_owned(), "reason" => rejection.code.as_str())
         .increment(1);
 }

@@ -282,11 +282,30 @@ pub async fn run_to(
     drop(intake);
 
     let progress = tokio::spawn(progress(shared.clone(), shutdown.intake().clone()));
+    let webhook = crate::ops::webhook::Webhook::from_config(config);
     let probe = shared.warehouse.clone().map(|warehouse| {
+        let alert = webhook
+            .clone()
+            .map(|w| crate::ops::webhook::DatabaseAlert::new(w, config));
+        // The ping comes often enough to honour a short alert threshold.
+        let every = crate::ops::probe::EVERY
+            .min(Duration::from_secs(config.alert_database_down_secs.max(1)));
         tokio::spawn(crate::ops::probe::database(
             warehouse,
+            alert,
+            every,
             shutdown.intake().clone(),
         ))
+    });
+    let summaries = webhook.map(|webhook| {
+        let (stats, config, stop) = (
+            shared.stats.clone(),
+            shared.config.clone(),
+            shutdown.intake().clone(),
+        );
+        tokio::spawn(
+            async move { crate::ops::webhook::rejections(webhook, stats, &config, stop).await },
+        )
     });
     let http = (!config.http_addr.is_empty()).then(|| {
         tokio::spawn(crate::ops::http::serve(
@@ -317,6 +336,9 @@ pub async fn run_to(
     progress.abort();
     if let Some(probe) = probe {
         probe.abort();
+    }
+    if let Some(summaries) = summaries {
+        summaries.abort();
     }
 
     // Graceful part: the sources stop reading, the pool commits what it holds, the sources

@@ -1,10 +1,26 @@
 //! Counters of what the pipeline did, for the drain summary, progress lines and tests.
 //! (The Prometheus metrics are emitted beside them through the `metrics` facade.)
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Rejections since the last summary (the alert webhook's rate-limited report).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rejections {
+    /// (type, code) → how many.
+    pub by: BTreeMap<(String, String), u64>,
+    /// The first few: (origin, reason).
+    pub examples: Vec<(String, String)>,
+}
+
+/// Examples kept per summary.
+const EXAMPLES: usize = 5;
 
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Rejections not yet summarised.
+    pub recent_rejections: Mutex<Rejections>,
     /// Events that changed a row of an entity table.
     pub applied: AtomicU64,
     /// Valid events that changed nothing: older than the stored version, or already applied.
@@ -30,6 +46,27 @@ pub struct Snapshot {
 impl Stats {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Notes one rejection for the next summary.
+    pub fn note_rejection(&self, type_name: &str, code: &str, origin: String, reason: &str) {
+        if let Ok(mut recent) = self.recent_rejections.lock() {
+            *recent
+                .by
+                .entry((type_name.to_owned(), code.to_owned()))
+                .or_default() += 1;
+            if recent.examples.len() < EXAMPLES {
+                recent.examples.push((origin, reason.to_owned()));
+            }
+        }
+    }
+
+    /// The rejections noted since the last call, and a fresh start.
+    pub fn take_rejections(&self) -> Rejections {
+        self.recent_rejections
+            .lock()
+            .map(|mut recent| std::mem::take(&mut *recent))
+            .unwrap_or_default()
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -6,3 +6,4 @@ pub mod metrics;
 pub mod probe;
 pub mod replay;
 pub mod status;
+pub mod webhook;

@@ -8,22 +8,28 @@ use tokio_util::sync::CancellationToken;
 
 use crate::load::Warehouse;
 use crate::ops::metrics::DATABASE_UP;
+use crate::ops::webhook::DatabaseAlert;
 
 /// How often the database is pinged.
-const EVERY: Duration = Duration::from_secs(5);
+pub const EVERY: Duration = Duration::from_secs(5);
 
 /// Sets `etl_database_up` to 1 when the warehouse answers within two seconds, 0 otherwise,
-/// until `stop`.
-pub async fn database(warehouse: Warehouse, stop: CancellationToken) {
+/// and tells `alert` (the webhook's), every `every` until `stop`.
+pub async fn database(
+    warehouse: Warehouse,
+    mut alert: Option<DatabaseAlert>,
+    every: Duration,
+    stop: CancellationToken,
+) {
     let gauge = metrics::gauge!(DATABASE_UP);
     loop {
         let answered = tokio::time::timeout(Duration::from_secs(2), warehouse.ping()).await;
-        gauge.set(if matches!(answered, Ok(Ok(()))) {
-            1.0
-        } else {
-            0.0
-        });
-        if !crate::backoff::sleep(EVERY, &stop).await {
+        let up = matches!(answered, Ok(Ok(())));
+        gauge.set(if up { 1.0 } else { 0.0 });
+        if let Some(alert) = alert.as_mut() {
+            alert.observe(up).await;
+        }
+        if !crate::backoff::sleep(every, &stop).await {
             return;
         }
     }
