@@ -1,4 +1,4 @@
-//! The alerting rules rest on metrics the daemon really exports: synthetic series in
+//! The alerting rules and the dashboard rest on metrics the daemon really exports: synthetic series in
 //! `deploy/prometheus/alerts_test.yml` cannot tell a misspelt name, so every `etl_*` name the
 //! rules use must appear in the `/metrics` of a real `etl run` that has loaded and rejected
 //! events.
@@ -14,6 +14,26 @@ const RULES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../deploy/prometheus/alerts.yml"
 );
+const DASHBOARD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/etl.json");
+
+/// The queries of the Grafana dashboard's panels (Grafana itself has no Debian package: the
+/// dashboard is checked statically).
+fn dashboard_queries() -> Vec<String> {
+    let text = std::fs::read_to_string(DASHBOARD).expect("etl.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(!panels.is_empty());
+    let mut queries = Vec::new();
+    for panel in panels {
+        let targets = panel["targets"].as_array().expect("each panel has targets");
+        assert!(!targets.is_empty(), "a panel without a query: {panel}");
+        for target in targets {
+            let expr = target["expr"].as_str().expect("a target's expr");
+            queries.push(expr.to_owned());
+        }
+    }
+    queries
+}
 
 /// Every `etl_…` metric name in `text`.
 fn metric_names(text: &str) -> BTreeSet<String> {
@@ -37,9 +57,12 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 }
 
 #[test]
-fn every_metric_the_alerts_use_is_exported_by_a_running_daemon() {
+fn every_metric_the_alerts_and_the_dashboard_use_is_exported_by_a_running_daemon() {
     let rules = std::fs::read_to_string(RULES).expect("alerts.yml");
-    let used = metric_names(&rules);
+    let mut used = metric_names(&rules);
+    for query in dashboard_queries() {
+        used.extend(metric_names(&query));
+    }
     assert!(used.len() >= 5, "the rules name too few metrics: {used:?}");
 
     let env = Env::new();
@@ -65,7 +88,7 @@ fn every_metric_the_alerts_use_is_exported_by_a_running_daemon() {
     let missing: Vec<&String> = used.iter().filter(|n| !names.contains(*n)).collect();
     assert!(
         all_there,
-        "the rules use metrics the daemon does not export: {missing:?}\n{exported}\n{}",
+        "the rules or the dashboard use metrics the daemon does not export: {missing:?}\n{exported}\n{}",
         etl.log_tail(20)
     );
     // The reachability gauge says the database answers.
