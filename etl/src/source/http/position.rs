@@ -121,13 +121,7 @@ pub async fn try_lock(
     source: &str,
     run: &str,
 ) -> Result<bool, DbError> {
-    let row = client
-        .query_one(
-            "SELECT pg_try_advisory_lock(hashtextextended('etl http ' || $1 || ' ' || $2, 0))",
-            &[&source, &run],
-        )
-        .await?;
-    Ok(row.get(0))
+    advisory(client, "pg_try_advisory_lock", source, run).await
 }
 
 /// Releases the lock; false if this session did not hold it.
@@ -136,11 +130,17 @@ pub async fn unlock(
     source: &str,
     run: &str,
 ) -> Result<bool, DbError> {
-    let row = client
-        .query_one(
-            "SELECT pg_advisory_unlock(hashtextextended('etl http ' || $1 || ' ' || $2, 0))",
-            &[&source, &run],
-        )
-        .await?;
+    advisory(client, "pg_advisory_unlock", source, run).await
+}
+
+/// `function` (one of PostgreSQL's advisory lock functions) on the key of `source`'s `run`.
+async fn advisory(
+    client: &tokio_postgres::Client,
+    function: &'static str,
+    source: &str,
+    run: &str,
+) -> Result<bool, DbError> {
+    let sql = format!("SELECT {function}(hashtextextended('etl http ' || $1 || ' ' || $2, 0))");
+    let row = client.query_one(sql.as_str(), &[&source, &run]).await?;
     Ok(row.get(0))
 }
