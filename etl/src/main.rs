@@ -15,7 +15,7 @@ use etl::load::Warehouse;
 use etl::ops::replay::Filter as ReplayFilter;
 use etl::pipeline::{self, Mode, Sink};
 use etl::source::deadletter;
-use etl::source::http::config::parse_instant;
+use etl::source::http::config::{now_in_seconds, parse_instant};
 use etl::source::http::Window;
 use etl::source::SourceConfig;
 
@@ -210,12 +210,7 @@ fn window(from: &str, to: Option<&str>) -> Result<Window, String> {
     let from = parse_instant(from).map_err(|e| format!("--from: {e}"))?;
     let to = match to {
         Some(to) => parse_instant(to).map_err(|e| format!("--to: {e}"))?,
-        None => {
-            use chrono::DurationRound;
-            let now = chrono::Utc::now();
-            now.duration_trunc(chrono::TimeDelta::seconds(1))
-                .unwrap_or(now)
-        }
+        None => now_in_seconds(),
     };
     if from >= to {
         return Err(format!(

@@ -144,6 +144,15 @@ impl Warehouse {
         Ok(())
     }
 
+    /// Whether the database answers a query within two seconds (`/readyz`, the reachability
+    /// gauge).
+    pub async fn answers(&self) -> bool {
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(2), self.ping()).await,
+            Ok(Ok(()))
+        )
+    }
+
     /// Applies a batch in one transaction. On error nothing of it is visible, and the caller
     /// may retry it as is.
     pub async fn apply(&self, batch: &Batch) -> Result<Applied, DbError> {

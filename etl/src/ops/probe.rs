@@ -23,8 +23,7 @@ pub async fn database(
 ) {
     let gauge = metrics::gauge!(DATABASE_UP);
     loop {
-        let answered = tokio::time::timeout(Duration::from_secs(2), warehouse.ping()).await;
-        let up = matches!(answered, Ok(Ok(())));
+        let up = warehouse.answers().await;
         gauge.set(if up { 1.0 } else { 0.0 });
         if let Some(alert) = alert.as_mut() {
             alert.observe(up).await;

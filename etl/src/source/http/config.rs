@@ -264,6 +264,15 @@ impl HttpConfig {
     }
 }
 
+/// Now, in whole seconds: APIs take times at that resolution, and consecutive windows must meet
+/// exactly.
+pub fn now_in_seconds() -> DateTime<Utc> {
+    use chrono::DurationRound;
+    let now = Utc::now();
+    now.duration_trunc(chrono::TimeDelta::seconds(1))
+        .unwrap_or(now)
+}
+
 /// A date or time given on the command line: `2026-11-20` (midnight UTC) or RFC 3339.
 pub fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {

@@ -19,14 +19,8 @@ pub fn land(
     let dir = root.join(source).join(now.format("%Y/%m/%d").to_string());
     std::fs::create_dir_all(&dir)?;
     let stem = format!("{}-{page:05}", now.format("%H%M%S%.3f"));
-    // Two pulls of one source in the same millisecond (a backfill beside the schedule) must not
-    // overwrite each other's page.
     let mut path = dir.join(format!("{stem}.ndjson"));
     let mut n = 1;
-    while path.exists() {
-        path = dir.join(format!("{stem}-{n}.ndjson"));
-        n += 1;
-    }
     // Unique to this process and page, so that two writers never share a temporary file.
     let temporary = dir.join(format!(".{stem}.{}.ndjson.tmp", std::process::id()));
     let mut file = std::fs::File::create(&temporary)?;
@@ -44,8 +38,9 @@ pub fn land(
     }
     file.write_all(&text)?;
     file.sync_all()?;
-    // A hard link fails if the name exists (another writer's page of the same millisecond),
-    // where a rename would replace it.
+    // Two pulls of one source in the same millisecond (a backfill beside the schedule) must not
+    // overwrite each other's page: a hard link fails if the name exists, where a rename would
+    // replace it.
     loop {
         match std::fs::hard_link(&temporary, &path) {
             Ok(()) => break,

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use std::panic::AssertUnwindSafe;
 
-use chrono::{DurationRound, Utc};
+use chrono::Utc;
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -278,11 +278,9 @@ impl HttpSource {
                 return Pulled::Failed;
             }
         };
-        // Whole seconds: APIs take times at that resolution, and consecutive windows must meet
-        // exactly.
-        let now = Utc::now()
-            .duration_trunc(chrono::TimeDelta::seconds(1))
-            .unwrap_or_else(|_| Utc::now());
+        let now = config::now_in_seconds();
+        let interval = chrono::TimeDelta::from_std(self.config.interval())
+            .unwrap_or(chrono::TimeDelta::hours(1));
         let mut at = match (fixed, stored) {
             (Some(window), Some(p)) if p.window == window && !p.done => p,
             (Some(window), _) => Position::start(window),
@@ -291,8 +289,6 @@ impl HttpSource {
                 // Each replica has its own timer: the schedule is the stored window's, so that
                 // N replicas make one pull per interval, not N. (A second's slack: windows end
                 // on whole seconds.)
-                let interval = chrono::TimeDelta::from_std(self.config.interval())
-                    .unwrap_or(chrono::TimeDelta::hours(1));
                 if now + chrono::TimeDelta::seconds(1) <= p.window.to + interval {
                     return Pulled::NotDue;
                 }
@@ -301,18 +297,14 @@ impl HttpSource {
                     to: now,
                 })
             }
-            (None, None) => {
-                let interval = chrono::TimeDelta::from_std(self.config.interval())
-                    .unwrap_or(chrono::TimeDelta::hours(1));
-                Position::start(Window {
-                    from: self
-                        .config
-                        .start
-                        .or_else(|| now.checked_sub_signed(interval))
-                        .unwrap_or(now),
-                    to: now,
-                })
-            }
+            (None, None) => Position::start(Window {
+                from: self
+                    .config
+                    .start
+                    .or_else(|| now.checked_sub_signed(interval))
+                    .unwrap_or(now),
+                to: now,
+            }),
         };
         if at.window.from >= at.window.to {
             return Pulled::Complete;
@@ -420,11 +412,9 @@ impl HttpSource {
             .display()
             .to_string();
         let (settled_tx, mut settled) = mpsc::unbounded_channel();
-        let mut submitted = 0usize;
         for (line, item) in items.iter().enumerate() {
             let origin = format!("{shown}:{}", line + 1);
             self.in_flight.fetch_add(1, Ordering::Relaxed);
-            submitted += 1;
             match item::envelope(item, &self.config.item, &self.config.name, &self.kind) {
                 Ok(bytes) => {
                     let ack = Ack::new(ItemAck {
@@ -439,7 +429,9 @@ impl HttpSource {
                         ack,
                     };
                     if intake.submit(record).await.is_err() {
-                        break; // closing: the record's ack said Retry
+                        // Closing: the record's ack says Retry, so the page is not settled and
+                        // the items after it need not be offered.
+                        break;
                     }
                 }
                 Err(rejection) => Ack::new(ItemAck {
@@ -451,7 +443,7 @@ impl HttpSource {
             }
         }
         drop(settled_tx);
-        let mut settled_all = submitted == items.len();
+        let mut settled_all = true;
         let mut committed = 0;
         while let Some(Settled {
             fate,
