@@ -26,6 +26,10 @@ const BUILTIN: &[(&str, &str)] = &[
         "0004_http_source",
         include_str!("../../../db/migrations/0004_http_source.sql"),
     ),
+    (
+        "0005_lake_and_retention",
+        include_str!("../../../db/migrations/0005_lake_and_retention.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming our advisory lock, so two daemons starting together migrate

@@ -561,3 +561,40 @@ pub fn valid_backlog(events_dir: &Path, users: usize, cards: usize, seed: u64) -
     }
     files
 }
+
+/// Makes sure `python3` can import each `(module, pip package)` pair, installing the missing
+/// packages from PyPI once (under a file lock: test processes run in parallel). Independent
+/// readers and validators (pyarrow, duckdb, schemathesis…) are Python programs; a fresh machine
+/// has none of them, so the tests fetch what they use, as `.ci/run` does.
+pub fn python_with(packages: &[(&str, &str)]) {
+    let importable = |module: &str| {
+        Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if packages.iter().all(|(module, _)| importable(module)) {
+        return;
+    }
+    let lock_path = std::env::temp_dir().join("etl-tests-pip.lock");
+    let lock = std::fs::File::create(&lock_path).expect("pip lock file");
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this function owns; released when `lock` is dropped.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|(module, _)| !importable(module))
+        .map(|(_, pip)| *pip)
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args(&missing)
+        .status()
+        .expect("python3 -m pip runs");
+    assert!(status.success(), "pip install {missing:?} failed");
+}
