@@ -1,5 +1,5 @@
 //! The command line: `etl run [--drain] [--source S]`, `etl forward`, `etl pull`, `etl migrate`,
-//! `etl check FILE…`, `etl replay`, `etl dead-letters`, `etl status`.
+//! `etl check FILE…`, `etl replay`, `etl export`, `etl dead-letters`, `etl status`.
 
 use std::path::PathBuf;
 
@@ -86,8 +86,32 @@ pub enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Export the warehouse to a Parquet lake: each type's current table as a snapshot
+    /// (`DIR/<type>/snapshot.parquet`, replaced atomically), and the raw zone incrementally
+    /// (`DIR/events/date=YYYY-MM-DD/`, from where the previous export into DIR stopped).
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Parquet)]
+        format: ExportFormat,
+        /// The lake folder.
+        #[arg(long)]
+        to: PathBuf,
+        /// Only this type's table (the raw zone, one table for all types, is then left as is).
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// The raw zone's start for a lake folder's first export (`2026-11-20` or RFC 3339);
+        /// later exports continue from the folder's watermark.
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// Print file counts per folder, rows per table, and the running daemon's in-flight count.
     Status,
+}
+
+/// `etl export --format` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Apache Parquet (Snappy-compressed).
+    Parquet,
 }
 
 /// `--source` values.

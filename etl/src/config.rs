@@ -91,6 +91,17 @@ pub struct Config {
     pub alert_webhook_url: String,
     pub alert_database_down_secs: u64,
     pub alert_rejections_interval_secs: u64,
+    /// The Parquet lake `etl run` exports to (default `<data_dir>/lake/parquet`): each type's
+    /// current table in `<lake>/<type>/`, the raw zone in `<lake>/events/date=…/`.
+    pub lake_dir: Option<PathBuf>,
+    /// Seconds between lake exports inside `etl run` (one replica at a time); 0: none.
+    pub lake_export_interval_secs: u64,
+    /// Raw events ingested longer ago than this leave the warehouse once the lake holds them
+    /// (needs the lake export); 0: kept for ever.
+    pub raw_retention_days: u64,
+    /// How long the ids of retired raw events are kept to recognise a replayed old event;
+    /// after that, events as old as the forgotten ones are refused (`beyond_horizon`).
+    pub retired_ids_days: u64,
     /// Where records come from: `[[sources]]` tables in `etl.toml` (e.g. `kind = "inbox"`).
     /// None configured means the inbox, so every existing setup keeps working.
     #[serde(default)]
@@ -135,6 +146,10 @@ impl Default for Config {
             alert_webhook_url: String::new(),
             alert_database_down_secs: 300,
             alert_rejections_interval_secs: 300,
+            lake_dir: None,
+            lake_export_interval_secs: 0,
+            raw_retention_days: 0,
+            retired_ids_days: 90,
             sources: Vec::new(),
         }
     }
@@ -148,6 +163,14 @@ impl Config {
             .merge(Env::prefixed("ETL_"))
             .extract()
             .map_err(Box::new)?;
+        if config.raw_retention_days > 0 && config.lake_export_interval_secs == 0 {
+            // Deleting raw rows that were never exported would lose them.
+            return Err(Box::new(figment::Error::from(
+                "raw_retention_days needs the lake export: raw rows leave the warehouse only \
+                 once the lake holds them, so set lake_export_interval_secs too"
+                    .to_owned(),
+            )));
+        }
         Ok(config.sanitized())
     }
 
@@ -186,6 +209,12 @@ impl Config {
 
     pub fn failed(&self, type_name: &str) -> PathBuf {
         self.events_dir().join("failed").join(type_name)
+    }
+
+    pub fn lake_dir(&self) -> PathBuf {
+        self.lake_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("lake").join("parquet"))
     }
 
     pub fn logs_dir(&self) -> PathBuf {

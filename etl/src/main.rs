@@ -160,6 +160,12 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             println!("moved {moved} failed file(s) back into the inbox");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Export {
+            format: _,
+            to,
+            kind,
+            since,
+        } => export(config, &to, kind.as_deref(), since.as_deref()).await,
         Command::Status => {
             let catalog = Catalog::load(&config)?;
             let (report, warehouse) = etl::ops::status::report(&config, &catalog).await;
@@ -220,6 +226,56 @@ fn window(from: &str, to: Option<&str>) -> Result<Window, String> {
         ));
     }
     Ok(Window { from, to })
+}
+
+/// `etl export`: exit 0 once the files are in place, 2 for a request that would break the
+/// lake's guarantees (an unknown type, a bad date, `--since` behind the folder's watermark).
+async fn export(
+    config: Config,
+    to: &std::path::Path,
+    kind: Option<&str>,
+    since: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let catalog = Catalog::load(&config)?;
+    if let Some(name) = kind.filter(|name| catalog.get(name).is_none()) {
+        eprintln!(
+            "ERROR --type {name}: no such event type (declared: {})",
+            catalog.names()
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let since = match since.map(parse_instant).transpose() {
+        Ok(since) => since,
+        Err(error) => {
+            eprintln!("ERROR --since: {error}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let exported = match etl::lake::export_once(&config, &catalog, to, kind, since).await {
+        Ok(exported) => exported,
+        Err(etl::lake::LakeError::Refused(reason)) => {
+            eprintln!("ERROR {reason}");
+            return Ok(ExitCode::from(2));
+        }
+        // The database's own errors as such, so a wrong password gets its one-line advice.
+        Err(etl::lake::LakeError::Db(error)) => return Err(error.into()),
+        Err(etl::lake::LakeError::Postgres(error)) => return Err(error.into()),
+        Err(error) => return Err(error.into()),
+    };
+    for s in &exported.snapshots {
+        println!("{:<12} {:>10} rows  {}", s.type_name, s.rows, s.path.display());
+    }
+    if let Some(raw) = &exported.raw {
+        println!(
+            "{:<12} {:>10} rows  in {} new file(s) under {} (the lake holds every raw event ingested before {})",
+            "events",
+            raw.rows,
+            raw.files.len(),
+            to.join("events").display(),
+            raw.through.to_rfc3339()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `etl dead-letters list|replay`.

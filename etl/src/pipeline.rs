@@ -264,9 +264,29 @@ pub async fn run_to(
     });
     let config = &shared.config;
 
+    // The lake (exports, raw retention) and the horizon the decoders refuse old events at
+    // belong with the warehouse, so only `etl run` has them.
+    let horizon = crate::lake::Horizon::default();
+    let mut lake_tasks = Vec::new();
+    if shared.warehouse.is_some() {
+        lake_tasks.push(tokio::spawn(crate::lake::follow_horizon(
+            config.clone(),
+            horizon.clone(),
+            shutdown.intake().clone(),
+        )));
+        if let Some(schedule) = crate::lake::Schedule::from_config(config) {
+            lake_tasks.push(tokio::spawn(crate::lake::schedule(
+                config.clone(),
+                catalog.clone(),
+                schedule,
+                shutdown.intake().clone(),
+            )));
+        }
+    }
     let decoder = Arc::new(Decoder {
         max_future_skew: config.max_future_skew(),
         keep_bytes: sink == Sink::Broker,
+        horizon,
     });
     let intake = Intake::new(decoder, events);
     let mut discoveries = Vec::new();
@@ -339,6 +359,11 @@ pub async fn run_to(
     }
     if let Some(summaries) = summaries {
         summaries.abort();
+    }
+    // A lake pass cut short leaves temporary files and an unmoved watermark: the next pass
+    // removes the former and exports the same rows again.
+    for task in lake_tasks {
+        task.abort();
     }
 
     // Graceful part: the sources stop reading, the pool commits what it holds, the sources

@@ -17,6 +17,8 @@ pub struct Decoder {
     pub max_future_skew: Duration,
     /// Keep each valid record's bytes in its event (for a sink that sends them on).
     pub keep_bytes: bool,
+    /// The raw zone's horizon (see [`refuse_beyond_horizon`]); unset when nothing was forgotten.
+    pub horizon: crate::lake::Horizon,
 }
 
 impl Decoder {
@@ -50,6 +52,7 @@ impl Decoder {
         let event = decode(kind, bytes)?;
         let now = chrono::Utc::now().naive_utc();
         refuse_future(&event, now, self.max_future_skew)?;
+        refuse_beyond_horizon(&event, self.horizon.get())?;
         Ok(event)
     }
 }
@@ -195,6 +198,29 @@ pub fn refuse_future(
         }
     }
     Ok(())
+}
+
+/// Refuses an event dated at or before `horizon`: the ids of retired raw events that old have
+/// been forgotten, so it may be one of them (a replayed file, a re-pulled window) and would
+/// otherwise enter the raw zone, and the lake, a second time.
+pub fn refuse_beyond_horizon(
+    event: &Event,
+    horizon: Option<chrono::NaiveDateTime>,
+) -> Result<(), Rejection> {
+    match horizon {
+        Some(horizon) if event.meta.event_at <= horizon => Err(Rejection::new(
+            RejectCode::BeyondHorizon,
+            format!(
+                "event_at {} is at or before the raw zone's horizon {}: the ids of events that \
+                 old are no longer kept (retired_ids_days), so this one cannot be told from an \
+                 event already loaded and moved to the lake",
+                event.meta.event_at.format(crate::event::timestamp::FORMAT),
+                horizon.format(crate::event::timestamp::FORMAT),
+            ),
+        )
+        .at("/metadata/event_at")),
+        _ => Ok(()),
+    }
 }
 
 /// JSON pointer of the first string or key holding a NUL character.

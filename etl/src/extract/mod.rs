@@ -37,6 +37,9 @@ pub enum RejectCode {
     InvalidValue,
     /// A version clock (or `event_at`) too far in the future: it would freeze its entity.
     FutureVersion,
+    /// An event as old as the retired raw events whose ids were forgotten (`retired_ids_days`):
+    /// it cannot be told from one of them, so it is refused rather than loaded twice.
+    BeyondHorizon,
     /// Valid by the schema, but PostgreSQL refused the row (a constraint, a value out of range).
     DbRefused,
 }
@@ -51,6 +54,7 @@ impl RejectCode {
             RejectCode::Schema => "schema",
             RejectCode::InvalidValue => "invalid_value",
             RejectCode::FutureVersion => "future_version",
+            RejectCode::BeyondHorizon => "beyond_horizon",
             RejectCode::DbRefused => "db_refused",
         }
     }

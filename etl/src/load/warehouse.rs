@@ -83,9 +83,14 @@ pub struct TypeApplied {
 // COPY would add a temp table and more round trips. Each type's upsert is generated from its
 // declaration (`catalog::table::upsert_sql`).
 
+//
+// A known event id adds no raw row: the row is there (ON CONFLICT), or it was retired to the
+// lake and its id is in `retired_events` (kept for `retired_ids_days`).
 const INSERT_EVENTS: &str = "
 INSERT INTO events (event_id, type, entity_id, event_at, payload, source_file)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::timestamp[], $5::jsonb[], $6::text[])
+    AS u(event_id, type, entity_id, event_at, payload, source_file)
+ WHERE NOT EXISTS (SELECT 1 FROM retired_events r WHERE r.event_id = u.event_id)
 ON CONFLICT (event_id) DO NOTHING";
 
 /// The warehouse: a pool of connections to PostgreSQL.

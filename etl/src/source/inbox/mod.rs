@@ -503,6 +503,7 @@ mod tests {
         let decoder = Decoder {
             max_future_skew: config.max_future_skew(),
             keep_bytes: false,
+            horizon: Default::default(),
         };
         let stop = CancellationToken::new();
         let started = inbox.clone().start(
@@ -575,6 +576,7 @@ mod tests {
         let decoder = Decoder {
             max_future_skew: config.max_future_skew(),
             keep_bytes: false,
+            horizon: Default::default(),
         };
         let stop = CancellationToken::new();
         let started = inbox.clone().start(

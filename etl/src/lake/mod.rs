@@ -1,0 +1,239 @@
+//! The lake: the warehouse exported as Parquet files for analysts and batch jobs — the curated
+//! zone (each type's current table) and the raw zone (`events`) — and the retention that lets
+//! the raw zone leave the warehouse once the lake holds it.
+//!
+//! [`export`] writes the files, [`retention`] retires old raw rows and keeps their ids;
+//! [`schedule`] runs both inside `etl run`, one replica at a time (a PostgreSQL advisory lock).
+
+pub mod export;
+pub mod parquet;
+pub mod retention;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::load::connect::Target;
+use crate::load::DbError;
+pub use retention::Horizon;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("database error: {}", crate::load::warehouse::causes(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("lake file error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("parquet: {0}")]
+    Parquet(#[from] ::parquet::errors::ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// A request that would break the lake's guarantees; the sentence says why.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What the raw zone of a lake folder holds: every row ingested in `[from, through)` (`from`
+/// unset: since the beginning). Kept in `<lake>/events/_etl_watermark.json`, written after the
+/// files it covers, so it is the export's commit point.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Watermark {
+    pub from: Option<DateTime<Utc>>,
+    pub through: Option<DateTime<Utc>>,
+}
+
+const WATERMARK_FILE: &str = "_etl_watermark.json";
+
+impl Watermark {
+    /// The watermark of the raw zone folder `zone` (empty if it has none yet).
+    pub fn read(zone: &Path) -> Result<Watermark, LakeError> {
+        match std::fs::read(zone.join(WATERMARK_FILE)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                LakeError::Refused(format!(
+                    "{} is not a watermark this version can read ({e}); move the folder aside",
+                    zone.join(WATERMARK_FILE).display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Watermark::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes it atomically (temporary file, fsync, rename, fsync of the folder).
+    pub fn write(&self, zone: &Path) -> Result<(), LakeError> {
+        use std::io::Write;
+        std::fs::create_dir_all(zone)?;
+        let path = zone.join(WATERMARK_FILE);
+        let temporary = zone.join(format!(".{WATERMARK_FILE}.{}.tmp", std::process::id()));
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temporary, &path)?;
+        parquet::sync_dir(&path)?;
+        Ok(())
+    }
+}
+
+/// The lake's advisory lock: one export or retention pass at a time, over every replica and
+/// `etl export`. Session-level, so a process that dies releases it with its connection.
+const LOCK: &str = "SELECT pg_advisory_lock(hashtextextended('etl lake', 0))";
+const TRY_LOCK: &str = "SELECT pg_try_advisory_lock(hashtextextended('etl lake', 0))";
+
+/// `etl export`: waits for the lake's lock, then exports on its own connection.
+pub async fn export_once(
+    config: &Config,
+    catalog: &Catalog,
+    dir: &Path,
+    only: Option<&str>,
+    since: Option<DateTime<Utc>>,
+) -> Result<Exported, LakeError> {
+    let mut client = connect(config).await?;
+    client.execute(LOCK, &[]).await?;
+    let snapshots = export::snapshots(&mut client, catalog, only, dir).await?;
+    // The raw zone is one table for every type, with one watermark: `--type` refreshes one
+    // table's snapshot and leaves the raw zone to a whole export.
+    let raw = match only {
+        Some(_) => None,
+        None => Some(export::raw(&mut client, dir, since).await?),
+    };
+    Ok(Exported { snapshots, raw })
+}
+
+/// A connection of its own: the session's advisory lock ends with it.
+async fn connect(config: &Config) -> Result<tokio_postgres::Client, LakeError> {
+    let target = Target::from_config(config).map_err(DbError::from)?;
+    Ok(target.connect().await?)
+}
+
+/// What an export wrote.
+#[derive(Debug)]
+pub struct Exported {
+    pub snapshots: Vec<export::Snapshot>,
+    pub raw: Option<export::RawExport>,
+}
+
+/// The lake settings of `etl run`.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    pub dir: PathBuf,
+    pub every: Duration,
+    /// Raw rows older than this leave the warehouse (after the lake has them); None: kept.
+    pub raw_retention: Option<Duration>,
+    pub retired_ids: Duration,
+}
+
+impl Schedule {
+    /// The schedule `config` asks for, if any.
+    pub fn from_config(config: &Config) -> Option<Schedule> {
+        (config.lake_export_interval_secs > 0).then(|| Schedule {
+            dir: config.lake_dir(),
+            every: Duration::from_secs(config.lake_export_interval_secs),
+            raw_retention: (config.raw_retention_days > 0)
+                .then(|| Duration::from_secs(config.raw_retention_days * 86_400)),
+            retired_ids: Duration::from_secs(config.retired_ids_days.max(1) * 86_400),
+        })
+    }
+}
+
+/// Inside `etl run`: a pass at start-up and then every `schedule.every`, each on a fresh
+/// connection holding the lake's lock (a replica that finds it held skips its turn). A failed
+/// pass is logged and tried again next time; it never stops ingestion.
+pub async fn schedule(
+    config: Config,
+    catalog: Catalog,
+    schedule: Schedule,
+    stop: CancellationToken,
+) {
+    loop {
+        match pass(&config, &catalog, &schedule).await {
+            Ok(Some(report)) => tracing::info!(
+                dir = %schedule.dir.display(),
+                tables = report.tables,
+                table_rows = report.table_rows,
+                raw_rows = report.raw_rows,
+                raw_through = %report.raw_through.to_rfc3339(),
+                retired = report.retired,
+                forgotten = report.forgotten,
+                "lake export"
+            ),
+            Ok(None) => tracing::debug!("lake pass skipped: another replica holds the lock"),
+            Err(error) => tracing::warn!(%error, dir = %schedule.dir.display(), "lake pass failed; trying again at the next interval"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(schedule.every) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// What a scheduled pass did.
+#[derive(Debug)]
+pub struct PassReport {
+    pub tables: usize,
+    pub table_rows: u64,
+    pub raw_rows: u64,
+    pub raw_through: DateTime<Utc>,
+    pub retired: u64,
+    pub forgotten: u64,
+}
+
+/// One pass: snapshots, the raw increment, then (with a retention) the retirement of raw rows
+/// the lake now holds, and the forgetting of old retired ids. None if another process holds the
+/// lake's lock.
+pub async fn pass(
+    config: &Config,
+    catalog: &Catalog,
+    schedule: &Schedule,
+) -> Result<Option<PassReport>, LakeError> {
+    let mut client = connect(config).await?;
+    let locked: bool = client.query_one(TRY_LOCK, &[]).await?.try_get(0)?;
+    if !locked {
+        return Ok(None);
+    }
+    let snapshots = export::snapshots(&mut client, catalog, None, &schedule.dir).await?;
+    let raw = export::raw(&mut client, &schedule.dir, None).await?;
+    metrics::counter!("etl_lake_exported_rows_total", "zone" => "raw").increment(raw.rows);
+    let (mut retired, mut forgotten) = (0, 0);
+    if let Some(retention) = schedule.raw_retention {
+        let lake = Watermark::read(&schedule.dir.join("events"))?;
+        let older_than = Utc::now()
+            - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX / 2);
+        retired = retention::retire(&client, &lake, older_than).await?;
+        forgotten = retention::forget(&client, schedule.retired_ids).await?;
+        metrics::counter!("etl_raw_retired_total").increment(retired);
+    }
+    metrics::gauge!("etl_lake_last_export_timestamp_seconds").set(Utc::now().timestamp() as f64);
+    // The connection ends here, and the lock with it.
+    Ok(Some(PassReport {
+        tables: snapshots.len(),
+        table_rows: snapshots.iter().map(|s| s.rows).sum(),
+        raw_rows: raw.rows,
+        raw_through: raw.through,
+        retired,
+        forgotten,
+    }))
+}
+
+/// Keeps `horizon` equal to the stored one, re-read every [`retention::REFRESH`].
+pub async fn follow_horizon(config: Config, horizon: Horizon, stop: CancellationToken) {
+    loop {
+        let loaded = async {
+            let client = connect(&config).await?;
+            horizon.load(&client).await
+        };
+        if let Err(error) = loaded.await {
+            tracing::debug!(%error, "cannot read the raw zone's horizon yet");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(retention::REFRESH) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
