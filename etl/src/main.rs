@@ -263,7 +263,12 @@ async fn export(
         Err(error) => return Err(error.into()),
     };
     for s in &exported.snapshots {
-        println!("{:<12} {:>10} rows  {}", s.type_name, s.rows, s.path.display());
+        println!(
+            "{:<12} {:>10} rows  {}",
+            s.type_name,
+            s.rows,
+            s.path.display()
+        );
     }
     if let Some(raw) = &exported.raw {
         println!(

@@ -41,7 +41,10 @@ pub async fn snapshots(
         .start()
         .await?;
     let mut written = Vec::new();
-    for kind in catalog.iter().filter(|k| only.is_none_or(|o| o == k.name())) {
+    for kind in catalog
+        .iter()
+        .filter(|k| only.is_none_or(|o| o == k.name()))
+    {
         let mut columns: Vec<LakeColumn> = kind
             .columns
             .iter()

@@ -164,7 +164,9 @@ pub async fn schedule(
                 "lake export"
             ),
             Ok(None) => tracing::debug!("lake pass skipped: another replica holds the lock"),
-            Err(error) => tracing::warn!(%error, dir = %schedule.dir.display(), "lake pass failed; trying again at the next interval"),
+            Err(error) => {
+                tracing::warn!(%error, dir = %schedule.dir.display(), "lake pass failed; trying again at the next interval")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(schedule.every) => {}
@@ -203,8 +205,8 @@ pub async fn pass(
     let (mut retired, mut forgotten) = (0, 0);
     if let Some(retention) = schedule.raw_retention {
         let lake = Watermark::read(&schedule.dir.join("events"))?;
-        let older_than = Utc::now()
-            - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX / 2);
+        let older_than =
+            Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX / 2);
         retired = retention::retire(&client, &lake, older_than).await?;
         forgotten = retention::forget(&client, schedule.retired_ids).await?;
         metrics::counter!("etl_raw_retired_total").increment(retired);
@@ -228,8 +230,14 @@ pub async fn follow_horizon(config: Config, horizon: Horizon, stop: Cancellation
             let client = connect(&config).await?;
             horizon.load(&client).await
         };
-        if let Err(error) = loaded.await {
-            tracing::debug!(%error, "cannot read the raw zone's horizon yet");
+        let before = horizon.get();
+        match loaded.await {
+            Ok(()) if horizon.get() != before => tracing::info!(
+                forgotten_through = ?horizon.get(),
+                "the raw zone's horizon moved: events at or before it are refused (beyond_horizon)"
+            ),
+            Ok(()) => {}
+            Err(error) => tracing::warn!(%error, "cannot read the raw zone's horizon"),
         }
         tokio::select! {
             _ = tokio::time::sleep(retention::REFRESH) => {}

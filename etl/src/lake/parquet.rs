@@ -61,7 +61,9 @@ impl LakeType {
             LakeType::Boolean => DataType::Boolean,
             LakeType::Text => DataType::Utf8,
             LakeType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-            LakeType::TimestampUtc => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            LakeType::TimestampUtc => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            }
         }
     }
 }

@@ -17,10 +17,10 @@ pub const BATCH: i64 = 5_000;
 
 /// How long a new horizon is announced before the ids it covers are deleted: longer than
 /// [`REFRESH`], so every running decoder refuses those events before their ids are gone.
-const ANNOUNCE: &str = "2 minutes";
+const ANNOUNCE: &str = "1 minute";
 
 /// How often a running daemon re-reads the horizon.
-pub const REFRESH: Duration = Duration::from_secs(30);
+pub const REFRESH: Duration = Duration::from_secs(5);
 
 /// Deletes the raw rows ingested before `older_than` that the lake at `lake` holds (ingested
 /// inside its watermark's range), recording their ids in `retired_events` in the same

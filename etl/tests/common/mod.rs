@@ -592,7 +592,13 @@ pub fn python_with(packages: &[(&str, &str)]) {
         return;
     }
     let status = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
         .args(&missing)
         .status()
         .expect("python3 -m pip runs");
