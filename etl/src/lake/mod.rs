@@ -20,6 +20,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::load::connect::Target;
 use crate::load::DbError;
+use crate::ops::metrics::{LAKE_EXPORTED_ROWS, LAKE_LAST_EXPORT, RAW_RETIRED};
 pub use retention::Horizon;
 
 #[derive(Debug, thiserror::Error)]
@@ -201,7 +202,7 @@ pub async fn pass(
     }
     let snapshots = export::snapshots(&mut client, catalog, None, &schedule.dir).await?;
     let raw = export::raw(&mut client, &schedule.dir, None).await?;
-    metrics::counter!("etl_lake_exported_rows_total", "zone" => "raw").increment(raw.rows);
+    metrics::counter!(LAKE_EXPORTED_ROWS, "zone" => "raw").increment(raw.rows);
     let (mut retired, mut forgotten) = (0, 0);
     if let Some(retention) = schedule.raw_retention {
         let lake = Watermark::read(&schedule.dir.join("events"))?;
@@ -209,9 +210,9 @@ pub async fn pass(
             Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX / 2);
         retired = retention::retire(&client, &lake, older_than).await?;
         forgotten = retention::forget(&client, schedule.retired_ids).await?;
-        metrics::counter!("etl_raw_retired_total").increment(retired);
+        metrics::counter!(RAW_RETIRED).increment(retired);
     }
-    metrics::gauge!("etl_lake_last_export_timestamp_seconds").set(Utc::now().timestamp() as f64);
+    metrics::gauge!(LAKE_LAST_EXPORT).set(Utc::now().timestamp() as f64);
     // The connection ends here, and the lock with it.
     Ok(Some(PassReport {
         tables: snapshots.len(),

@@ -26,6 +26,9 @@ pub const HTTP_PAGES: &str = "etl_http_pages_total";
 pub const HTTP_ITEMS: &str = "etl_http_items_total";
 pub const HTTP_RETRIES: &str = "etl_http_retries_total";
 pub const HTTP_SINCE_SUCCESS: &str = "etl_http_seconds_since_success";
+pub const LAKE_EXPORTED_ROWS: &str = "etl_lake_exported_rows_total";
+pub const RAW_RETIRED: &str = "etl_raw_retired_total";
+pub const LAKE_LAST_EXPORT: &str = "etl_lake_last_export_timestamp_seconds";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -123,6 +126,19 @@ pub fn describe(catalog: &crate::catalog::Catalog) {
         HTTP_SINCE_SUCCESS,
         Unit::Seconds,
         "Seconds since an HTTP API source last received a page (since the start if never)"
+    );
+    describe_counter!(
+        LAKE_EXPORTED_ROWS,
+        "Raw events the scheduled lake export wrote to Parquet"
+    );
+    describe_counter!(
+        RAW_RETIRED,
+        "Raw events deleted from the warehouse after the lake had them"
+    );
+    describe_gauge!(
+        LAKE_LAST_EXPORT,
+        Unit::Seconds,
+        "Unix time of the last completed lake pass of this process"
     );
     for kind in catalog.iter() {
         counter!(EVENTS_APPLIED, "type" => kind.name().to_owned()).absolute(0);
