@@ -76,6 +76,10 @@ struct Cli {
     /// `etl pull`, on a fresh database.
     #[arg(long)]
     http: bool,
+    /// Also export the drained warehouse to a Parquet lake with `etl export` (each run), and
+    /// report its time and peak RSS (`--events 1000000 --no-floor` for the memory figure).
+    #[arg(long)]
+    export: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -348,6 +352,9 @@ impl Bench {
         }
         let server_cpu = self.server.cpu_since(before, &db);
         let tables = fingerprint(&db.url, self.has_transactions())?;
+        if self.cli.export {
+            self.export(i, &etl, tables.events.rows)?;
+        }
         // What the broker drain must reproduce (it names its events' origin differently).
         let content = if self.cli.broker {
             Some(content_fingerprint(&db.url, self.has_transactions())?)
@@ -379,6 +386,30 @@ impl Bench {
             run.broker = Some(self.broker_drain(i, &run.etl, &content, restored.failed)?);
         }
         Ok(run)
+    }
+
+    /// `etl export` of the warehouse the drain just loaded: every table's snapshot and the whole
+    /// raw zone, into a scratch lake; prints its wall time, rate and peak RSS.
+    fn export(&self, i: usize, etl: &Etl, raw_rows: u64) -> anyhow::Result<()> {
+        let lake = self.scratch.path().join(format!("lake-run{i}"));
+        let lake_arg = lake.to_string_lossy().into_owned();
+        eprintln!("bench: run {i}: etl export --format parquet…");
+        let exited = etl
+            .spawn_with(&["export", "--format", "parquet", "--to", &lake_arg])?
+            .wait(Duration::from_secs(600))?;
+        if !exited.success {
+            bail!("etl export failed:\n{}", etl.log_tail());
+        }
+        let secs = exited.elapsed.as_secs_f64();
+        println!(
+            "lake export (run {i}): {raw_rows} raw events + the current tables in {secs:.2} s \
+             ({:.0} raw events/s), CPU {:.2} s, peak RSS {:.1} MiB",
+            raw_rows as f64 / secs.max(1e-9),
+            exited.cpu.as_secs_f64(),
+            exited.peak_rss_kib as f64 / 1024.0
+        );
+        std::fs::remove_dir_all(&lake).ok();
+        Ok(())
     }
 
     /// The backlog the direct drain just loaded, through forwarder → JetStream → replicas, on a

@@ -1172,3 +1172,57 @@ fn pulling_an_unknown_source_exits_2() {
     );
     assert!(api.requests().is_empty(), "the API was asked");
 }
+
+#[test]
+fn a_window_pulled_again_after_its_raw_rows_were_retired_adds_no_raw_row() {
+    let env = Env::new();
+    let days = Days::new();
+    let key = secret("retire");
+    let items = api::generate(23, 1..40, &[(days.at(0), days.at(2), 60)]);
+    let api = Api::start(&key, items.clone());
+    Source::of(&api).write(&env);
+    migrate(&env);
+    let mut first = pull(&env, "first", &days.date(0), &days.date(2), &key_vars(&key));
+    assert_exit(&mut first, 0);
+    assert_warehouse(&env, &items);
+    let raw = env.scalar("SELECT count(*) FROM events");
+    assert!(raw > 0);
+
+    // The raw rows age past a 30-day retention; a lake pass moves them to the lake.
+    env.scalar("WITH u AS (UPDATE events SET ingested_at = ingested_at - interval '40 days' RETURNING 1) SELECT count(*) FROM u");
+    let lake = env.dir.path().join("parquet");
+    let lake_dir = lake.to_str().expect("utf-8").to_owned();
+    let mut vars = key_vars(&key);
+    vars.extend([
+        ("ETL_LAKE_DIR", lake_dir.clone()),
+        ("ETL_LAKE_EXPORT_INTERVAL_SECS", "1".to_owned()),
+        ("ETL_RAW_RETENTION_DAYS", "30".to_owned()),
+    ]);
+    let mut run = env.spawn_etl("retire", &["run", "--source", "inbox"], &vars);
+    assert!(
+        wait_until(PATIENCE, || env.scalar("SELECT count(*) FROM events") == 0),
+        "the raw rows were not retired: {}",
+        run.log_tail(20)
+    );
+    run.signal(libc::SIGTERM);
+    assert!(run.exit_within(PATIENCE).success());
+    assert_eq!(env.scalar("SELECT count(*) FROM retired_events"), raw);
+
+    // The same items pulled again (another run over the window): served, and known.
+    let served_before = served_items(&api.requests()).len();
+    let to = rfc3339(days.at(2) + chrono::Duration::seconds(1));
+    let mut again = pull(&env, "again", &days.date(0), &to, &key_vars(&key));
+    assert_exit(&mut again, 0);
+    assert!(served_items(&api.requests()).len() >= served_before + items.len());
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM events"),
+        0,
+        "a retired event came back into the raw zone"
+    );
+    assert_eq!(warehouse_cards(&env), api::oracle(&items));
+    // And the lake gets no second copy.
+    let out = env.run_etl(&["export", "--format", "parquet", "--to", &lake_dir]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("0 rows  in 0 new file(s)"), "{stdout}");
+}
