@@ -268,9 +268,9 @@ pub async fn run_to(
     // belong with the warehouse, so only `etl run` has them.
     let horizon = crate::lake::Horizon::default();
     let mut lake_tasks = Vec::new();
-    if shared.warehouse.is_some() {
+    if let Some(warehouse) = &shared.warehouse {
         lake_tasks.push(tokio::spawn(crate::lake::follow_horizon(
-            config.clone(),
+            warehouse.clone(),
             horizon.clone(),
             shutdown.intake().clone(),
         )));

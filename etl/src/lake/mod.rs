@@ -224,11 +224,16 @@ pub async fn pass(
     }))
 }
 
-/// Keeps `horizon` equal to the stored one, re-read every [`retention::REFRESH`].
-pub async fn follow_horizon(config: Config, horizon: Horizon, stop: CancellationToken) {
+/// Keeps `horizon` equal to the stored one, re-read every [`retention::REFRESH`] through the
+/// warehouse's pool.
+pub async fn follow_horizon(
+    warehouse: crate::load::Warehouse,
+    horizon: Horizon,
+    stop: CancellationToken,
+) {
     loop {
         let loaded = async {
-            let client = connect(&config).await?;
+            let client = warehouse.client().await?;
             horizon.load(&client).await
         };
         let before = horizon.get();
