@@ -6,8 +6,10 @@
 -- has a later clock, so "every row with ingested_at below the mark" is complete once the lock
 -- was granted: no long transaction can commit an older ingested_at behind the export's back.
 ALTER TABLE events ALTER COLUMN ingested_at SET DEFAULT clock_timestamp();
--- The export and the retention pass read the raw zone in ingestion order.
-CREATE INDEX events_ingested ON events (ingested_at, event_id);
+-- The export and the retention pass select the raw zone by ingestion time. Rows are appended in
+-- that order, so a BRIN index (a summary per range of pages) finds them at almost no cost to
+-- ingestion; a B-tree on ingested_at cost the drain ~20% in the bench.
+CREATE INDEX events_ingested ON events USING brin (ingested_at);
 
 -- Raw events deleted from the warehouse once they are in the lake: their ids only (no payload),
 -- so an old file replayed or an old API window pulled again is still recognised as known and

@@ -146,7 +146,7 @@ pub async fn raw(
         "SELECT {} FROM events e
           WHERE ($1::timestamptz IS NULL OR e.ingested_at >= $1) AND e.ingested_at < $2
             AND NOT EXISTS (SELECT 1 FROM retired_events r WHERE r.event_id = e.event_id)
-          ORDER BY e.ingested_at, e.event_id",
+          ORDER BY e.ingested_at",
         select_list(&columns)
     );
     let name = format!(

@@ -39,7 +39,7 @@ pub async fn retire(
             "WITH batch AS (
                  SELECT event_id FROM events
                   WHERE ingested_at < $1 AND ($2::timestamptz IS NULL OR ingested_at >= $2)
-                  ORDER BY ingested_at, event_id LIMIT $3),
+                  LIMIT $3),
              gone AS (
                  DELETE FROM events e USING batch b WHERE e.event_id = b.event_id
                  RETURNING e.event_id, e.type, e.entity_id, e.event_at),
