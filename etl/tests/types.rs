@@ -176,8 +176,11 @@ async fn the_transactions_example_loads_without_code_beside_users_and_cards() {
     let text = std::fs::read_to_string(&done[0]).expect("a done transaction");
     std::fs::write(env.inbox("cards").join("stray.json"), text).expect("write");
     env.drain().await;
-    let reason = std::fs::read_to_string(env.config.failed("cards").join("stray.json.error.json"))
-        .expect("a reason file");
+    let reason = std::fs::read_to_string(common::finished(
+        &env.config.failed("cards"),
+        "stray.json.error.json",
+    ))
+    .expect("a reason file");
     let reason: Value = serde_json::from_str(&reason).expect("JSON reason");
     assert_eq!(reason["code"], "wrong_folder");
     assert_eq!(reason["type"], "cards");
