@@ -97,6 +97,9 @@ pub fn restore(events_dir: &Path) -> anyhow::Result<Restored> {
             ("failed", &mut restored.failed),
         ] {
             let type_folder = events_dir.join(stage).join(folder);
+            if !type_folder.exists() {
+                continue;
+            }
             for (from, name) in finished_files(&type_folder)? {
                 // The daemon's reason files stay behind: they are not events.
                 if name.to_string_lossy().ends_with(".error.json") {
