@@ -155,9 +155,11 @@ async fn the_transactions_example_loads_without_code_beside_users_and_cards() {
         .lines()
         .find(|l| l.starts_with("transactions "))
         .expect("a files line for transactions");
+    // Inbox 0, failed 0, done/ in one day folder (today's): done/ itself is never listed.
+    let today = chrono::Utc::now().date_naive().to_string();
     assert_eq!(
         files_line.split_whitespace().collect::<Vec<_>>(),
-        ["transactions", "0", "3000", "0"]
+        ["transactions", "0", "0", "1", &format!("{today}..{today}")]
     );
     let rows = env.scalar("SELECT count(*) FROM transactions");
     assert!(
