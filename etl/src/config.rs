@@ -23,7 +23,8 @@ pub struct Config {
     pub database_url_file: Option<PathBuf>,
     /// A file holding the password (a Docker or Kubernetes secret); it replaces the URL's.
     pub database_password_file: Option<PathBuf>,
-    /// Root of the file layout: `events/{inbox,done,failed}/<type>/` and `logs/`.
+    /// Root of the file layout: `events/inbox/<type>/`, `events/{done,failed}/<type>/<date>/`,
+    /// the landing zone `lake/raw/` and `logs/`.
     pub data_dir: PathBuf,
     /// Folder with each type's `<name>.schema.json`; the built-in copy of a shipped type's
     /// schema is used when its file is missing there, so a schema fix needs no rebuild.
