@@ -6,7 +6,7 @@
 //! [`extract`] decodes them into typed events, [`transform`] is the worker pool and its
 //! batches, [`load`] the warehouse; each record's acknowledgement goes back to its source once
 //! its transaction committed. `etl forward` replaces the pool with [`forward`]'s publisher to
-//! the [`broker`]. The [`lake`] exports the warehouse as Parquet and retires old raw rows. [`outcome`] records what happened, [`pipeline`] wires it all together and
+//! the [`broker`]. The [`lake`] exports the warehouse as Parquet and retires old raw rows. [`serve`] is the read API (`etl serve`). [`outcome`] records what happened, [`pipeline`] wires it all together and
 //! [`shutdown`] stops it.
 
 pub mod backoff;
@@ -23,6 +23,7 @@ pub mod load;
 pub mod ops;
 pub mod outcome;
 pub mod pipeline;
+pub mod serve;
 pub mod shutdown;
 pub mod source;
 pub mod stats;
