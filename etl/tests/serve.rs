@@ -585,8 +585,14 @@ fn the_openapi_document_describes_every_type_and_the_live_server_conforms() {
             assert_eq!(&properties[*name], schema, "{kind}.{name}");
         }
         let required = schemas[kind]["required"].as_array().expect("required");
-        for (name, _) in fields.iter().chain(&[("event_at", at.clone()), ("event_id", Value::Null)]) {
-            assert!(required.contains(&json!(name)), "{kind}.{name}: {required:?}");
+        for (name, _) in fields
+            .iter()
+            .chain(&[("event_at", at.clone()), ("event_id", Value::Null)])
+        {
+            assert!(
+                required.contains(&json!(name)),
+                "{kind}.{name}: {required:?}"
+            );
         }
         for path in [
             format!("/api/v1/{kind}"),
@@ -694,7 +700,7 @@ fn the_openapi_document_describes_every_type_and_the_live_server_conforms() {
         .args(["--checks", "all", "--max-examples", "25", "--seed", "1"])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--generation-database", "none", "--no-color"])
-        .args(["--request-timeout", "10", "--max-time", "100"])
+        .args(["--request-timeout", "10", "--max-time", "60"])
         .current_dir(env.dir.path())
         .output()
         .expect("schemathesis runs");
@@ -707,10 +713,9 @@ fn the_openapi_document_describes_every_type_and_the_live_server_conforms() {
         out.status.success(),
         "schemathesis found failures:\n{report}"
     );
+    // Three types, three operations each: all of them were exercised.
     assert!(
-        report.contains("9 selected")
-            || report.contains("9 total")
-            || report.contains("/api/v1/transactions"),
+        report.contains("9 selected / 9 total") && report.contains("No issues found"),
         "{report}"
     );
     assert!(
