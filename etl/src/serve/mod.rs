@@ -143,13 +143,13 @@ fn pool(config: &Config) -> Result<Pool, DbError> {
     );
     // A request waits this long at most for a connection, then answers 503.
     let wait = Duration::from_millis(config.serve_statement_timeout_ms.max(1000) * 5);
-    Ok(Pool::builder(manager)
+    Pool::builder(manager)
         .max_size(config.serve_pool_size)
         .wait_timeout(Some(wait))
         .create_timeout(Some(Duration::from_secs(5)))
         .runtime(Runtime::Tokio1)
         .build()
-        .map_err(DbError::Build)?)
+        .map_err(DbError::Build)
 }
 
 /// Serves until `stop`: checks the token rule, binds, reads the tables' shapes, builds the
