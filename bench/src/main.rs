@@ -7,7 +7,8 @@
 //! `etl run` and measure each file's latency to commit. `--json PATH` writes the same numbers.
 //! `--broker` adds the same backlog and the same stream through `etl forward` → NATS JetStream →
 //! two `etl run --source jetstream` replicas. `--http` pulls the backlog's card events from a
-//! loopback API with `etl pull` (the HTTP API source).
+//! loopback API with `etl pull` (the HTTP API source). `--serve` load-tests the read API
+//! (`etl serve`) with `wrk` while the daemon ingests the steady stream.
 
 mod api;
 mod broker;
@@ -15,6 +16,7 @@ mod cpu;
 mod etl;
 mod floor;
 mod report;
+mod serve;
 mod server;
 mod stream;
 
@@ -80,6 +82,14 @@ struct Cli {
     /// report its time and peak RSS (`--events 1000000 --no-floor` for the memory figure).
     #[arg(long)]
     export: bool,
+    /// Also load-test the read API: `etl serve` on a drained backlog answers point lookups of
+    /// random existing card ids from `wrk` while the stream (`--stream-rate`, `--stream-secs`)
+    /// is ingested by a following daemon on the same database.
+    #[arg(long)]
+    serve: bool,
+    /// wrk's connections for `--serve` (below `serve_max_in_flight`, 256 by default).
+    #[arg(long, default_value_t = 32)]
+    serve_connections: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -93,7 +103,10 @@ fn main() -> anyhow::Result<()> {
     for i in 1..=bench.cli.runs {
         runs.push(bench.run(i)?);
     }
-    let (stream, broker_stream) = if bench.cli.stream_secs > 0.0 {
+    if bench.cli.serve && bench.cli.stream_secs < 6.0 {
+        bail!("--serve runs during the stream: give it --stream-secs 6 or more");
+    }
+    let (stream, broker_stream, serve) = if bench.cli.stream_secs > 0.0 {
         let files = bench.stream_files()?;
         let stream = bench.stream(&files)?;
         let broker_stream = if bench.cli.broker {
@@ -101,9 +114,14 @@ fn main() -> anyhow::Result<()> {
         } else {
             None
         };
-        (Some(stream), broker_stream)
+        let serve = if bench.cli.serve {
+            Some(bench.serve(&files)?)
+        } else {
+            None
+        };
+        (Some(stream), broker_stream, serve)
     } else {
-        (None, None)
+        (None, None, None)
     };
     let http = if bench.cli.http {
         Some(bench.http()?)
@@ -129,6 +147,7 @@ fn main() -> anyhow::Result<()> {
             &runs,
             stream.as_ref(),
             broker_stream.as_ref(),
+            serve.as_ref(),
             bench.cli.events,
         ),
         broker: bench.nats_version.get().map(|version| {
@@ -143,8 +162,12 @@ fn main() -> anyhow::Result<()> {
         stream,
         broker_stream,
         http,
+        serve,
     };
     println!("{}", report.table());
+    if let Some(serve) = &report.serve {
+        println!("{}", serve.table());
+    }
     if let Some(http) = &report.http {
         println!("{}", http.table(report.median_events_per_s));
     }
@@ -519,6 +542,42 @@ impl Bench {
         stream::run(&etl, files, rate, secs)
     }
 
+    /// `--serve`: the backlog drained into a fresh database, then `etl serve` on it under wrk
+    /// while a following daemon ingests the stream into the same database.
+    fn serve(&self, files: &[stream::File]) -> anyhow::Result<serve::ServeRun> {
+        eprintln!(
+            "bench: etl serve under wrk while streaming {} events/s…",
+            self.cli.stream_rate
+        );
+        let db = self.server.fresh_database("serve")?;
+        let etl = self.etl(&db.url, &self.data_dir());
+        etl.migrate()?;
+        let limit = Duration::from_secs(300 + self.cli.events as u64 / 500);
+        if !etl.spawn(true)?.wait(limit)?.success {
+            bail!("etl run --drain failed:\n{}", etl.log_tail());
+        }
+        floor::restore(&self.events_dir())?;
+        let root = self.scratch.path().join("serve");
+        std::fs::create_dir_all(root.join("data"))?;
+        let follower = Etl {
+            log: root.join("follow.out"),
+            ..self.etl(&db.url, &root.join("data"))
+        };
+        let server = Etl {
+            log: root.join("serve.out"),
+            ..self.etl(&db.url, &root.join("data"))
+        };
+        serve::run(&serve::Spec {
+            follower: &follower,
+            server: &server,
+            files,
+            rate: self.cli.stream_rate,
+            secs: self.cli.stream_secs,
+            connections: self.cli.serve_connections,
+            scratch: &root,
+        })
+    }
+
     /// The same stream into a following forwarder, through a fresh broker to following replicas,
     /// on a database of its own.
     fn broker_stream(&self, files: &[stream::File]) -> anyhow::Result<BrokerStream> {
@@ -542,6 +601,7 @@ fn targets(
     runs: &[Run],
     stream: Option<&stream::Stream>,
     broker_stream: Option<&BrokerStream>,
+    serve: Option<&serve::ServeRun>,
     events: usize,
 ) -> Vec<Target> {
     let mut targets = Vec::new();
@@ -613,6 +673,23 @@ fn targets(
             target: "<= 100 ms".into(),
             measured: format!("{:.1} ms (row visible)", s.visible_p99_ms),
             met: s.visible_p99_ms <= 100.0 && s.committed == s.sent,
+        });
+    }
+    if let Some(s) = serve {
+        targets.push(Target {
+            name: "read API point lookups (200/s, p99)".into(),
+            target: ">= 10000/s, <= 10 ms".into(),
+            measured: format!(
+                "{:.0}/s, p99 {:.1} ms ({} 503, {} errors, {} timeouts)",
+                s.ok_per_s, s.p99_ms, s.unavailable_503, s.socket_errors, s.timeouts
+            ),
+            met: s.ok_per_s >= 10_000.0 && s.p99_ms <= 10.0,
+        });
+        targets.push(Target {
+            name: format!("stream {:.0}/s p99 during the lookups", s.stream_rate_per_s),
+            target: "<= 50 ms".into(),
+            measured: format!("{:.1} ms (done/ arrival)", s.stream_done_p99_ms),
+            met: s.stream_done_p99_ms <= 50.0 && s.stream_committed == s.stream_sent,
         });
     }
     targets

@@ -34,6 +34,9 @@ pub struct Report {
     /// The backlog's cards pulled from a loopback API (`--http`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<crate::api::HttpRun>,
+    /// The read API under load while the stream is ingested (`--serve`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serve: Option<crate::serve::ServeRun>,
     pub targets: Vec<Target>,
 }
 

@@ -1,5 +1,5 @@
 //! The command line: `etl run [--drain] [--source S]`, `etl forward`, `etl pull`, `etl migrate`,
-//! `etl check FILE…`, `etl replay`, `etl export`, `etl dead-letters`, `etl status`.
+//! `etl check FILE…`, `etl replay`, `etl export`, `etl dead-letters`, `etl status`, `etl serve`.
 
 use std::path::PathBuf;
 
@@ -105,6 +105,14 @@ pub enum Command {
     },
     /// Print file counts per folder, rows per table, and the running daemon's in-flight count.
     Status,
+    /// Serve the read API (`/api/v1/<type>/…`, `/api/v1/openapi.json`) until SIGINT/SIGTERM:
+    /// a process of its own, with its own connection pool, so reads never share the ingestion's
+    /// runtime or connections.
+    Serve {
+        /// Listen address (default: `serve_addr`, 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+    },
 }
 
 /// `etl export --format` values.

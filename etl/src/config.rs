@@ -120,6 +120,23 @@ pub struct Config {
     /// and `<archive_dir>/landing/<source>/<yyyy>/<mm>/<dd>/` instead of being deleted. It must
     /// be on the same file system as the data folder (a rename, never a copy).
     pub archive_dir: Option<PathBuf>,
+    /// `etl serve`: the read API's listen address. Anything but a loopback address needs an API
+    /// token (`api_token_file` or `ETL_API_TOKEN`).
+    pub serve_addr: String,
+    /// `etl serve`: its own connection pool's size (reads never take the ingestion's connections).
+    pub serve_pool_size: usize,
+    /// `etl serve`: a separate (e.g. read-only replica or read-only role) URL; `database_url`
+    /// when absent.
+    pub read_database_url: Option<String>,
+    /// `etl serve`: each read's statement timeout; a read that takes longer answers 503.
+    pub serve_statement_timeout_ms: u64,
+    /// `etl serve`: requests in flight at most; the next one is answered 503 at once.
+    pub serve_max_in_flight: usize,
+    /// `etl serve`: a file holding the API token (a Docker or Kubernetes secret); it replaces
+    /// `api_token`.
+    pub api_token_file: Option<PathBuf>,
+    /// `etl serve`: the API token (`ETL_API_TOKEN`); never logged.
+    pub api_token: Option<String>,
     /// Where records come from: `[[sources]]` tables in `etl.toml` (e.g. `kind = "inbox"`).
     /// None configured means the inbox, so every existing setup keeps working.
     #[serde(default)]
@@ -173,6 +190,13 @@ impl Default for Config {
             failed_retention_days: 30,
             landing_retention_days: 30,
             archive_dir: None,
+            serve_addr: "127.0.0.1:8080".into(),
+            serve_pool_size: 4,
+            read_database_url: None,
+            serve_statement_timeout_ms: 1000,
+            serve_max_in_flight: 256,
+            api_token_file: None,
+            api_token: None,
             sources: Vec::new(),
         }
     }
@@ -206,6 +230,8 @@ impl Config {
         self.nats_fetch_batch = self.nats_fetch_batch.max(1);
         self.nats_publish_in_flight = self.nats_publish_in_flight.max(1);
         self.nats_replicas = self.nats_replicas.max(1);
+        self.serve_pool_size = self.serve_pool_size.max(1);
+        self.serve_max_in_flight = self.serve_max_in_flight.max(1);
         self
     }
 
@@ -292,6 +318,13 @@ impl std::fmt::Debug for Config {
         // A webhook URL is a credential (its path is the token).
         if !self.alert_webhook_url.is_empty() {
             shown["alert_webhook_url"] = "***".into();
+        }
+        if let Some(url) = &self.read_database_url {
+            shown["read_database_url"] = crate::load::connect::redact(url).into();
+        }
+        // The read API's token: never in a log line.
+        if self.api_token.is_some() {
+            shown["api_token"] = "***".into();
         }
         write!(f, "Config {shown}")
     }

@@ -8,8 +8,8 @@
 //! its transaction committed. `etl forward` replaces the pool with [`forward`]'s publisher to
 //! the [`broker`]. The [`lake`] exports the warehouse as Parquet and retires old raw rows;
 //! [`folder_retention`] removes old day folders of `done/`, `failed/` and the landing zone.
-//! [`outcome`] records what happened, [`pipeline`] wires it all together and [`shutdown`] stops
-//! it.
+//! [`serve`] is the read API (`etl serve`). [`outcome`] records what happened, [`pipeline`]
+//! wires it all together and [`shutdown`] stops it.
 
 pub mod backoff;
 pub mod broker;
@@ -26,6 +26,7 @@ pub mod load;
 pub mod ops;
 pub mod outcome;
 pub mod pipeline;
+pub mod serve;
 pub mod shutdown;
 pub mod source;
 pub mod stats;

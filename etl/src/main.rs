@@ -166,6 +166,20 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             kind,
             since,
         } => export(config, &to, kind.as_deref(), since.as_deref()).await,
+        Command::Serve { listen } => {
+            let stop = CancellationToken::new();
+            tokio::spawn(on_signal(stop.clone()));
+            match etl::serve::run(&config, listen, stop).await {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(etl::serve::ServeError::Refused(reason)) => {
+                    eprintln!("ERROR {reason}");
+                    Ok(ExitCode::from(2))
+                }
+                // The database's own errors as such, so a wrong password gets its advice.
+                Err(etl::serve::ServeError::Db(error)) => Err(error.into()),
+                Err(error) => Err(error.into()),
+            }
+        }
         Command::Status => {
             let catalog = Catalog::load(&config)?;
             let (report, warehouse) = etl::ops::status::report(&config, &catalog).await;

@@ -1,0 +1,343 @@
+//! The read API's handlers: a row by key, a keyset list filtered on indexed columns, an
+//! entity's raw history, and the OpenAPI document. Every answer is JSON; bad input is a 400 that
+//! names the parameter, never a 500.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::NaiveDateTime;
+use deadpool_postgres::Pool;
+use serde_json::{json, Value};
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::query::{rfc3339, Shape, Table, Version, DEFAULT_LIMIT, HISTORY_SQL, MAX_LIMIT};
+
+/// What every handler shares.
+pub struct Api {
+    /// The served types, by their one name (the URL's `<type>`).
+    pub tables: HashMap<String, Table>,
+    /// The read API's own pool: ingestion's connections are never taken.
+    pub pool: Pool,
+    /// The OpenAPI document, serialized once at start-up.
+    pub openapi: String,
+    /// Where the lake keeps the raw events retired from the warehouse (`<lake_dir>/events/`).
+    pub lake_events: String,
+}
+
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/{type}", get(list))
+        .route("/api/v1/{type}/{id}", get(row))
+        .route("/api/v1/{type}/{id}/history", get(history))
+        .fallback(|| async {
+            ApiError::NotFound("no such endpoint (see /api/v1/openapi.json)".into())
+        })
+        .with_state(api)
+}
+
+/// An answer other than 200, as `{"error": code, "message": sentence}`.
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest(String),
+    Unauthorized,
+    NotFound(String),
+    Unavailable(String),
+    Internal,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this API needs its token: Authorization: Bearer <token>".to_owned(),
+            ),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an internal error (logged by the server)".to_owned(),
+            ),
+        };
+        let mut response =
+            (status, Json(json!({ "error": code, "message": message }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(error: deadpool_postgres::PoolError) -> ApiError {
+        tracing::warn!(error = %crate::load::warehouse::causes(&error), "read API: no database connection");
+        ApiError::Unavailable("the warehouse is unavailable; retry later".into())
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(error: tokio_postgres::Error) -> ApiError {
+        let Some(db) = error.as_db_error() else {
+            // The connection itself failed (closed, reset): the server is going or gone.
+            tracing::warn!(error = %crate::load::warehouse::causes(&error), "read API: database connection lost");
+            return ApiError::Unavailable("the warehouse is unavailable; retry later".into());
+        };
+        let code = db.code().code();
+        if code.starts_with("22") {
+            // A data exception: a filter value the column's type cannot hold.
+            return ApiError::BadRequest(format!("a parameter's value: {}", db.message()));
+        }
+        if code == "57014" {
+            return ApiError::Unavailable(
+                "the read took longer than the statement timeout; retry later".into(),
+            );
+        }
+        if ["08", "53", "57", "58"].contains(&&code[..2]) {
+            tracing::warn!(
+                code,
+                error = db.message(),
+                "read API: the warehouse refused a read"
+            );
+            return ApiError::Unavailable("the warehouse is unavailable; retry later".into());
+        }
+        tracing::error!(code, error = db.message(), "read API: a read failed");
+        ApiError::Internal
+    }
+}
+
+type Answer = Result<Response, ApiError>;
+
+async fn openapi(State(api): State<Arc<Api>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        api.openapi.clone(),
+    )
+        .into_response()
+}
+
+/// The served type called `name`, or a 404 naming the declared ones.
+fn table<'a>(api: &'a Api, name: &str) -> Result<&'a Table, ApiError> {
+    api.tables.get(name).ok_or_else(|| {
+        let mut names: Vec<&str> = api.tables.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        ApiError::NotFound(format!(
+            "no event type is called {name:?} (declared: {})",
+            names.join(", ")
+        ))
+    })
+}
+
+fn path_error(rejection: PathRejection) -> ApiError {
+    ApiError::BadRequest(format!("the path: {}", rejection.body_text()))
+}
+
+fn parse_id(text: &str) -> Result<i64, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "the id {text:?} is not an integer (a 64-bit entity key)"
+        ))
+    })
+}
+
+async fn row(
+    State(api): State<Arc<Api>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Answer {
+    let Path((name, id)) = path.map_err(path_error)?;
+    let table = table(&api, &name)?;
+    let id = parse_id(&id)?;
+    let client = api.pool.get().await?;
+    let statement = client.prepare_cached(&table.point_sql).await?;
+    match client.query_opt(&statement, &[&id]).await? {
+        Some(row) => Ok(Json(Value::Object(table.row_json(&row)?)).into_response()),
+        None => Err(ApiError::NotFound(format!("no {name} has id {id}"))),
+    }
+}
+
+async fn list(
+    State(api): State<Arc<Api>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Answer {
+    let Path(name) = path.map_err(path_error)?;
+    let table = table(&api, &name)?;
+    let Query(pairs) =
+        query.map_err(|r| ApiError::BadRequest(format!("the query string: {}", r.body_text())))?;
+    let mut after: Option<i64> = None;
+    let mut limit: Option<i64> = None;
+    let mut filters: Vec<(usize, String)> = Vec::new();
+    for (key, value) in pairs {
+        let twice = || ApiError::BadRequest(format!("the parameter {key} is given twice"));
+        match key.as_str() {
+            "after" => {
+                if after.is_some() {
+                    return Err(twice());
+                }
+                after = Some(value.parse().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "after={value:?} is not an integer (the previous page's next_after)"
+                    ))
+                })?);
+            }
+            "limit" => {
+                if limit.is_some() {
+                    return Err(twice());
+                }
+                limit = Some(
+                    value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_LIMIT).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::BadRequest(format!(
+                                "limit={value:?} is not an integer from 1 to {MAX_LIMIT}"
+                            ))
+                        })?,
+                );
+            }
+            _ => {
+                let Some(field) = table.filter(&key) else {
+                    let filterable: Vec<&str> = table
+                        .filters
+                        .iter()
+                        .map(|&i| table.fields[i].name.as_str())
+                        .collect();
+                    return Err(ApiError::BadRequest(format!(
+                        "unknown parameter {key:?}: a {name} list filters on {} (its indexed \
+                         columns) and takes after and limit",
+                        if filterable.is_empty() {
+                            "nothing".to_owned()
+                        } else {
+                            filterable.join(", ")
+                        }
+                    )));
+                };
+                if filters.iter().any(|(f, _)| *f == field) {
+                    return Err(twice());
+                }
+                filters.push((field, value));
+            }
+        }
+    }
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    // A text can hold no NUL character: nothing equals such a value.
+    if filters
+        .iter()
+        .any(|(f, v)| v.contains('\0') && table.fields[*f].shape == Shape::Text)
+    {
+        return Ok(Json(json!({ "items": [], "next_after": null })).into_response());
+    }
+    let fields: Vec<usize> = filters.iter().map(|(f, _)| *f).collect();
+    let sql = table.list_sql(&fields, after.is_some());
+    // One more row than asked: whether there is a next page.
+    let fetch = limit + 1;
+    let mut params: Vec<&(dyn ToSql + Sync)> = filters
+        .iter()
+        .map(|(_, v)| v as &(dyn ToSql + Sync))
+        .collect();
+    if let Some(after) = &after {
+        params.push(after);
+    }
+    params.push(&fetch);
+    let client = api.pool.get().await?;
+    let statement = client.prepare_cached(&sql).await?;
+    let rows = client.query(&statement, &params).await?;
+    let more = rows.len() as i64 > limit;
+    let page = &rows[..rows.len().min(limit as usize)];
+    let next_after = match (more, page.last()) {
+        (true, Some(last)) => table.key_of(last)?,
+        _ => None,
+    };
+    let items = page
+        .iter()
+        .map(|row| table.row_json(row).map(Value::Object))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(json!({ "items": items, "next_after": next_after })).into_response())
+}
+
+async fn history(
+    State(api): State<Arc<Api>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Answer {
+    let Path((name, id)) = path.map_err(path_error)?;
+    let table = table(&api, &name)?;
+    let id = parse_id(&id)?;
+    let client = api.pool.get().await?;
+    let (versions_sql, meta_sql) = tokio::try_join!(
+        client.prepare_cached(HISTORY_SQL),
+        client.prepare_cached(&table.history_meta_sql)
+    )?;
+    let params: [&(dyn ToSql + Sync); 2] = [&name, &id];
+    let (rows, meta) = tokio::try_join!(
+        client.query(&versions_sql, &params),
+        client.query_one(&meta_sql, &params)
+    )?;
+    let retired: i64 = meta.try_get(0)?;
+    let forgotten_through: Option<NaiveDateTime> = meta.try_get(1)?;
+    let row_exists: bool = meta.try_get(2)?;
+    if rows.is_empty() && retired == 0 && !row_exists {
+        return Err(ApiError::NotFound(format!(
+            "no {name} has id {id}, now or in the raw zone"
+        )));
+    }
+    let versions = rows
+        .iter()
+        .map(|r| {
+            Ok(Version {
+                event_id: r.try_get::<_, Uuid>(0)?,
+                event_at: r.try_get(1)?,
+                payload: r.try_get(2)?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    let versions: Vec<Value> = table
+        .version_order(versions)
+        .into_iter()
+        .map(|v| {
+            json!({
+                "event_id": v.event_id.to_string(),
+                "event_at": rfc3339(v.event_at),
+                "payload": v.payload,
+            })
+        })
+        .collect();
+    let note = if retired > 0 {
+        Some(format!(
+            "{retired} older version(s) of this entity left the warehouse's raw zone for the \
+             lake: they are in {} (Parquet, by ingestion date)",
+            api.lake_events
+        ))
+    } else {
+        forgotten_through.map(|at| {
+            format!(
+                "raw events up to {} may have left for the lake ({}) longer ago than the \
+                 warehouse keeps their ids, so older versions may be there, uncounted",
+                rfc3339(at),
+                api.lake_events
+            )
+        })
+    };
+    Ok(Json(json!({
+        "type": name,
+        "id": id,
+        "versions": versions,
+        "retired_versions": retired,
+        "complete": note.is_none(),
+        "note": note,
+    }))
+    .into_response())
+}
