@@ -260,6 +260,17 @@ fn range_start(name: &str) -> Option<i64> {
     range.split('-').next()?.parse().ok()
 }
 
+/// A read-only REPEATABLE READ transaction: every statement in it reads the same snapshot, so
+/// the tables it exports agree with each other.
+async fn snapshot_transaction(client: &mut Client) -> Result<Transaction<'_>, LakeError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::range_start;
@@ -271,15 +282,4 @@ mod tests {
         assert_eq!(range_start("snapshot.parquet"), None);
         assert_eq!(range_start("part-x-1.parquet"), None);
     }
-}
-
-/// A read-only REPEATABLE READ transaction: every statement in it reads the same snapshot, so
-/// the tables it exports agree with each other.
-async fn snapshot_transaction(client: &mut Client) -> Result<Transaction<'_>, LakeError> {
-    Ok(client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?)
 }
