@@ -166,7 +166,7 @@ run_docker() {
     if [ "$TOPOLOGY" = cluster ]; then
         say "== Docker, cluster: warehouse, broker (nats), forward, replicas etl-a and etl-b, users and cards starting; Ctrl-C stops everything"
         say "  rejections: tail -F data/logs/etl.log | grep rejected   (forward rejects invalid files)"
-        say "  reasons:    ls data/events/failed/cards/   (each rejected file has a <name>.error.json)"
+        say "  reasons:    ls data/events/failed/cards/*/   (day folders; each rejected file has a <name>.error.json)"
         say "  warehouse:  $dc exec dwh psql -U $POSTGRES_USER -d $POSTGRES_DB -c 'SELECT count(*) FROM cards'"
         say "  broker:     curl -s '127.0.0.1:8222/jsz?consumers=true'"
         say "  readiness:  curl -s 127.0.0.1:9187/readyz (forward), :9188/readyz (etl-a), :9189/readyz (etl-b)"
@@ -175,7 +175,7 @@ run_docker() {
     else
         say "== Docker: warehouse, etl, users and cards starting; Ctrl-C stops everything"
         say "  rejections: tail -F data/logs/etl.log | grep rejected"
-        say "  reasons:    ls data/events/failed/cards/   (each rejected file has a <name>.error.json)"
+        say "  reasons:    ls data/events/failed/cards/*/   (day folders; each rejected file has a <name>.error.json)"
         say "  warehouse:  $dc exec dwh psql -U $POSTGRES_USER -d $POSTGRES_DB -c 'SELECT count(*) FROM cards'"
         say "  status:     $dc exec etl etl status"
         say "  metrics:    curl -s http://127.0.0.1:9187/metrics"
@@ -402,7 +402,7 @@ run_native() {
     say "== running natively${RERUN_TOPOLOGY:+ ($TOPOLOGY)}; Ctrl-C stops everything${RERUN_FOR:+ (or in ${RERUN_FOR}s: RERUN_FOR)}"
     if [ "$TOPOLOGY" = cluster ]; then
         say "  rejections: tail -F data/logs/etl.log | grep rejected   (forward's log: it rejects invalid files)"
-        say "  reasons:    ls data/events/failed/cards/   (each rejected file has a <name>.error.json)"
+        say "  reasons:    ls data/events/failed/cards/*/   (day folders; each rejected file has a <name>.error.json)"
         say "  warehouse:  $PSQL $DB_URL -c 'SELECT count(*) FROM cards'"
         say "  dead letters: ETL_DATABASE_URL=$DB_URL ${target#"$ROOT"/}/etl dead-letters list"
         say "  broker:     $ETL_NATS_URL, its files in data/nats/"
@@ -411,7 +411,7 @@ run_native() {
         say "              data/logs/etl.log (forward), data/replicas/etl-{a,b}/logs/etl.log"
     else
         say "  rejections: tail -F data/logs/etl.log | grep rejected"
-        say "  reasons:    ls data/events/failed/cards/   (each rejected file has a <name>.error.json)"
+        say "  reasons:    ls data/events/failed/cards/*/   (day folders; each rejected file has a <name>.error.json)"
         say "  warehouse:  $PSQL $DB_URL -c 'SELECT count(*) FROM cards'"
         say "  status:     ETL_DATABASE_URL=$DB_URL ${target#"$ROOT"/}/etl status"
         [ -z "$ETL_HTTP_ADDR" ] || say "  metrics:    curl -s http://$ETL_HTTP_ADDR/metrics"

@@ -289,18 +289,14 @@ pub fn drain(topology: &Topology, broker: &Broker, spec: &DrainSpec) -> anyhow::
     })
 }
 
-/// Event files in the type folders of `dir` (reason files aside when `failed`).
+/// Event files in the type folders of `dir`, day folders included (reason files aside when
+/// `failed`).
 fn count_files(dir: &Path, failed: bool) -> anyhow::Result<usize> {
     let mut n = 0;
     for folder in ["users", "cards", "transactions"] {
-        let Ok(entries) = std::fs::read_dir(dir.join(folder)) else {
-            continue;
-        };
-        for entry in entries {
-            let name = entry?.file_name();
-            let name = name.to_string_lossy();
-            let reason = failed && name.ends_with(".error.json");
-            if !reason && !name.starts_with('.') {
+        for (_, name) in crate::floor::finished_files(&dir.join(folder))? {
+            let reason = failed && name.to_string_lossy().ends_with(".error.json");
+            if !reason {
                 n += 1;
             }
         }
@@ -548,7 +544,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         for (folder, names) in [
             ("users", &["a.json", ".b.json.tmp"][..]),
-            ("cards", &["c.json", "c.json.error.json", "d.json"][..]),
+            ("cards", &["c.json", "c.json.error.json"][..]),
+            ("cards/2026-11-23", &["d.json"][..]),
         ] {
             std::fs::create_dir_all(dir.path().join(folder)).expect("mkdir");
             for name in names {

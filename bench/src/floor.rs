@@ -59,10 +59,18 @@ pub fn measure(events_dir: &Path, url: &str, threads: usize) -> anyhow::Result<F
     own_cpu += copy_cpu;
 
     let (started, cpu) = (Instant::now(), cpu::own());
+    // Into today's day folder, as the daemon files them (each made once, not per file).
+    let today = chrono::Utc::now().date_naive().to_string();
+    for folder in KINDS {
+        std::fs::create_dir_all(events_dir.join("done").join(folder).join(&today))?;
+    }
     for (folder, name, _) in &files {
         let from = events_dir.join("inbox").join(folder).join(name);
-        std::fs::rename(&from, events_dir.join("done").join(folder).join(name))
-            .with_context(|| format!("cannot rename {}", from.display()))?;
+        std::fs::rename(
+            &from,
+            events_dir.join("done").join(folder).join(&today).join(name),
+        )
+        .with_context(|| format!("cannot rename {}", from.display()))?;
     }
     let rename = started.elapsed();
     own_cpu += cpu::own() - cpu;
@@ -88,23 +96,60 @@ pub fn restore(events_dir: &Path) -> anyhow::Result<Restored> {
             ("done", &mut restored.done),
             ("failed", &mut restored.failed),
         ] {
-            let from = events_dir.join(stage).join(folder);
-            if !from.exists() {
+            let type_folder = events_dir.join(stage).join(folder);
+            if !type_folder.exists() {
                 continue;
             }
-            for entry in std::fs::read_dir(&from)? {
-                let name = entry?.file_name();
+            for (from, name) in finished_files(&type_folder)? {
                 // The daemon's reason files stay behind: they are not events.
                 if name.to_string_lossy().ends_with(".error.json") {
-                    std::fs::remove_file(from.join(&name))?;
+                    std::fs::remove_file(&from)?;
                     continue;
                 }
-                std::fs::rename(from.join(&name), inbox.join(&name))?;
+                std::fs::rename(&from, inbox.join(&name))?;
                 *count += 1;
+            }
+            // The emptied day folders go, so each measurement starts from the same layout.
+            for day in subfolders(&type_folder)? {
+                std::fs::remove_dir(day)?;
             }
         }
     }
     Ok(restored)
+}
+
+/// (path, name) of every file (dotfiles aside) of a `done/` or `failed/` type folder: in its day
+/// folders (`<YYYY-MM-DD>/`) and directly in it. None if the folder does not exist.
+pub fn finished_files(
+    type_folder: &Path,
+) -> anyhow::Result<Vec<(std::path::PathBuf, std::ffi::OsString)>> {
+    let mut files = Vec::new();
+    if !type_folder.exists() {
+        return Ok(files);
+    }
+    let days = subfolders(type_folder)?;
+    for folder in std::iter::once(type_folder.to_path_buf()).chain(days) {
+        for entry in std::fs::read_dir(&folder)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if entry.file_type()?.is_file() && !name.to_string_lossy().starts_with('.') {
+                files.push((entry.path(), name));
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// The folders directly in `dir` (a type folder's day folders).
+fn subfolders(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut folders = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            folders.push(entry.path());
+        }
+    }
+    Ok(folders)
 }
 
 /// Files moved back into the inbox by [`restore`], by where they were.

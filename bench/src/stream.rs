@@ -87,13 +87,27 @@ pub fn folders(files: &[File]) -> &'static [&'static str] {
     }
 }
 
-/// Creates the inbox's and `done/`'s type folders under `events`.
+/// Creates the inbox's type folders under `events`, and the `done/` day folders the watcher
+/// watches ([`watched_days`]).
 pub fn create_folders(events: &Path, folders: &[&str]) -> anyhow::Result<()> {
     for folder in folders {
         std::fs::create_dir_all(events.join("inbox").join(folder))?;
-        std::fs::create_dir_all(events.join("done").join(folder))?;
+        for day in watched_days() {
+            std::fs::create_dir_all(events.join("done").join(folder).join(day))?;
+        }
     }
     Ok(())
+}
+
+/// The daemon files a finished file into `done/<type>/<UTC date>/`: today's and tomorrow's
+/// are made beforehand and watched, so a stream that crosses midnight is still seen whole
+/// (a folder made during the stream could be filled before a watch on it is added).
+pub fn watched_days() -> [String; 2] {
+    let today = chrono::Utc::now().date_naive();
+    [
+        today.to_string(),
+        (today + chrono::Days::new(1)).to_string(),
+    ]
 }
 
 /// Starts the daemon in follow mode on `etl`, writes `files` paced at `rate` with atomic
@@ -330,7 +344,7 @@ impl Percentiles {
     }
 }
 
-/// Arrival times in the type folders of `done/`, stamped by a thread that does nothing but
+/// Arrival times in the day folders of `done/`, stamped by a thread that does nothing but
 /// wait on inotify, so a busy writer cannot delay the stamp.
 pub struct Arrivals {
     seen: Arc<Mutex<HashMap<String, Instant>>>,
@@ -380,7 +394,7 @@ impl Arrivals {
     }
 }
 
-/// A non-blocking inotify descriptor watching renames into the type folders.
+/// A non-blocking inotify descriptor watching renames into the day folders of `done/`.
 struct Inotify {
     fd: i32,
 }
@@ -393,8 +407,12 @@ impl Inotify {
             bail!("inotify_init1: {}", std::io::Error::last_os_error());
         }
         let inotify = Inotify { fd };
-        for folder in folders {
-            let dir: PathBuf = done.join(folder);
+        for dir in folders.iter().flat_map(|folder| {
+            watched_days()
+                .into_iter()
+                .map(move |day| done.join(folder).join(day))
+        }) {
+            let dir: PathBuf = dir;
             let path = CString::new(dir.as_os_str().as_bytes())?;
             // SAFETY: valid fd and NUL-terminated path.
             let wd = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), libc::IN_MOVED_TO) };

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::source::SourceConfig;
 
+/// How a day folder is named (`2026-11-23`): sorts as the days do.
+pub const DAY_FORMAT: &str = "%Y-%m-%d";
+
 /// Every setting of the daemon. Each field `foo` can be set as `foo = …` in `etl.toml` or as
 /// `ETL_FOO` in the environment (the README's operator guide lists them all).
 #[derive(Clone, Serialize, Deserialize)]
@@ -20,7 +23,8 @@ pub struct Config {
     pub database_url_file: Option<PathBuf>,
     /// A file holding the password (a Docker or Kubernetes secret); it replaces the URL's.
     pub database_password_file: Option<PathBuf>,
-    /// Root of the file layout: `events/{inbox,done,failed}/<type>/` and `logs/`.
+    /// Root of the file layout: `events/inbox/<type>/`, `events/{done,failed}/<type>/<date>/`,
+    /// the landing zone `lake/raw/` and `logs/`.
     pub data_dir: PathBuf,
     /// Folder with each type's `<name>.schema.json`; the built-in copy of a shipped type's
     /// schema is used when its file is missing there, so a schema fix needs no rebuild.
@@ -102,6 +106,20 @@ pub struct Config {
     /// How long the ids of retired raw events are kept to recognise a replayed old event;
     /// after that, events as old as the forgotten ones are refused (`beyond_horizon`).
     pub retired_ids_days: u64,
+    /// Seconds between passes of the file folders' retention inside `etl run` (one replica at
+    /// a time); 0: none, and `done/`, `failed/` and the landing zone keep every day folder.
+    pub retention_interval_secs: u64,
+    /// Day folders of `done/<type>/` older than this many days are deleted (or archived); 0:
+    /// kept for ever.
+    pub done_retention_days: u64,
+    /// The same for `failed/<type>/`: longer, since its files wait for an operator's replay.
+    pub failed_retention_days: u64,
+    /// The same for the HTTP sources' landing zone (`<data_dir>/lake/raw/<source>/<yyyy>/<mm>/<dd>/`).
+    pub landing_retention_days: u64,
+    /// When set, old day folders are moved under `<archive_dir>/{done,failed}/<type>/<date>/`
+    /// and `<archive_dir>/landing/<source>/<yyyy>/<mm>/<dd>/` instead of being deleted. It must
+    /// be on the same file system as the data folder (a rename, never a copy).
+    pub archive_dir: Option<PathBuf>,
     /// `etl serve`: the read API's listen address. Anything but a loopback address needs an API
     /// token (`api_token_file` or `ETL_API_TOKEN`).
     pub serve_addr: String,
@@ -167,6 +185,11 @@ impl Default for Config {
             lake_export_interval_secs: 0,
             raw_retention_days: 0,
             retired_ids_days: 90,
+            retention_interval_secs: 3600,
+            done_retention_days: 7,
+            failed_retention_days: 30,
+            landing_retention_days: 30,
+            archive_dir: None,
             serve_addr: "127.0.0.1:8080".into(),
             serve_pool_size: 4,
             read_database_url: None,
@@ -235,6 +258,17 @@ impl Config {
 
     pub fn failed(&self, type_name: &str) -> PathBuf {
         self.events_dir().join("failed").join(type_name)
+    }
+
+    /// The day folder of a `done/` or `failed/` type folder: `<folder>/<YYYY-MM-DD>` (the UTC
+    /// date files were moved there), so no folder holds more than a day of files.
+    pub fn day_folder(type_folder: &Path, day: chrono::NaiveDate) -> PathBuf {
+        type_folder.join(day.format(DAY_FORMAT).to_string())
+    }
+
+    /// The HTTP sources' landing zone: `<landing>/<source>/<yyyy>/<mm>/<dd>/…ndjson`.
+    pub fn landing_dir(&self) -> PathBuf {
+        self.data_dir.join("lake").join("raw")
     }
 
     pub fn lake_dir(&self) -> PathBuf {

@@ -6,8 +6,10 @@
 //! [`extract`] decodes them into typed events, [`transform`] is the worker pool and its
 //! batches, [`load`] the warehouse; each record's acknowledgement goes back to its source once
 //! its transaction committed. `etl forward` replaces the pool with [`forward`]'s publisher to
-//! the [`broker`]. The [`lake`] exports the warehouse as Parquet and retires old raw rows. [`serve`] is the read API (`etl serve`). [`outcome`] records what happened, [`pipeline`] wires it all together and
-//! [`shutdown`] stops it.
+//! the [`broker`]. The [`lake`] exports the warehouse as Parquet and retires old raw rows;
+//! [`folder_retention`] removes old day folders of `done/`, `failed/` and the landing zone.
+//! [`serve`] is the read API (`etl serve`). [`outcome`] records what happened, [`pipeline`]
+//! wires it all together and [`shutdown`] stops it.
 
 pub mod backoff;
 pub mod broker;
@@ -17,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod extract;
+pub mod folder_retention;
 pub mod forward;
 pub mod lake;
 pub mod load;

@@ -208,6 +208,13 @@ pub async fn run_to(
     tracing::info!(types = ?catalog.origins(), "event types declared");
     crate::ops::metrics::handle();
     crate::ops::metrics::describe(&catalog);
+    // Checked before anything starts: an archive folder the retention cannot use is a
+    // configuration error, not a warning an hour later. (`etl forward` keeps its folders: it
+    // has no warehouse to take the retention's lock in.)
+    let retention_plan = match sink {
+        Sink::Warehouse => crate::folder_retention::Plan::from_config(&config)?,
+        Sink::Broker => None,
+    };
     let shutdown = Shutdown::new(&signal);
     let health = Arc::new(Health::default());
 
@@ -264,8 +271,8 @@ pub async fn run_to(
     });
     let config = &shared.config;
 
-    // The lake (exports, raw retention) and the horizon the decoders refuse old events at
-    // belong with the warehouse, so only `etl run` has them.
+    // The lake (exports, raw retention), the file folders' retention and the horizon the
+    // decoders refuse old events at belong with the warehouse, so only `etl run` has them.
     let horizon = crate::lake::Horizon::default();
     let mut lake_tasks = Vec::new();
     if let Some(warehouse) = &shared.warehouse {
@@ -279,6 +286,13 @@ pub async fn run_to(
                 config.clone(),
                 catalog.clone(),
                 schedule,
+                shutdown.intake().clone(),
+            )));
+        }
+        if let Some(plan) = retention_plan {
+            lake_tasks.push(tokio::spawn(crate::folder_retention::schedule(
+                config.clone(),
+                plan,
                 shutdown.intake().clone(),
             )));
         }

@@ -540,11 +540,12 @@ fn an_event_the_database_refuses_is_dead_lettered_with_its_sqlstate_and_the_rest
         .iter()
         .filter(|f| {
             let d: Value = serde_json::from_str(
-                &std::fs::read_to_string(
-                    host.events("done")
-                        .join(f.parent().and_then(|p| p.file_name()).expect("folder"))
-                        .join(f.file_name().expect("name")),
-                )
+                &std::fs::read_to_string(common::finished(
+                    &host
+                        .events("done")
+                        .join(f.parent().and_then(|p| p.file_name()).expect("folder")),
+                    f.file_name().expect("name"),
+                ))
                 .expect("done copy"),
             )
             .expect("json");
@@ -594,11 +595,10 @@ fn an_event_the_database_refuses_is_dead_lettered_with_its_sqlstate_and_the_rest
         .iter()
         .find(|f| refused.contains(f))
         .expect("a refused file");
-    let text = std::fs::read_to_string(
-        host.events("done")
-            .join("cards")
-            .join(again.file_name().expect("name")),
-    )
+    let text = std::fs::read_to_string(common::finished(
+        &host.events("done").join("cards"),
+        again.file_name().expect("name"),
+    ))
     .expect("read");
     let mut doc: Value = serde_json::from_str(&text).expect("json");
     doc["metadata"]["event_id"] = Value::String(uuid::Uuid::new_v4().to_string());

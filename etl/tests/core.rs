@@ -146,11 +146,7 @@ async fn a_duplicated_event_changes_nothing() {
     assert_eq!(env.scalar("SELECT count(*) FROM events"), events_before);
     assert_eq!(summary.stats.applied, 0);
     assert_eq!(summary.stats.stale, 1);
-    assert!(env
-        .config
-        .done("cards")
-        .join("copy-of-a-card.json")
-        .exists());
+    assert!(common::finished(&env.config.done("cards"), "copy-of-a-card.json").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,7 +199,7 @@ async fn a_following_pipeline_takes_new_files_and_stops_on_its_handle() {
     let tmp = env.inbox("users").join(".u17.json.tmp");
     fs::write(&tmp, user).expect("write");
     fs::rename(&tmp, env.inbox("users").join("u17.json")).expect("rename");
-    let done = env.config.done("users").join("u17.json");
+    let done = common::finished(&env.config.done("users"), "u17.json");
     let moved = tokio::task::spawn_blocking(move || {
         common::wait_until(std::time::Duration::from_secs(30), || done.exists())
     })

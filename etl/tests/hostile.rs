@@ -219,8 +219,11 @@ fn assert_rejected(env: &Env, case: &Case) {
         !env.inbox(case.kind).join(name).exists(),
         "{name} still in the inbox"
     );
-    assert!(failed.join(name).exists(), "{name} not in failed/");
-    let sidecar = failed.join(etl::source::inbox::files::sidecar_name(name));
+    assert!(
+        common::finished(&failed, name).exists(),
+        "{name} not in failed/"
+    );
+    let sidecar = common::finished(&failed, etl::source::inbox::files::sidecar_name(name));
     let record: Value = serde_json::from_str(
         &fs::read_to_string(&sidecar).unwrap_or_else(|e| panic!("{name}: no reason file: {e}")),
     )
@@ -327,7 +330,7 @@ fn assert_bystanders_untouched(env: &Env, bystanders: &Bystanders) {
             "dangling.json",
             "pipe.json",
         ] {
-            let moved = env.config.events_dir().join(stage).join("cards").join(name);
+            let moved = common::finished(&env.config.events_dir().join(stage).join("cards"), name);
             assert!(
                 fs::symlink_metadata(moved).is_err(),
                 "{name} went to {stage}/"
@@ -400,7 +403,7 @@ fn every_hostile_file_is_rejected_with_a_reason_and_valid_neighbours_load() {
         .expect("query");
         assert_eq!(exists, "t", "table {table} is gone");
     }
-    assert!(env.config.done("cards").join(non_utf8_name()).is_file());
+    assert!(common::finished(&env.config.done("cards"), non_utf8_name()).is_file());
     assert_bystanders_untouched(&env, &bystanders);
     assert_eq!(etl.lines_at("ERROR"), Vec::<Value>::new());
 }
@@ -430,7 +433,7 @@ fn odd_entries_moved_in_while_following_are_left_alone() {
     for name in ["link.json", "pipe.json", "folder.json", "valid.json"] {
         fs::rename(staging.join(name), cards.join(name)).expect("move in");
     }
-    let done = env.config.done("cards").join("valid.json");
+    let done = common::finished(&env.config.done("cards"), "valid.json");
     assert!(
         wait_until(Duration::from_secs(60), || done.exists()),
         "{}",
@@ -567,9 +570,9 @@ fn a_bad_file_with_the_longest_possible_name_is_still_rejected() {
     let status = etl.exit_within(DRAIN_LIMIT);
     assert!(status.success(), "{}", etl.log_tail(20));
     let failed = env.config.failed("cards");
-    assert!(failed.join(&name).is_file());
+    assert!(common::finished(&failed, &name).is_file());
     assert!(!env.inbox("cards").join(&name).exists());
-    let sidecar = failed.join(etl::source::inbox::files::sidecar_name(&name));
+    let sidecar = common::finished(&failed, etl::source::inbox::files::sidecar_name(&name));
     let record: Value =
         serde_json::from_str(&fs::read_to_string(sidecar).expect("reason file")).expect("JSON");
     assert_eq!(record["file"], name.as_str());
@@ -606,10 +609,10 @@ fn a_huge_offending_value_gives_a_short_reason() {
     let mut etl = drain_without_settle(&env);
     assert!(etl.exit_within(DRAIN_LIMIT).success());
     for (name, _) in &cases {
-        let sidecar = env
-            .config
-            .failed("cards")
-            .join(etl::source::inbox::files::sidecar_name(name));
+        let sidecar = common::finished(
+            &env.config.failed("cards"),
+            etl::source::inbox::files::sidecar_name(name),
+        );
         let record: Value =
             serde_json::from_str(&fs::read_to_string(&sidecar).expect("reason file"))
                 .expect("JSON");

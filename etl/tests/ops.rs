@@ -157,8 +157,9 @@ fn a_fixed_schema_and_replay_reprocess_a_rejected_file() {
     let out = env.run_etl(&["run", "--drain"]);
     assert!(out.status.success());
     let failed = env.config.failed("users");
-    assert!(failed.join("u17.json").exists());
-    let reason = std::fs::read_to_string(failed.join("u17.json.error.json")).expect("reason file");
+    assert!(common::finished(&failed, "u17.json").exists());
+    let reason = std::fs::read_to_string(common::finished(&failed, "u17.json.error.json"))
+        .expect("reason file");
     assert!(reason.contains("maximum"), "{reason}");
 
     // The operator widens the schema in a schemas folder of their own, then replays.
@@ -176,13 +177,13 @@ fn a_fixed_schema_and_replay_reprocess_a_rejected_file() {
     let replay = env.run_etl(&["replay", "--type", "users", "--reason", "no-such-reason"]);
     assert!(replay.status.success());
     assert!(
-        failed.join("u17.json").exists(),
+        common::finished(&failed, "u17.json").exists(),
         "a non-matching filter moves nothing"
     );
     let replay = env.run_etl(&["replay", "--type", "users", "--reason", "MAXIMUM"]);
     assert!(String::from_utf8_lossy(&replay.stdout).contains("moved 1"));
     assert!(env.inbox("users").join("u17.json").exists());
-    assert!(!failed.join("u17.json.error.json").exists());
+    assert!(!common::finished(&failed, "u17.json.error.json").exists());
 
     let out = env
         .etl()
@@ -191,7 +192,7 @@ fn a_fixed_schema_and_replay_reprocess_a_rejected_file() {
         .output()
         .expect("runs");
     assert!(out.status.success());
-    assert!(env.config.done("users").join("u17.json").exists());
+    assert!(common::finished(&env.config.done("users"), "u17.json").exists());
     assert_eq!(
         env.scalar("SELECT count(*) FROM users WHERE id = 17 AND score = 1.5"),
         1
@@ -200,8 +201,12 @@ fn a_fixed_schema_and_replay_reprocess_a_rejected_file() {
     let status = env.run_etl(&["status"]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(
-        text.lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["users", "0", "1", "0"]),
+        // users: 0 in the inbox, 0 failed, done/ has one day folder (today's).
+        text.lines().any(|l| {
+            let today = chrono::Utc::now().date_naive().to_string();
+            l.split_whitespace().collect::<Vec<_>>()
+                == ["users", "0", "0", "1", &format!("{today}..{today}")]
+        }),
         "{text}"
     );
     assert!(

@@ -32,10 +32,10 @@ fn write_card(dir: &Path, name: &str, doc: &Value) -> PathBuf {
 }
 
 fn reason_of(env: &Env, name: &str) -> Value {
-    let path = env
-        .config
-        .failed("cards")
-        .join(etl::source::inbox::files::sidecar_name(name));
+    let path = common::finished(
+        &env.config.failed("cards"),
+        etl::source::inbox::files::sidecar_name(name),
+    );
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("reason file is JSON")
 }
@@ -55,7 +55,10 @@ fn migrate_and_constrain(env: &Env) {
 
 fn assert_refused_by_constraint(env: &Env, name: &str) {
     let failed = env.config.failed("cards");
-    assert!(failed.join(name).exists(), "{name} not in failed/");
+    assert!(
+        common::finished(&failed, name).exists(),
+        "{name} not in failed/"
+    );
     let reason = reason_of(env, name);
     assert_eq!(reason["code"], "db_refused", "{reason}");
     assert_eq!(reason["sqlstate"], "23514", "{reason}");
@@ -188,11 +191,11 @@ fn following_a_lone_poison_file_is_rejected_and_an_outage_in_the_same_run_blames
         &card(2_000_000_000, "2024-05-01 12:00:03", 1),
     );
     assert!(
-        wait_until(PATIENCE, || env
-            .config
-            .failed("cards")
-            .join("poison.json")
-            .exists()),
+        wait_until(PATIENCE, || common::finished(
+            &env.config.failed("cards"),
+            "poison.json"
+        )
+        .exists()),
         "the lone poison file was not rejected: {}",
         etl.log_tail(20)
     );

@@ -97,12 +97,10 @@ fn producers_feed_a_running_daemon(write_mode: &[&str]) {
     );
     for file in &failed {
         let name = file.file_name().and_then(|n| n.to_str()).expect("name");
-        let reason = fs::read_to_string(
-            env.config
-                .failed("cards")
-                .join(etl::source::inbox::files::sidecar_name(name)),
-        )
-        .expect("reason file");
+        // Beside the file, in the same day folder.
+        let reason =
+            fs::read_to_string(file.with_file_name(etl::source::inbox::files::sidecar_name(name)))
+                .expect("reason file");
         assert!(
             reason.contains("\"schema\"") && reason.contains("user_id"),
             "{reason}"
@@ -292,7 +290,7 @@ fn rerun_sh_runs_the_whole_system_natively() {
         r#"{"payload": 1}"#,
     )
     .expect("write");
-    let reason = data.join("events/failed/cards/bad.json.error.json");
+    let reason = common::finished(&data.join("events/failed/cards"), "bad.json.error.json");
     assert!(
         wait_until(Duration::from_secs(15), || reason.exists()),
         "no reason file for the bad card"

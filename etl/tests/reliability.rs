@@ -72,11 +72,12 @@ fn assert_all_settled(env: &Env, valid: usize, invalid: &[(Kind, &str)]) {
     assert_eq!(files_in(env, "done").len(), valid, "files in done/");
     for (kind, name) in invalid {
         let failed = env.config.failed(kind);
-        assert!(failed.join(name).exists(), "{name} not in failed/");
         assert!(
-            failed
-                .join(etl::source::inbox::files::sidecar_name(name))
-                .exists(),
+            common::finished(&failed, name).exists(),
+            "{name} not in failed/"
+        );
+        assert!(
+            common::finished(&failed, etl::source::inbox::files::sidecar_name(name)).exists(),
             "{name} has no reason file"
         );
     }
@@ -379,7 +380,7 @@ fn a_half_written_file_present_at_startup_is_waited_for() {
     writer.write_all(&bytes[written..]).expect("write");
     drop(writer);
 
-    let done = env.config.done(kind).join(&name);
+    let done = common::finished(&env.config.done(kind), &name);
     assert!(
         wait_until(PATIENCE, || done.exists()),
         "file not loaded: {}",
@@ -404,10 +405,10 @@ fn a_truncated_file_that_never_completes_is_rejected_after_the_settle_window() {
         r#"{"payload": {"id": 7, "user_id": 1, "created_by_"#,
     )
     .expect("write");
-    let sidecar = env
-        .config
-        .failed("cards")
-        .join(etl::source::inbox::files::sidecar_name(name));
+    let sidecar = common::finished(
+        &env.config.failed("cards"),
+        etl::source::inbox::files::sidecar_name(name),
+    );
     assert!(
         wait_until(PATIENCE, || sidecar.exists()),
         "truncated file never rejected: {}",
@@ -452,13 +453,13 @@ fn a_file_the_watcher_never_reports_is_found_by_the_rescan() {
     // A file delivered normally, first: once it is done, the startup scan is behind us.
     let (kind, first) = &files[1];
     deliver(&env, &files[1..]);
-    let first_done = env.config.done(kind).join(first.file_name().expect("name"));
+    let first_done = common::finished(&env.config.done(kind), first.file_name().expect("name"));
     assert!(wait_until(PATIENCE, || first_done.exists()));
 
     let (kind, linked) = &files[0];
     let name = linked.file_name().expect("name");
     fs::hard_link(linked, env.inbox(kind).join(name)).expect("hard link");
-    let done = env.config.done(kind).join(name);
+    let done = common::finished(&env.config.done(kind), name);
     assert!(
         wait_until(Duration::from_secs(15), || done.exists()),
         "the rescan did not pick up the hard-linked file: {}",
@@ -589,7 +590,7 @@ fn a_drain_ends_even_if_a_file_cannot_be_moved() {
     deliver(&env, &files);
     let (kind, stuck) = &files[0];
     let name = stuck.file_name().expect("name");
-    let blocker = env.config.done(kind).join(name);
+    let blocker = common::finished(&env.config.done(kind), name);
     fs::create_dir_all(blocker.join("occupied")).expect("mkdir");
 
     let mut etl = env.spawn_etl("drain", &["run", "--drain"], &[]);

@@ -505,7 +505,7 @@ fn a_password_is_never_printed() {
     // The right password did its work: the valid files are loaded, the broken one rejected.
     assert_eq!(common::count(&case.config.done("users")), 5);
     let failed = case.config.failed("users");
-    assert!(failed.join("broken.json").exists());
+    assert!(common::finished(&failed, "broken.json").exists());
 
     // Everything the runs wrote: captured stdout/stderr, data/logs/etl.log*, reason files.
     let texts = all_text_under(case.dir.path());

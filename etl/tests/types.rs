@@ -155,9 +155,11 @@ async fn the_transactions_example_loads_without_code_beside_users_and_cards() {
         .lines()
         .find(|l| l.starts_with("transactions "))
         .expect("a files line for transactions");
+    // Inbox 0, failed 0, done/ in one day folder (today's): done/ itself is never listed.
+    let today = chrono::Utc::now().date_naive().to_string();
     assert_eq!(
         files_line.split_whitespace().collect::<Vec<_>>(),
-        ["transactions", "0", "3000", "0"]
+        ["transactions", "0", "0", "1", &format!("{today}..{today}")]
     );
     let rows = env.scalar("SELECT count(*) FROM transactions");
     assert!(
@@ -176,8 +178,11 @@ async fn the_transactions_example_loads_without_code_beside_users_and_cards() {
     let text = std::fs::read_to_string(&done[0]).expect("a done transaction");
     std::fs::write(env.inbox("cards").join("stray.json"), text).expect("write");
     env.drain().await;
-    let reason = std::fs::read_to_string(env.config.failed("cards").join("stray.json.error.json"))
-        .expect("a reason file");
+    let reason = std::fs::read_to_string(common::finished(
+        &env.config.failed("cards"),
+        "stray.json.error.json",
+    ))
+    .expect("a reason file");
     let reason: Value = serde_json::from_str(&reason).expect("JSON reason");
     assert_eq!(reason["code"], "wrong_folder");
     assert_eq!(reason["type"], "cards");

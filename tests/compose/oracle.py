@@ -2,7 +2,7 @@
 """What the warehouse must hold, computed from the event files alone, compared with what it holds.
 
     oracle.py warehouse DATA_DIR < dump   users and cards equal the latest version per id of the
-                                          events in DATA_DIR/events/done/
+                                          events in DATA_DIR/events/done/<type>/<day>/
     oracle.py events DATA_DIR < dump      every file in done/ has its event_id in `events`
 
 `dump` is JSON lines from the warehouse (tests/compose/run makes it with psql):
@@ -22,7 +22,9 @@ import sys
 def done_events(data_dir):
     done = pathlib.Path(data_dir) / "events" / "done"
     for folder in ("users", "cards"):
-        for path in sorted((done / folder).glob("*.json")):
+        # Day folders (<YYYY-MM-DD>/), and files directly in the type folder (older versions).
+        paths = [*(done / folder).glob("*.json"), *(done / folder).glob("*/*.json")]
+        for path in sorted(paths):
             if path.name.startswith("."):
                 continue
             yield folder, path, json.loads(path.read_text(encoding="utf-8"))

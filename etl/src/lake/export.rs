@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use tokio_postgres::{Client, IsolationLevel, Row};
+use tokio_postgres::{Client, IsolationLevel, Row, Transaction};
 
 use super::parquet::{select_list, LakeColumn, LakeType, ParquetFile};
 use super::{LakeError, Watermark};
@@ -34,12 +34,7 @@ pub async fn snapshots(
     only: Option<&str>,
     dir: &Path,
 ) -> Result<Vec<Snapshot>, LakeError> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = snapshot_transaction(client).await?;
     let mut written = Vec::new();
     for kind in catalog
         .iter()
@@ -155,12 +150,7 @@ pub async fn raw(
         through.timestamp_micros()
     );
     let ingested_at = columns.len() - 1;
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = snapshot_transaction(client).await?;
     let statement = tx.prepare(&sql).await?;
     let portal = tx.bind(&statement, &[&from, &through]).await?;
     let mut open: Option<(NaiveDate, ParquetFile)> = None;
@@ -281,4 +271,15 @@ mod tests {
         assert_eq!(range_start("snapshot.parquet"), None);
         assert_eq!(range_start("part-x-1.parquet"), None);
     }
+}
+
+/// A read-only REPEATABLE READ transaction: every statement in it reads the same snapshot, so
+/// the tables it exports agree with each other.
+async fn snapshot_transaction(client: &mut Client) -> Result<Transaction<'_>, LakeError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
 }

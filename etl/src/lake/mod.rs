@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::load::connect::Target;
+use crate::load::connect;
 use crate::load::DbError;
 use crate::ops::metrics::{LAKE_EXPORTED_ROWS, LAKE_LAST_EXPORT, RAW_RETIRED};
 pub use retention::Horizon;
@@ -84,8 +84,7 @@ impl Watermark {
 
 /// The lake's advisory lock: one export or retention pass at a time, over every replica and
 /// `etl export`. Session-level, so a process that dies releases it with its connection.
-const LOCK: &str = "SELECT pg_advisory_lock(hashtextextended('etl lake', 0))";
-const TRY_LOCK: &str = "SELECT pg_try_advisory_lock(hashtextextended('etl lake', 0))";
+const LOCK: &str = "etl lake";
 
 /// `etl export`: waits for the lake's lock, then exports on its own connection.
 pub async fn export_once(
@@ -95,8 +94,8 @@ pub async fn export_once(
     only: Option<&str>,
     since: Option<DateTime<Utc>>,
 ) -> Result<Exported, LakeError> {
-    let mut client = connect(config).await?;
-    client.execute(LOCK, &[]).await?;
+    let mut client = connect::session(config).await?;
+    connect::advisory_lock(&client, LOCK).await?;
     let snapshots = export::snapshots(&mut client, catalog, only, dir).await?;
     // The raw zone is one table for every type, with one watermark: `--type` refreshes one
     // table's snapshot and leaves the raw zone to a whole export.
@@ -105,12 +104,6 @@ pub async fn export_once(
         None => Some(export::raw(&mut client, dir, since).await?),
     };
     Ok(Exported { snapshots, raw })
-}
-
-/// A connection of its own: the session's advisory lock ends with it.
-async fn connect(config: &Config) -> Result<tokio_postgres::Client, LakeError> {
-    let target = Target::from_config(config).map_err(DbError::from)?;
-    Ok(target.connect().await?)
 }
 
 /// What an export wrote.
@@ -195,9 +188,8 @@ pub async fn pass(
     catalog: &Catalog,
     schedule: &Schedule,
 ) -> Result<Option<PassReport>, LakeError> {
-    let mut client = connect(config).await?;
-    let locked: bool = client.query_one(TRY_LOCK, &[]).await?.try_get(0)?;
-    if !locked {
+    let mut client = connect::session(config).await?;
+    if !connect::try_advisory_lock(&client, LOCK).await? {
         return Ok(None);
     }
     let snapshots = export::snapshots(&mut client, catalog, None, &schedule.dir).await?;

@@ -155,6 +155,40 @@ impl Target {
     }
 }
 
+/// A connection of its own, outside the warehouse's pool: a session-level advisory lock taken
+/// on it ([`try_advisory_lock`]) ends with it, also when the process dies.
+pub async fn session(config: &Config) -> Result<tokio_postgres::Client, DbError> {
+    let target = Target::from_config(config)?;
+    Ok(target.connect().await?)
+}
+
+/// Waits for the session-level advisory lock called `name` (one scheduled job at a time over
+/// every replica).
+pub async fn advisory_lock(
+    client: &tokio_postgres::Client,
+    name: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&name])
+        .await
+        .map(drop)
+}
+
+/// Takes the session-level advisory lock called `name` if no other session holds it: false
+/// means another replica runs that job now, and this one skips its turn.
+pub async fn try_advisory_lock(
+    client: &tokio_postgres::Client,
+    name: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+            &[&name],
+        )
+        .await?
+        .try_get(0)
+}
+
 /// The warehouse URL of `config` as it may be shown: password redacted, or the name of the
 /// file that holds it.
 pub fn describe(config: &Config) -> String {

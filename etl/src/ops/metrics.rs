@@ -29,6 +29,8 @@ pub const HTTP_SINCE_SUCCESS: &str = "etl_http_seconds_since_success";
 pub const LAKE_EXPORTED_ROWS: &str = "etl_lake_exported_rows_total";
 pub const RAW_RETIRED: &str = "etl_raw_retired_total";
 pub const LAKE_LAST_EXPORT: &str = "etl_lake_last_export_timestamp_seconds";
+pub const RETENTION_REMOVED: &str = "etl_retention_removed_total";
+pub const RETENTION_LEGACY_FILED: &str = "etl_retention_legacy_filed_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -140,6 +142,14 @@ pub fn describe(catalog: &crate::catalog::Catalog) {
         Unit::Seconds,
         "Unix time of the last completed lake pass of this process"
     );
+    describe_counter!(
+        RETENTION_REMOVED,
+        "Day folders the file folders' retention deleted or archived, by folder (done, failed, landing)"
+    );
+    describe_counter!(
+        RETENTION_LEGACY_FILED,
+        "Flat files of an older version the retention filed into day folders"
+    );
     for kind in catalog.iter() {
         counter!(EVENTS_APPLIED, "type" => kind.name().to_owned()).absolute(0);
         counter!(EVENTS_STALE, "type" => kind.name().to_owned()).absolute(0);
@@ -148,5 +158,9 @@ pub fn describe(catalog: &crate::catalog::Catalog) {
     counter!(FILES_MOVED, "to" => "failed").absolute(0);
     counter!(DB_ERRORS).absolute(0);
     counter!(DB_RETRIES).absolute(0);
+    for folder in ["done", "failed", "landing"] {
+        counter!(RETENTION_REMOVED, "folder" => folder).absolute(0);
+    }
+    counter!(RETENTION_LEGACY_FILED).absolute(0);
     gauge!(CHANNEL_DEPTH).set(0.0);
 }

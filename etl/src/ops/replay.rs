@@ -1,11 +1,11 @@
 //! `etl replay`: after a schema or code fix, moves failed files back into the inbox.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::source::inbox::files::{is_event_file, move_into, sidecar_name, Moved};
+use crate::source::inbox::files::{day_folders, is_event_file, move_into, sidecar_name, Moved};
 
 /// What to replay: all failed files, or those of one type and/or whose reason contains a text.
 #[derive(Debug, Default, Clone)]
@@ -15,9 +15,10 @@ pub struct Filter {
     pub reason: Option<String>,
 }
 
-/// Moves matching files from `failed/<type>/` to `inbox/<type>/` and removes their reason
-/// files. The file moves first: a crash in between leaves a stale reason file, never a lost
-/// event. Returns how many files were moved back.
+/// Moves matching files from `failed/<type>/<date>/` (and, from older versions, `failed/<type>/`
+/// itself) to `inbox/<type>/` and removes their reason files. The file moves first: a crash in
+/// between leaves a stale reason file, never a lost event. Returns how many files were moved
+/// back.
 pub fn replay(config: &Config, catalog: &Catalog, filter: &Filter) -> io::Result<usize> {
     let mut moved = 0;
     for kind in catalog.iter() {
@@ -25,26 +26,38 @@ pub fn replay(config: &Config, catalog: &Catalog, filter: &Filter) -> io::Result
             continue;
         }
         let failed = config.failed(kind.name());
-        for entry in std::fs::read_dir(&failed)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if !is_event_file(entry.file_name().as_os_str()) {
-                continue;
-            }
-            let sidecar = failed.join(sidecar_name(name));
-            if !matches_reason(&sidecar, filter.reason.as_deref()) {
-                continue;
-            }
-            if move_into(&entry.path(), &config.inbox(kind.name()))? == Moved::AlreadyGone {
-                continue;
-            }
-            match std::fs::remove_file(&sidecar) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            moved += 1;
+        let inbox = config.inbox(kind.name());
+        let mut folders: Vec<PathBuf> = day_folders(&failed)?.into_iter().map(|(_, f)| f).collect();
+        folders.push(failed);
+        for folder in folders {
+            moved += replay_folder(&folder, &inbox, filter)?;
         }
+    }
+    Ok(moved)
+}
+
+/// Replays the matching failed files directly in `folder`, each with its reason file beside it.
+fn replay_folder(folder: &Path, inbox: &Path, filter: &Filter) -> io::Result<usize> {
+    let mut moved = 0;
+    for entry in std::fs::read_dir(folder)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !is_event_file(entry.file_name().as_os_str()) || !entry.file_type()?.is_file() {
+            continue;
+        }
+        let sidecar = folder.join(sidecar_name(name));
+        if !matches_reason(&sidecar, filter.reason.as_deref()) {
+            continue;
+        }
+        if move_into(&entry.path(), inbox)? == Moved::AlreadyGone {
+            continue;
+        }
+        match std::fs::remove_file(&sidecar) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        moved += 1;
     }
     Ok(moved)
 }

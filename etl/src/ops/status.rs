@@ -1,4 +1,8 @@
 //! `etl status`: files per folder, rows per table, and what a running daemon holds in flight.
+//!
+//! `done/` is never listed: it holds up to a retention's worth of files (millions). Its day
+//! folders are counted instead (the type folder alone is read). The inbox (the queue) and
+//! `failed/` (what waits for an operator) are counted file by file.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,7 +14,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::load::connect::{self, Target};
 use crate::load::DbError;
-use crate::source::inbox::files::is_event_file;
+use crate::source::inbox::files::{day_folders, is_event_file};
 
 /// Renders the status report, and whether the warehouse could be read (the caller exits
 /// non-zero when it could not).
@@ -22,16 +26,21 @@ pub async fn report(config: &Config, catalog: &Catalog) -> (String, Result<(), D
         .unwrap_or(0)
         .max(8);
     let mut out = format!(
-        "{:<width$} {:>9} {:>10} {:>10}\n",
-        "files", "inbox", "done", "failed"
+        "{:<width$} {:>9} {:>9} {:>9}  {}\n",
+        "files", "inbox", "failed", "done days", "done from..to"
     );
     for kind in catalog.iter() {
+        let done = day_folders(&config.done(kind.name())).unwrap_or_default();
+        let span = match (done.first(), done.last()) {
+            (Some((oldest, _)), Some((newest, _))) => format!("{oldest}..{newest}"),
+            _ => "-".into(),
+        };
         out.push_str(&format!(
-            "{:<width$} {:>9} {:>10} {:>10}\n",
+            "{:<width$} {:>9} {:>9} {:>9}  {span}\n",
             kind.name(),
             count(&config.inbox(kind.name())),
-            count(&config.done(kind.name())),
-            count(&config.failed(kind.name())),
+            count_failed(&config.failed(kind.name())),
+            done.len(),
         ));
     }
     match in_flight(&config.http_addr) {
@@ -58,14 +67,30 @@ pub async fn report(config: &Config, catalog: &Catalog) -> (String, Result<(), D
 
 /// Event files in a folder (reason files excluded).
 fn count(dir: &Path) -> String {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => entries
+    files_in(dir).map_or_else(|| "-".into(), |n| n.to_string())
+}
+
+fn files_in(dir: &Path) -> Option<usize> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    Some(
+        entries
             .filter_map(Result::ok)
-            .filter(|e| is_event_file(&e.file_name()))
-            .count()
-            .to_string(),
-        Err(_) => "-".into(),
-    }
+            .filter(|e| is_event_file(&e.file_name()) && e.file_type().is_ok_and(|t| t.is_file()))
+            .count(),
+    )
+}
+
+/// Failed files of a type: in its day folders, and flat ones an older version left.
+fn count_failed(type_folder: &Path) -> String {
+    let Some(flat) = files_in(type_folder) else {
+        return "-".into();
+    };
+    let dated: usize = day_folders(type_folder)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|(_, folder)| files_in(folder))
+        .sum();
+    (flat + dated).to_string()
 }
 
 /// Rows of each type's table, then of the raw zone.

@@ -117,18 +117,67 @@ impl Env {
     }
 }
 
-/// `*.json` event files (not reason files) directly in `dir`.
+/// `*.json` event files (not reason files) directly in `dir` and, for a `done/<type>/` or
+/// `failed/<type>/` folder, in its day folders (`<YYYY-MM-DD>/`).
 pub fn event_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("readable dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name.ends_with(".json") && !name.ends_with(".error.json") && !name.starts_with('.')
-        })
-        .collect();
+    let mut files = Vec::new();
+    for folder in std::iter::once(dir.to_path_buf()).chain(day_folders(dir)) {
+        files.extend(
+            std::fs::read_dir(&folder)
+                .expect("readable dir")
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    name.ends_with(".json")
+                        && !name.ends_with(".error.json")
+                        && !name.starts_with('.')
+                        && p.is_file()
+                }),
+        );
+    }
     files.sort();
     files
+}
+
+/// The day folders (`<YYYY-MM-DD>/`) of a `done/` or `failed/` type folder, oldest first.
+pub fn day_folders(dir: &Path) -> Vec<PathBuf> {
+    let mut days: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| chrono::NaiveDate::parse_from_str(n, "%Y-%m-%d").is_ok())
+        })
+        .collect();
+    days.sort();
+    days
+}
+
+/// Where the file (or reason file) called `name` is in a `done/<type>/` or `failed/<type>/`
+/// folder: in one of its day folders, or flat (an older version's layout). If it is nowhere,
+/// the path it would have in today's day folder (so `.exists()` says false).
+pub fn finished(dir: &Path, name: impl AsRef<std::ffi::OsStr>) -> PathBuf {
+    let name = name.as_ref();
+    day_folders(dir)
+        .into_iter()
+        .rev()
+        .chain([dir.to_path_buf()])
+        .map(|folder| folder.join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| today(dir).join(name))
+}
+
+/// Today's (UTC) day folder of a `done/` or `failed/` type folder.
+pub fn today(dir: &Path) -> PathBuf {
+    dir.join(
+        chrono::Utc::now()
+            .date_naive()
+            .format("%Y-%m-%d")
+            .to_string(),
+    )
 }
 
 pub fn count(dir: &Path) -> usize {

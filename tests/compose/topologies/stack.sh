@@ -93,8 +93,7 @@ stack_drained() {
 # The producers' bad cards (no user_id) in failed/cards, each with its reason file.
 stack_bad_cards() {
     local f n=0 bad=0 reason
-    for f in "$WORK"/data/events/failed/cards/*.json; do
-        case "$f" in *.error.json | *'*'*) continue ;; esac
+    while IFS= read -r f; do
         n=$((n + 1))
         reason="$f.error.json"
         if [ ! -f "$reason" ] || [ "$(jq -r .code "$reason")" != schema ] \
@@ -102,7 +101,7 @@ stack_bad_cards() {
             || ! jq -r .reason "$reason" | grep -q user_id; then
             bad=$((bad + 1))
         fi
-    done
+    done < <(finished_json "$WORK/data/events/failed/cards")
     DETAIL="$n rejected cards, $bad without the expected reason file"
     [ "$n" -gt 0 ] && [ "$bad" = 0 ]
 }
@@ -142,8 +141,8 @@ stack_fix_and_replay() {
     local schema="$WORK/schemas/cards.schema.json" ids n
     cp "$schema" "$HARNESS_DIR/cards.schema.json.orig"
     jq '.properties.payload.required -= ["user_id"]' "$HARNESS_DIR/cards.schema.json.orig" >"$schema"
-    ids=$(for f in "$WORK"/data/events/failed/cards/*.json; do
-        case "$f" in *.error.json) ;; *) jq -r .metadata.event_id "$f" ;; esac
+    ids=$(finished_json "$WORK/data/events/failed/cards" | while IFS= read -r f; do
+        jq -r .metadata.event_id "$f"
     done | sort)
     n=$(grep -c . <<<"$ids")
     dc restart etl >/dev/null 2>&1
@@ -181,7 +180,7 @@ EOF
     wait_until 30 '[ "$(sql "SELECT count(*) FROM transactions")" = 1 ]'
     rows=$(sql "SELECT amount::text || ' ' || status FROM transactions WHERE id = 1")
     DETAIL="transactions row: '$rows'; migration recorded: $(sql "SELECT count(*) FROM schema_migrations WHERE version = '1000_transactions'")"
-    [ "$rows" = "12.35 settled" ] && [ -f "$WORK/data/events/done/transactions/$id.json" ]
+    [ "$rows" = "12.35 settled" ] && [ -n "$(finished_file "$WORK/data/events/done/transactions" "$id.json")" ]
 }
 
 # The README's reason-file claims, from the daemon itself: an id that is not an integer fails at
@@ -195,9 +194,12 @@ stack_reason_claims() {
     chown "$HOST_UID:$HOST_GID" "$dir/.$id1.tmp" "$dir/.$id2.tmp"
     mv "$dir/.$id1.tmp" "$dir/$id1.json"
     mv "$dir/.$id2.tmp" "$dir/$id2.json"
-    r1="$WORK/data/events/failed/cards/$id1.json.error.json"
-    r2="$WORK/data/events/failed/cards/$id2.json.error.json"
-    wait_for 60 test -f "$r1" -a -f "$r2" || { DETAIL="not rejected within 60 s"; return 1; }
+    local failed="$WORK/data/events/failed/cards"
+    wait_until 60 '[ -n "$(finished_file "$failed" "$id1.json.error.json")" ] \
+        && [ -n "$(finished_file "$failed" "$id2.json.error.json")" ]' \
+        || { DETAIL="not rejected within 60 s"; return 1; }
+    r1=$(finished_file "$failed" "$id1.json.error.json")
+    r2=$(finished_file "$failed" "$id2.json.error.json")
     DETAIL="\"five\": $(jq -r '.code + " " + .schema_location' "$r1"); 2^64: $(jq -r '.code + " " + .schema_location' "$r2")"
     [ "$(jq -r .schema_location "$r1")" = "/\$defs/entity_id/type" ] && [ "$(jq -r .code "$r2")" = schema ]
 }

@@ -105,7 +105,7 @@ impl HttpSource {
             kind,
             warehouse,
             stats,
-            landing: config.data_dir.join("lake").join("raw"),
+            landing: config.landing_dir(),
             data_dir: config.data_dir.clone(),
             in_flight: AtomicU64::new(0),
             stuck: AtomicUsize::new(0),

@@ -1,6 +1,10 @@
 //! The inbox's file bookkeeping: the folder layout, and moving each file to `done/` or
 //! `failed/` (with its reason file) once its fate is durable.
 //!
+//! Finished files go into day folders, `done/<type>/<YYYY-MM-DD>/` and
+//! `failed/<type>/<YYYY-MM-DD>/` (the UTC date of the move): no folder grows past a day of files,
+//! and retention ([`crate::retention`]) removes whole days without listing their files.
+//!
 //! A file stays in the inbox until then, so the inbox itself is the queue: a crash at any point
 //! leaves every unfinished file where a restart will find it, and reprocessing a file whose
 //! transaction did commit changes nothing (the warehouse upsert is idempotent).
@@ -8,6 +12,9 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use chrono::NaiveDate;
 
 use serde::Serialize;
 
@@ -15,7 +22,8 @@ use crate::catalog::{Catalog, Kind};
 use crate::config::Config;
 use crate::extract::Rejection;
 
-/// Creates `events/{inbox,done,failed}/<type>/` and `logs/` if missing.
+/// Creates `events/{inbox,done,failed}/<type>/` and `logs/` if missing (day folders are made
+/// when their first file arrives).
 pub fn ensure_layout(config: &Config, catalog: &Catalog) -> io::Result<()> {
     for kind in catalog.iter() {
         std::fs::create_dir_all(config.inbox(kind.name()))?;
@@ -23,6 +31,31 @@ pub fn ensure_layout(config: &Config, catalog: &Catalog) -> io::Result<()> {
         std::fs::create_dir_all(config.failed(kind.name()))?;
     }
     std::fs::create_dir_all(config.logs_dir())
+}
+
+/// The day a folder's name says (`2026-11-23`), if it is a day folder.
+pub fn day_of(name: &std::ffi::OsStr) -> Option<NaiveDate> {
+    let name = name.to_str()?;
+    (name.len() == 10)
+        .then(|| NaiveDate::parse_from_str(name, crate::config::DAY_FORMAT).ok())
+        .flatten()
+}
+
+/// The day folders of a `done/` or `failed/` type folder, oldest first. Reads the type folder
+/// only (a few dozen day folders, plus any flat files an older version left there), never a
+/// day folder's files.
+pub fn day_folders(type_folder: &Path) -> io::Result<Vec<(NaiveDate, PathBuf)>> {
+    let mut days = Vec::new();
+    for entry in std::fs::read_dir(type_folder)? {
+        let entry = entry?;
+        if let Some(day) = day_of(&entry.file_name()) {
+            if entry.file_type()?.is_dir() {
+                days.push((day, entry.path()));
+            }
+        }
+    }
+    days.sort();
+    Ok(days)
 }
 
 /// The outcome of moving one file.
@@ -33,12 +66,86 @@ pub enum Moved {
     AlreadyGone,
 }
 
-/// Moves a file whose event is committed into `done/<type>/`.
-pub fn move_to_done(config: &Config, kind: &Kind, path: &Path) -> io::Result<Moved> {
-    move_into(path, &config.done(kind.name()))
+/// Today's day folder of each `done/` and `failed/` type folder, made the first time a file
+/// goes there today: the hot path does not call `create_dir_all` per file.
+#[derive(Default)]
+pub struct DayFolders {
+    /// Type folder → (the day, its day folder), as last made.
+    made: Mutex<std::collections::HashMap<PathBuf, (NaiveDate, PathBuf)>>,
 }
 
-/// The reason file written beside a rejected file in `failed/<type>/`.
+impl DayFolders {
+    /// Today's (UTC) day folder of `type_folder`, created if this is its first use today.
+    fn today(&self, type_folder: &Path) -> io::Result<PathBuf> {
+        let today = chrono::Utc::now().date_naive();
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((day, folder)) = made.get(type_folder) {
+            if *day == today {
+                return Ok(folder.clone());
+            }
+        }
+        let folder = Config::day_folder(type_folder, today);
+        std::fs::create_dir_all(&folder)?;
+        made.insert(type_folder.to_path_buf(), (today, folder.clone()));
+        Ok(folder)
+    }
+
+    /// Runs `op` on today's day folder of `type_folder`. A day folder removed since it was made
+    /// (an operator, or the retention of a replica whose clock is ahead) makes `op` fail with
+    /// `NotFound`: the folder is made again and `op` tried once more.
+    fn within<T>(&self, type_folder: &Path, op: impl Fn(&Path) -> io::Result<T>) -> io::Result<T> {
+        let day = self.today(type_folder)?;
+        match op(&day) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !day.is_dir() => {
+                std::fs::create_dir_all(&day)?;
+                op(&day)
+            }
+            other => other,
+        }
+    }
+
+    /// Moves a file whose event is committed into today's `done/<type>/<date>/`.
+    pub fn move_to_done(&self, config: &Config, kind: &Kind, path: &Path) -> io::Result<Moved> {
+        let moved = self.within(&config.done(kind.name()), |day| rename_into(path, day));
+        gone_is_not_an_error(moved)
+    }
+
+    /// Moves a rejected file to today's `failed/<type>/<date>/` with its reason file beside it.
+    /// The reason file is written first: if we crash in between, the file is still in the inbox
+    /// and is simply rejected again.
+    pub fn reject(
+        &self,
+        config: &Config,
+        kind: &Kind,
+        path: &Path,
+        rejection: &Rejection,
+    ) -> io::Result<Moved> {
+        let name = file_name(path)?;
+        let record = RejectionRecord {
+            file: name.clone(),
+            kind: kind.name(),
+            rejection,
+            rejected_at: chrono::Utc::now(),
+        };
+        let json = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
+        let moved = self.within(&config.failed(kind.name()), |day| {
+            write_atomically(&day.join(sidecar_name(&name)), &json)?;
+            rename_into(path, day)
+        });
+        gone_is_not_an_error(moved)
+    }
+}
+
+/// The file was gone (another daemon on the same folder moved it first): not an error.
+fn gone_is_not_an_error(moved: io::Result<()>) -> io::Result<Moved> {
+    match moved {
+        Ok(()) => Ok(Moved::Yes),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Moved::AlreadyGone),
+        Err(e) => Err(e),
+    }
+}
+
+/// The reason file written beside a rejected file in `failed/<type>/<date>/`.
 #[derive(Debug, Serialize)]
 pub struct RejectionRecord<'a> {
     pub file: String,
@@ -89,27 +196,6 @@ fn fnv1a(text: &str) -> u64 {
     })
 }
 
-/// Moves a rejected file to `failed/<type>/` with its reason file. The reason file is written
-/// first: if we crash in between, the file is still in the inbox and is simply rejected again.
-pub fn reject(
-    config: &Config,
-    kind: &Kind,
-    path: &Path,
-    rejection: &Rejection,
-) -> io::Result<Moved> {
-    let failed = config.failed(kind.name());
-    let name = file_name(path)?;
-    let record = RejectionRecord {
-        file: name.clone(),
-        kind: kind.name(),
-        rejection,
-        rejected_at: chrono::Utc::now(),
-    };
-    let json = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
-    write_atomically(&failed.join(sidecar_name(&name)), &json)?;
-    move_into(path, &failed)
-}
-
 fn file_name(path: &Path) -> io::Result<String> {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -119,15 +205,16 @@ fn file_name(path: &Path) -> io::Result<String> {
 /// rename(2) into `folder` under the very same name (bytes, not a lossy UTF-8 copy of them):
 /// atomic, and a no-op report if the file is already gone.
 pub fn move_into(path: &Path, folder: &Path) -> io::Result<Moved> {
+    gone_is_not_an_error(rename_into(path, folder))
+}
+
+/// rename(2) into `folder` under the same name; `NotFound` if the file or the folder is gone.
+fn rename_into(path: &Path, folder: &Path) -> io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     let target: PathBuf = folder.join(name);
-    match std::fs::rename(path, target) {
-        Ok(()) => Ok(Moved::Yes),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Moved::AlreadyGone),
-        Err(e) => Err(e),
-    }
+    std::fs::rename(path, target)
 }
 
 /// Writes a dotfile then renames it, so a reader never sees half a file. The dotfile's name is

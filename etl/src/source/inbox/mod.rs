@@ -56,6 +56,8 @@ pub struct Inbox {
     /// Candidates the last scan saw, and files finished when it started: the backlog estimate.
     scan_seen: AtomicU64,
     finished_at_scan: AtomicU64,
+    /// Today's day folders in `done/` and `failed/`, made once a day rather than per file.
+    days: files::DayFolders,
 }
 
 impl Inbox {
@@ -68,6 +70,7 @@ impl Inbox {
             watching: AtomicBool::new(false),
             scan_seen: AtomicU64::new(0),
             finished_at_scan: AtomicU64::new(0),
+            days: files::DayFolders::default(),
         }
     }
 }
@@ -384,7 +387,7 @@ fn mover(inbox: &Inbox, pending_moves: &AtomicUsize, moves: &flume::Receiver<Mov
 
 /// True if this daemon moved the file (another one on the same folder may have been first).
 fn move_to_done(inbox: &Inbox, job: &Job) -> bool {
-    match files::move_to_done(&inbox.config, &job.kind, &job.path) {
+    match inbox.days.move_to_done(&inbox.config, &job.kind, &job.path) {
         Ok(Moved::Yes) => {
             inbox.tracker.release(&job.path);
             true
@@ -407,7 +410,7 @@ fn move_to_done(inbox: &Inbox, job: &Job) -> bool {
 /// its event.
 fn move_to_failed(inbox: &Inbox, job: &Job, rejection: &Rejection) {
     let path: &Path = &job.path;
-    match files::reject(&inbox.config, &job.kind, path, rejection) {
+    match inbox.days.reject(&inbox.config, &job.kind, path, rejection) {
         // Gone: another daemon rejected it first and counted it.
         Ok(Moved::AlreadyGone) => inbox.tracker.release(path),
         Ok(Moved::Yes) => {
@@ -518,7 +521,7 @@ mod tests {
         }
         valid.sort_by_key(|e| e.entity_id());
         assert_eq!(valid[0].origin, "users/a.json");
-        let failed = config.failed("users");
+        let failed = Config::day_folder(&config.failed("users"), chrono::Utc::now().date_naive());
         eventually("bad.json in failed/", || failed.join("bad.json").exists()).await;
         let reason = std::fs::read_to_string(failed.join(files::sidecar_name("bad.json")))
             .expect("reason file");
@@ -538,7 +541,7 @@ mod tests {
         let a = valid.pop().expect("a");
         a.ack.resolve(Fate::Committed);
         drop(b);
-        let done = config.done("users");
+        let done = Config::day_folder(&config.done("users"), chrono::Utc::now().date_naive());
         eventually("a.json in done/", || done.join("a.json").exists()).await;
         eventually("nothing in flight", || inbox.in_flight() == 0).await;
         assert!(
