@@ -342,6 +342,18 @@ mod tests {
     }
 
     #[test]
+    fn the_api_token_and_the_read_url_password_are_never_shown() {
+        let config = load(
+            "api_token = \"tok-123456\"\nread_database_url = \"postgres://r:pw-98765@db/dwh\"\n",
+        )
+        .expect("valid");
+        assert_eq!(config.api_token.as_deref(), Some("tok-123456"));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("tok-123456"), "{shown}");
+        assert!(!shown.contains("pw-98765"), "{shown}");
+    }
+
+    #[test]
     fn without_sources_the_inbox_is_the_source() {
         let config = load("workers = 3\n").expect("valid");
         assert_eq!(config.sources(), vec![SourceConfig::Inbox {}]);

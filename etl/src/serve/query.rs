@@ -358,3 +358,75 @@ pub async fn describe(
         .collect();
     Ok(Described { nullable, indexed })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    fn cards() -> Table {
+        let catalog = Catalog::builtin().expect("the built-in types");
+        let kind = catalog.get("cards").expect("cards");
+        let mut nullable = vec![false; kind.columns.len() + 2];
+        nullable[1] = true;
+        Table::new(
+            kind,
+            &Described {
+                nullable,
+                indexed: vec!["id".into(), "user_id".into()],
+            },
+        )
+    }
+
+    #[test]
+    fn statements_name_declared_columns_and_bind_every_value() {
+        let table = cards();
+        assert_eq!(table.filter("user_id"), Some(1));
+        assert_eq!(
+            table.filter("id"),
+            None,
+            "the key pages with after, not a filter"
+        );
+        assert_eq!(table.filter("active"), None, "not indexed");
+        assert!(
+            table
+                .point_sql
+                .starts_with("SELECT \"id\", \"user_id\", \"created_by_name\""),
+            "{}",
+            table.point_sql
+        );
+        assert!(table
+            .point_sql
+            .ends_with("FROM \"cards\" WHERE \"id\" = $1::bigint"));
+        let sql = table.list_sql(&[1], true);
+        assert!(
+            sql.ends_with(
+                "WHERE \"user_id\" = CAST($1::text AS bigint) AND \"id\" > $2::bigint \
+                 ORDER BY \"id\" LIMIT $3::bigint"
+            ),
+            "{sql}"
+        );
+        assert!(table
+            .list_sql(&[], false)
+            .ends_with("WHERE true ORDER BY \"id\" LIMIT $1::bigint"));
+    }
+
+    #[test]
+    fn versions_sort_by_the_declared_clock_then_event_time_then_id() {
+        let table = cards();
+        let at = |s: &str| crate::catalog::column::parse_timestamp(s).expect("time");
+        let version = |n: u128, updated: &str, event_at: &str| Version {
+            event_id: Uuid::from_u128(n),
+            event_at: at(event_at),
+            payload: serde_json::json!({ "id": 1, "updated_at": updated }),
+        };
+        let sorted = table.version_order(vec![
+            version(1, "2024-05-03 00:00:00", "2024-05-01 00:00:00"),
+            version(3, "2024-05-01 00:00:00", "2024-05-02 00:00:00"),
+            version(2, "2024-05-01 00:00:00", "2024-05-02 00:00:00"),
+            version(4, "2024-05-01 00:00:00", "2024-05-01 00:00:00"),
+        ]);
+        let ids: Vec<u128> = sorted.iter().map(|v| v.event_id.as_u128()).collect();
+        assert_eq!(ids, [4, 2, 3, 1]);
+    }
+}
