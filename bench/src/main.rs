@@ -680,8 +680,8 @@ fn targets(
             name: "read API point lookups (200/s, p99)".into(),
             target: ">= 10000/s, <= 10 ms".into(),
             measured: format!(
-                "{:.0}/s, p99 {:.1} ms ({} 503, {} errors, {} timeouts)",
-                s.ok_per_s, s.p99_ms, s.unavailable_503, s.socket_errors, s.timeouts
+                "{:.0}/s, p99 {:.1} ms ({} status >= 400, {} errors, {} timeouts)",
+                s.ok_per_s, s.p99_ms, s.not_ok, s.socket_errors, s.timeouts
             ),
             met: s.ok_per_s >= 10_000.0 && s.p99_ms <= 10.0,
         });
