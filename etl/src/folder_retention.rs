@@ -105,14 +105,20 @@ fn check_archive(archive: &Path, data_dir: &Path, plan: &Plan) -> Result<(), Ret
             )));
         }
     }
-    if std::fs::metadata(&archive)?.dev() != std::fs::metadata(&data)?.dev() {
-        return Err(RetentionError::Refused(format!(
-            "archive_dir {} is on another file system than the data folder {}: the retention \
-             moves day folders there by rename, which only works within one file system; \
-             choose a folder on the same file system (or unset archive_dir to delete them)",
-            archive.display(),
-            data.display()
-        )));
+    // `events/` or the landing zone may be mounts of their own (a volume at /data/events):
+    // each must share the archive's file system, not only the data folder.
+    let archive_dev = std::fs::metadata(&archive)?.dev();
+    for area in [&plan.events_dir, &plan.landing_dir] {
+        std::fs::create_dir_all(area)?;
+        if std::fs::metadata(area)?.dev() != archive_dev {
+            return Err(RetentionError::Refused(format!(
+                "archive_dir {} is on another file system than {}: the retention moves day \
+                 folders there by rename, which only works within one file system; choose a \
+                 folder on the same file system (or unset archive_dir to delete them)",
+                archive.display(),
+                area.display()
+            )));
+        }
     }
     Ok(())
 }
@@ -188,7 +194,12 @@ pub fn pass(plan: &Plan, today: NaiveDate) -> io::Result<Report> {
     for (stage, keep) in [("done", plan.done), ("failed", plan.failed)] {
         let mut removed = 0;
         for type_folder in subfolders(&plan.events_dir.join(stage))? {
-            report.legacy_filed += file_legacy(&type_folder, stage == "failed")?;
+            // One folder the pass cannot handle (a file it may not delete, say) is one WARN
+            // line and is tried again next pass; it never stops the others from being pruned.
+            match file_legacy(&type_folder, stage == "failed", keep, today) {
+                Ok(filed) => report.legacy_filed += filed,
+                Err(error) => warn_skipped(&type_folder, &error),
+            }
             let Some(days) = keep else { continue };
             for (day, folder) in day_folders(&type_folder)? {
                 if expired(day, days, today) {
@@ -197,7 +208,10 @@ pub fn pass(plan: &Plan, today: NaiveDate) -> io::Result<Report> {
                             .join(type_folder.file_name().unwrap_or_default())
                             .join(folder.file_name().unwrap_or_default())
                     });
-                    removed += u64::from(remove(&folder, archived.as_deref())?);
+                    match remove(&folder, archived.as_deref()) {
+                        Ok(gone) => removed += u64::from(gone),
+                        Err(error) => warn_skipped(&folder, &error),
+                    }
                 }
             }
         }
@@ -239,7 +253,10 @@ fn landing(plan: &Plan, days: u64, today: NaiveDate) -> io::Result<u64> {
                             let relative = day.1.strip_prefix(&plan.landing_dir).unwrap_or(&day.1);
                             a.join("landing").join(relative)
                         });
-                        removed += u64::from(remove(&day.1, archived.as_deref())?);
+                        match remove(&day.1, archived.as_deref()) {
+                            Ok(gone) => removed += u64::from(gone),
+                            Err(error) => warn_skipped(&day.1, &error),
+                        }
                     }
                 }
                 if (year.0, month.0) < (cutoff.year(), cutoff.month()) {
@@ -252,6 +269,14 @@ fn landing(plan: &Plan, days: u64, today: NaiveDate) -> io::Result<u64> {
         }
     }
     Ok(removed)
+}
+
+fn warn_skipped(folder: &Path, error: &io::Error) {
+    tracing::warn!(
+        folder = %folder.display(),
+        %error,
+        "file folders retention: this folder is skipped until the next pass"
+    );
 }
 
 /// Deletes a day folder, or moves it to `archived` (merging into a folder of the same day
@@ -292,8 +317,16 @@ fn archive(folder: &Path, target: &Path) -> io::Result<()> {
 /// Files up to [`LEGACY_PER_PASS`] flat files of `type_folder` (left by an older version) into
 /// the day folder of their modification time (UTC). In `failed/` a file takes its reason file
 /// with it, and the day is the reason file's (the day it was rejected); reason files are only
-/// moved with their event file. Dotfiles (writes in progress) are left alone.
-fn file_legacy(type_folder: &Path, failed: bool) -> io::Result<u64> {
+/// moved with their event file. Dotfiles (writes in progress) are left alone. A day the area's
+/// retention (`keep`) has already expired is replaced by `today`: the first pass after an
+/// upgrade must not delete, within milliseconds, the failed files an operator kept flat for a
+/// later replay, so every old file gets one full retention from the upgrade.
+fn file_legacy(
+    type_folder: &Path,
+    failed: bool,
+    keep: Option<u64>,
+    today: NaiveDate,
+) -> io::Result<u64> {
     let mut made = HashSet::new();
     let mut filed = 0;
     for entry in std::fs::read_dir(type_folder)? {
@@ -322,6 +355,10 @@ fn file_legacy(type_folder: &Path, failed: bool) -> io::Result<u64> {
             Err(e) => return Err(e),
         };
         let day = chrono::DateTime::<Utc>::from(modified).date_naive();
+        let day = match keep {
+            Some(days) if expired(day, days, today) => today,
+            _ => day,
+        };
         let folder = Config::day_folder(type_folder, day);
         if made.insert(day) {
             std::fs::create_dir_all(&folder)?;

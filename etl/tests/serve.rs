@@ -235,6 +235,40 @@ fn rows_lists_and_histories_answer_what_the_warehouse_holds() {
     assert_eq!(history["retired_versions"], 0);
     assert_eq!(history["complete"], true);
     assert!(history["note"].is_null());
+    // A busy entity: 1,100 raw versions; the answer holds the newest 1,000, says so, and is
+    // still in version order.
+    let inserted = env.scalar(
+        "WITH ins AS (INSERT INTO events (event_id, type, entity_id, event_at, payload, source_file)
+           SELECT gen_random_uuid(), 'cards', 987000, timestamp '2024-01-01' + n * interval '1 s',
+                  jsonb_build_object('id', 987000, 'updated_at',
+                      to_char(timestamp '2024-01-01' + n * interval '1 s', 'YYYY-MM-DD HH24:MI:SS')),
+                  'busy'
+             FROM generate_series(1, 1100) AS n RETURNING 1)
+         SELECT count(*) FROM ins",
+    );
+    assert_eq!(inserted, 1100);
+    let (code, busy) = get(addr, "/api/v1/cards/987000/history", None);
+    assert_eq!(code, 200, "{busy}");
+    let busy_versions = busy["versions"].as_array().expect("versions");
+    assert_eq!(busy_versions.len(), 1000);
+    assert_eq!(busy["complete"], false);
+    assert!(
+        busy["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("newest 1000")),
+        "{busy}"
+    );
+    let times: Vec<&str> = busy_versions
+        .iter()
+        .filter_map(|v| v["payload"]["updated_at"].as_str())
+        .collect();
+    assert_eq!(
+        times.first(),
+        Some(&"2024-01-01 00:01:41"),
+        "the oldest 100 left out"
+    );
+    assert_eq!(times.last(), Some(&"2024-01-01 00:18:20"));
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "in version order");
     // The last version is the current row.
     let (_, current) = get(addr, &format!("/api/v1/cards/{card}"), None);
     assert_eq!(

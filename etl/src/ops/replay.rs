@@ -39,7 +39,12 @@ pub fn replay(config: &Config, catalog: &Catalog, filter: &Filter) -> io::Result
 /// Replays the matching failed files directly in `folder`, each with its reason file beside it.
 fn replay_folder(folder: &Path, inbox: &Path, filter: &Filter) -> io::Result<usize> {
     let mut moved = 0;
-    for entry in std::fs::read_dir(folder)? {
+    let entries = match std::fs::read_dir(folder) {
+        // The retention removed (or archived) this day folder after it was listed.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        other => other?,
+    };
+    for entry in entries {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };

@@ -359,7 +359,10 @@ fn history_schema(table: &Table) -> Schema {
             "complete",
             ObjectBuilder::new()
                 .schema_type(Type::Boolean)
-                .description(Some("false when older versions are in the lake only")),
+                .description(Some(
+                    "false when older versions are in the lake only, or when only the newest \
+                     1000 versions are answered",
+                )),
         )
         .property(
             "note",

@@ -113,8 +113,15 @@ pub const RESERVED: [&str; 2] = ["after", "limit"];
 
 /// Every raw version of an entity still in the warehouse (ordered afterwards, in Rust, by the
 /// type's version clock).
+/// The versions a history answers at most: a busy entity's raw zone can hold millions, and 256
+/// requests in flight must not each hold them all in memory.
+pub const HISTORY_MAX: i64 = 1000;
+
+/// The newest [`HISTORY_MAX`] + 1 raw versions by event time (one more tells that there were
+/// more); the answer then puts them in the type's version order.
 pub const HISTORY_SQL: &str = "SELECT event_id, event_at, payload FROM events \
-                                WHERE type = $1 AND entity_id = $2";
+                                WHERE type = $1 AND entity_id = $2 \
+                                ORDER BY event_at DESC, event_id DESC LIMIT $3";
 
 impl Table {
     pub fn new(kind: &Kind, described: &Described) -> Table {

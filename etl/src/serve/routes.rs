@@ -17,7 +17,9 @@ use serde_json::{json, Value};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::query::{rfc3339, Shape, Table, Version, DEFAULT_LIMIT, HISTORY_SQL, MAX_LIMIT};
+use super::query::{
+    rfc3339, Shape, Table, Version, DEFAULT_LIMIT, HISTORY_MAX, HISTORY_SQL, MAX_LIMIT,
+};
 
 /// What every handler shares.
 pub struct Api {
@@ -92,9 +94,17 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 impl From<tokio_postgres::Error> for ApiError {
     fn from(error: tokio_postgres::Error) -> ApiError {
         let Some(db) = error.as_db_error() else {
-            // The connection itself failed (closed, reset): the server is going or gone.
-            tracing::warn!(error = %crate::load::warehouse::causes(&error), "read API: database connection lost");
-            return ApiError::Unavailable("the warehouse is unavailable; retry later".into());
+            if error.is_closed()
+                || std::error::Error::source(&error).is_some_and(|s| s.is::<std::io::Error>())
+            {
+                // The connection itself failed (closed, reset): the server is going or gone.
+                tracing::warn!(error = %crate::load::warehouse::causes(&error), "read API: database connection lost");
+                return ApiError::Unavailable("the warehouse is unavailable; retry later".into());
+            }
+            // Anything else (a column whose type does not decode as the table said at start-up)
+            // is ours, and permanent: a 500 that says so in the log, not a 503 to retry for ever.
+            tracing::error!(error = %crate::load::warehouse::causes(&error), "read API: a read failed");
+            return ApiError::Internal;
         };
         let code = db.code().code();
         if code.starts_with("22") {
@@ -106,7 +116,9 @@ impl From<tokio_postgres::Error> for ApiError {
                 "the read took longer than the statement timeout; retry later".into(),
             );
         }
-        if ["08", "53", "57", "58"].contains(&&code[..2]) {
+        // 40: a serialization failure or a standby's "conflict with recovery" (a read replica
+        // behind `read_database_url`), transient like the classes after it.
+        if ["08", "40", "53", "57", "58"].contains(&&code[..2]) {
             tracing::warn!(
                 code,
                 error = db.message(),
@@ -282,10 +294,15 @@ async fn history(
         client.prepare_cached(&table.history_meta_sql)
     )?;
     let params: [&(dyn ToSql + Sync); 2] = [&name, &id];
-    let (rows, meta) = tokio::try_join!(
-        client.query(&versions_sql, &params),
+    let bound = HISTORY_MAX + 1;
+    let versions_params: [&(dyn ToSql + Sync); 3] = [&name, &id, &bound];
+    let (mut rows, meta) = tokio::try_join!(
+        client.query(&versions_sql, &versions_params),
         client.query_one(&meta_sql, &params)
     )?;
+    // Rows come newest first: past the bound, the oldest one is dropped.
+    let truncated = rows.len() as i64 > HISTORY_MAX;
+    rows.truncate(HISTORY_MAX as usize);
     let retired: i64 = meta.try_get(0)?;
     let forgotten_through: Option<NaiveDateTime> = meta.try_get(1)?;
     let row_exists: bool = meta.try_get(2)?;
@@ -315,7 +332,13 @@ async fn history(
             })
         })
         .collect();
-    let note = if retired > 0 {
+    let note = if truncated {
+        Some(format!(
+            "only the newest {HISTORY_MAX} versions are answered; older ones are in the raw \
+             zone (the events table) and the lake ({})",
+            api.lake_events
+        ))
+    } else if retired > 0 {
         Some(format!(
             "{retired} older version(s) of this entity left the warehouse's raw zone for the \
              lake: they are in {} (Parquet, by ingestion date)",
