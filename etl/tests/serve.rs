@@ -9,14 +9,12 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-
-const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// A GET with an optional bearer token: (status, body as JSON, or the text as a JSON string).
 fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, Value) {
@@ -550,40 +548,10 @@ fn beyond_the_cap_a_request_gets_503_at_once_and_a_slow_read_times_out() {
 }
 
 /// A project folder with the shipped types plus the transactions example (as `tests/types.rs`
-/// installs it); the environment's configuration points at it.
-fn with_transactions(env: &mut Env) {
-    let root = env.dir.path().join("project");
-    for (from, to) in [
-        ("schemas", "schemas"),
-        ("types", "types"),
-        ("db/migrations", "db/migrations"),
-    ] {
-        let target = root.join(to);
-        std::fs::create_dir_all(&target).expect("mkdir");
-        for entry in std::fs::read_dir(Path::new(REPO).join(from)).expect("shipped folder") {
-            let path = entry.expect("entry").path();
-            std::fs::copy(&path, target.join(path.file_name().expect("name"))).expect("copy");
-        }
-    }
-    let example = Path::new(REPO).join("examples/transactions");
-    for (file, to) in [
-        ("transactions.schema.json", "schemas"),
-        ("transactions.toml", "types"),
-        ("migrations/1000_transactions.sql", "db/migrations"),
-    ] {
-        let from = example.join(file);
-        std::fs::copy(&from, root.join(to).join(from.file_name().expect("name")))
-            .expect("install the example");
-    }
-    env.config.schemas_dir = root.join("schemas");
-    env.config.types_dir = root.join("types");
-    env.config.migrations_dir = root.join("db/migrations");
-}
-
 #[test]
 fn the_openapi_document_describes_every_type_and_the_live_server_conforms() {
     let mut env = Env::new();
-    with_transactions(&mut env);
+    project(&mut env, true);
     services::generate_backlog_with(
         &env.config.events_dir().join("inbox"),
         &services::BacklogSpec {

@@ -653,3 +653,40 @@ pub fn python_with(packages: &[(&str, &str)]) {
         .expect("python3 -m pip runs");
     assert!(status.success(), "pip install {missing:?} failed");
 }
+
+/// The repository's root (the shipped schemas, types, migrations and examples).
+const REPO_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// A project folder with the shipped schemas, types and migrations, plus the transactions
+/// example when `with_example`; the environment's configuration points at it.
+pub fn project(env: &mut Env, with_example: bool) -> PathBuf {
+    let root = env.dir.path().join("project");
+    for (from, to) in [
+        ("schemas", "schemas"),
+        ("types", "types"),
+        ("db/migrations", "db/migrations"),
+    ] {
+        let target = root.join(to);
+        std::fs::create_dir_all(&target).expect("mkdir");
+        for entry in std::fs::read_dir(Path::new(REPO_ROOT).join(from)).expect("shipped folder") {
+            let path = entry.expect("entry").path();
+            std::fs::copy(&path, target.join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    if with_example {
+        let example = Path::new(REPO_ROOT).join("examples/transactions");
+        for (file, to) in [
+            ("transactions.schema.json", "schemas"),
+            ("transactions.toml", "types"),
+            ("migrations/1000_transactions.sql", "db/migrations"),
+        ] {
+            let from = example.join(file);
+            let name = from.file_name().expect("name").to_owned();
+            std::fs::copy(&from, root.join(to).join(name)).expect("install the example");
+        }
+    }
+    env.config.schemas_dir = root.join("schemas");
+    env.config.types_dir = root.join("types");
+    env.config.migrations_dir = root.join("db/migrations");
+    root
+}
