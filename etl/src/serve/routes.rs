@@ -157,6 +157,18 @@ fn path_error(rejection: PathRejection) -> ApiError {
     ApiError::BadRequest(format!("the path: {}", rejection.body_text()))
 }
 
+/// `/<type>/{id}…`: the type's name, its table and the entity's key, or the 404/400 that says
+/// which part is wrong.
+fn entity(
+    api: &Api,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(String, &Table, i64), ApiError> {
+    let Path((name, id)) = path.map_err(path_error)?;
+    let table = table(api, &name)?;
+    let id = parse_id(&id)?;
+    Ok((name, table, id))
+}
+
 fn parse_id(text: &str) -> Result<i64, ApiError> {
     text.parse().map_err(|_| {
         ApiError::BadRequest(format!(
@@ -169,9 +181,7 @@ async fn row(
     State(api): State<Arc<Api>>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Answer {
-    let Path((name, id)) = path.map_err(path_error)?;
-    let table = table(&api, &name)?;
-    let id = parse_id(&id)?;
+    let (name, table, id) = entity(&api, path)?;
     let client = api.pool.get().await?;
     let statement = client.prepare_cached(&table.point_sql).await?;
     match client.query_opt(&statement, &[&id]).await? {
@@ -285,9 +295,7 @@ async fn history(
     State(api): State<Arc<Api>>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Answer {
-    let Path((name, id)) = path.map_err(path_error)?;
-    let table = table(&api, &name)?;
-    let id = parse_id(&id)?;
+    let (name, table, id) = entity(&api, path)?;
     let client = api.pool.get().await?;
     let (versions_sql, meta_sql) = tokio::try_join!(
         client.prepare_cached(HISTORY_SQL),
