@@ -57,7 +57,7 @@ pub fn check_file(path: &Path, catalog: &Catalog, config: &Config) -> Result<(),
 
 /// The `metadata.type` a document declares, if it is JSON and has one.
 fn declared_type(bytes: &[u8]) -> Option<String> {
-    let document: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let document = crate::extract::json::parse(std::str::from_utf8(bytes).ok()?).ok()?;
     Some(document.pointer("/metadata/type")?.as_str()?.to_owned())
 }
 

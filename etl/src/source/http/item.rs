@@ -22,8 +22,9 @@ pub fn envelope(
     source: &str,
     kind: &Kind,
 ) -> Result<Vec<u8>, Rejection> {
-    let value: Value = serde_json::from_str(item)
-        .map_err(|e| Rejection::new(RejectCode::InvalidJson, format!("not valid JSON: {e}")))?;
+    // The same strict reading as the decoder's: an item that repeats a key is refused here,
+    // before its key or clock could be read from the wrong one of the two.
+    let value: Value = crate::extract::json::parse(item)?;
     let key = required(&value, &mapping.key, "the key")?;
     let version = required(&value, &mapping.version, "the version clock")?;
     let event_at_pointer = mapping.event_at.as_deref().unwrap_or(&mapping.version);
