@@ -136,6 +136,20 @@ mod tests {
     }
 
     #[test]
+    fn an_item_that_repeats_a_key_is_refused_by_name_before_its_key_is_read() {
+        // Two `id`s: which entity the item is about cannot be known.
+        let twice = ITEM.replace("\"id\":7", "\"id\":7,\"id\":8");
+        let rejection = envelope(&twice, &mapping(), "crm", &cards()).expect_err("two ids");
+        assert_eq!(rejection.code, RejectCode::DuplicateKey);
+        assert_eq!(rejection.instance_path.as_deref(), Some(""));
+        assert!(
+            rejection.reason.contains("\"id\" more than once"),
+            "{}",
+            rejection.reason
+        );
+    }
+
+    #[test]
     fn rfc3339_and_unix_times_become_naive_utc() {
         let mut m = mapping();
         m.event_at = Some("/at".into());
