@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod extract;
+pub mod faults;
 pub mod folder_retention;
 pub mod forward;
 pub mod lake;

@@ -18,6 +18,7 @@
 
 pub mod discover;
 pub mod files;
+pub mod folder_health;
 pub mod read;
 pub mod tracker;
 
@@ -58,6 +59,9 @@ pub struct Inbox {
     finished_at_scan: AtomicU64,
     /// Today's day folders in `done/` and `failed/`, made once a day rather than per file.
     days: files::DayFolders,
+    /// Whether moves into `done/` and `failed/` succeed: failures are logged per cause, not
+    /// per file, and make the inbox unready.
+    folder_health: folder_health::FolderHealth,
 }
 
 impl Inbox {
@@ -71,6 +75,7 @@ impl Inbox {
             scan_seen: AtomicU64::new(0),
             finished_at_scan: AtomicU64::new(0),
             days: files::DayFolders::default(),
+            folder_health: folder_health::FolderHealth::default(),
         }
     }
 }
@@ -145,7 +150,11 @@ impl Source for Inbox {
     }
 
     fn ready(&self) -> bool {
-        self.watching.load(Ordering::Relaxed)
+        self.watching.load(Ordering::Relaxed) && self.folder_health.trouble().is_none()
+    }
+
+    fn trouble(&self) -> Option<String> {
+        self.folder_health.trouble()
     }
 
     fn stuck(&self) -> usize {
@@ -389,6 +398,7 @@ fn mover(inbox: &Inbox, pending_moves: &AtomicUsize, moves: &flume::Receiver<Mov
 fn move_to_done(inbox: &Inbox, job: &Job) -> bool {
     match inbox.days.move_to_done(&inbox.config, &job.kind, &job.path) {
         Ok(Moved::Yes) => {
+            inbox.folder_health.succeeded();
             inbox.tracker.release(&job.path);
             true
         }
@@ -398,7 +408,11 @@ fn move_to_done(inbox: &Inbox, job: &Job) -> bool {
             false
         }
         Err(error) => {
-            tracing::error!(file = %job.path.display(), %error, "cannot move a committed file to done/; it stays in the inbox (its event is committed: a retry changes nothing)");
+            // Logged per cause, not per file (a read-only file system fails every move). The
+            // event is committed, so the move at a later rescan changes nothing else.
+            inbox
+                .folder_health
+                .failed(&inbox.config.done(job.kind.name()), &error);
             inbox.tracker.give_up(&job.path);
             false
         }
@@ -414,11 +428,15 @@ fn move_to_failed(inbox: &Inbox, job: &Job, rejection: &Rejection) {
         // Gone: another daemon rejected it first and counted it.
         Ok(Moved::AlreadyGone) => inbox.tracker.release(path),
         Ok(Moved::Yes) => {
+            inbox.folder_health.succeeded();
             outcome::rejected(&inbox.stats, &job.kind, &path.display(), rejection);
             inbox.tracker.release(path);
         }
         Err(error) => {
-            tracing::error!(file = %path.display(), %error, "cannot move a refused file to failed/; it stays in the inbox");
+            // It stays in the inbox and is rejected again at a later rescan.
+            inbox
+                .folder_health
+                .failed(&inbox.config.failed(job.kind.name()), &error);
             inbox.tracker.give_up(path);
         }
     }
