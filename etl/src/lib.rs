@@ -9,7 +9,8 @@
 //! the [`broker`]. The [`lake`] exports the warehouse as Parquet and retires old raw rows;
 //! [`folder_retention`] removes old day folders of `done/`, `failed/` and the landing zone.
 //! [`serve`] is the read API (`etl serve`). [`outcome`] records what happened, [`pipeline`]
-//! wires it all together and [`shutdown`] stops it.
+//! wires it all together and [`shutdown`] stops it. [`names`] is the one lossless text form of a
+//! file name wherever one is stored or shown.
 
 pub mod backoff;
 pub mod broker;
@@ -24,6 +25,7 @@ pub mod folder_retention;
 pub mod forward;
 pub mod lake;
 pub mod load;
+pub mod names;
 pub mod ops;
 pub mod outcome;
 pub mod pipeline;
