@@ -105,13 +105,15 @@ fn an_inbox_folder_naming_no_declared_type_is_reported_and_left_alone_until_decl
     fs::write(transactions.join("notes.txt"), "not an event").expect("write");
     write_json(&env.inbox("users").join("u.json"), &user(5, 5));
 
+    // No periodic rescan during the test: what is seen after the start-up scan is seen
+    // because the watcher saw a folder appear.
     let addr = free_addr();
     let mut etl = env.spawn_etl(
         "follow",
         &["run"],
         &[
             ("ETL_HTTP_ADDR", addr.clone()),
-            ("ETL_RESCAN_INTERVAL_SECS", "1".to_owned()),
+            ("ETL_RESCAN_INTERVAL_SECS", "3600".to_owned()),
         ],
     );
     // At the start-up scan: the line, the gauge; the declared types go on loading.
@@ -143,34 +145,44 @@ fn an_inbox_folder_naming_no_declared_type_is_reported_and_left_alone_until_decl
         .scalar("SELECT count(*) FROM users")
         == 1));
 
-    // A folder made while the daemon runs is reported as soon as it is seen.
-    let widgets = env.config.events_dir().join("inbox").join("widgets");
-    fs::create_dir(&widgets).expect("mkdir");
-    write_json(&widgets.join("w.json"), &user(6, 6));
+    // A folder that appears while the daemon runs is reported as soon as it is seen. Made
+    // aside and renamed in, so that it appears whole, with its file.
+    let inbox = env.config.events_dir().join("inbox");
+    let appear = |name: &str, files: &[(&str, Value)]| {
+        let staging = env.dir.path().join(format!("staging-{name}"));
+        fs::create_dir(&staging).expect("mkdir");
+        for (file, doc) in files {
+            write_json(&staging.join(file), doc);
+        }
+        fs::rename(&staging, inbox.join(name)).expect("rename into the inbox");
+        inbox.join(name)
+    };
+    let widgets = appear("widgets", &[("w.json", user(6, 6))]);
     assert!(
         wait_until(LIMIT, || !undeclared_lines(&etl, "widgets").is_empty()),
         "no WARN line for inbox/widgets/:\n{}",
         etl.log_tail(30)
     );
+    assert_eq!(undeclared_lines(&etl, "widgets")[0]["files"], 1);
     assert!(wait_until(LIMIT, || undeclared_gauge(&addr, "widgets") == Some(1.0)));
 
-    // Later scans keep the count up to date, and say nothing again.
+    // The scan the next folder asks for updates every count, and says nothing again about
+    // the folders already reported.
     write_json(&transactions.join("t3.json"), &transaction(3, 3));
+    appear("gadgets", &[]);
     assert!(
         wait_until(LIMIT, || undeclared_gauge(&addr, "transactions")
             == Some(3.0)),
         "the gauge did not follow a new file"
     );
-    assert_eq!(
-        undeclared_lines(&etl, "transactions").len(),
-        1,
-        "one line per folder"
-    );
-    assert_eq!(
-        undeclared_lines(&etl, "widgets").len(),
-        1,
-        "one line per folder"
-    );
+    assert_eq!(undeclared_gauge(&addr, "gadgets"), Some(0.0));
+    for folder in ["transactions", "widgets", "gadgets"] {
+        assert_eq!(
+            undeclared_lines(&etl, folder).len(),
+            1,
+            "one line for {folder}"
+        );
+    }
 
     // `etl status` counts them under a header of their own.
     let status = env.run_etl(&["status"]);
@@ -182,12 +194,16 @@ fn an_inbox_folder_naming_no_declared_type_is_reported_and_left_alone_until_decl
     let rows: Vec<Vec<&str>> = report
         .lines()
         .skip(header + 1)
-        .take(2)
+        .take(3)
         .map(|l| l.split_whitespace().collect())
         .collect();
     assert_eq!(
         rows,
-        [vec!["transactions", "3"], vec!["widgets", "1"]],
+        [
+            vec!["gadgets", "0"],
+            vec!["transactions", "3"],
+            vec!["widgets", "1"]
+        ],
         "{report}"
     );
 
