@@ -24,7 +24,7 @@ pub mod folder_health;
 pub mod read;
 pub mod tracker;
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -67,9 +67,9 @@ pub struct Inbox {
     /// Whether moves into `done/` and `failed/` succeed: failures are logged per cause, not
     /// per file, and make the inbox unready.
     folder_health: folder_health::FolderHealth,
-    /// The inbox folders naming no declared type that the last scan found, with their file
-    /// counts: a folder is reported (WARN) when it first appears here, not at every scan.
-    undeclared: Mutex<BTreeMap<OsString, usize>>,
+    /// The inbox folders naming no declared type that the last scan found: a folder is
+    /// reported (WARN) when it first appears here, not at every scan.
+    undeclared: Mutex<BTreeSet<OsString>>,
 }
 
 impl Inbox {
@@ -275,13 +275,12 @@ impl Inbox {
                 &folder.folder,
                 &root.join(&folder.folder),
                 folder.files,
-                !seen.contains_key(&folder.folder),
+                !seen.contains(&folder.folder),
                 &self.catalog.names(),
             );
         }
-        let now: BTreeMap<OsString, usize> =
-            found.into_iter().map(|u| (u.folder, u.files)).collect();
-        for gone in seen.keys().filter(|folder| !now.contains_key(*folder)) {
+        let now: BTreeSet<OsString> = found.into_iter().map(|u| u.folder).collect();
+        for gone in seen.difference(&now) {
             outcome::undeclared_folder_gone(gone);
         }
         *seen = now;
