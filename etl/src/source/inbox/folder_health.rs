@@ -49,7 +49,7 @@ impl FolderHealth {
                 failing.unreported += 1;
                 if now.duration_since(failing.last_report) >= REPORT_EVERY {
                     tracing::error!(
-                        folder = %failing.folder.display(),
+                        folder = %crate::names::encode_path(&failing.folder),
                         error = %failing.error,
                         failures = failing.unreported,
                         total = failing.failures,
@@ -63,7 +63,7 @@ impl FolderHealth {
             _ => {
                 // A new cause (or the first): one line now, whatever came before.
                 tracing::error!(
-                    folder = %folder.display(),
+                    folder = %crate::names::encode_path(folder),
                     %error,
                     "cannot move files into the data folder; they stay in the inbox and are \
                      moved once it can be written (repeats are counted, not logged one by one)"
@@ -90,7 +90,7 @@ impl FolderHealth {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(failing) = current.take() {
             tracing::warn!(
-                folder = %failing.folder.display(),
+                folder = %crate::names::encode_path(&failing.folder),
                 failures = failing.failures,
                 for_secs = failing.since.elapsed().as_secs(),
                 "the data folder can be written again; the files that stayed in the inbox are \
@@ -109,7 +109,7 @@ impl FolderHealth {
         current.as_ref().map(|f| {
             format!(
                 "cannot write {}: {} ({} failed moves in {} s)",
-                f.folder.display(),
+                crate::names::encode_path(&f.folder),
                 f.error,
                 f.failures,
                 f.since.elapsed().as_secs()
