@@ -20,7 +20,8 @@
 //! The reader's setting is the one `./rerun.sh` gives natively: the project folder as the
 //! working directory (`data/`, `schemas/`, `types/`, `db/migrations/` in it), the reference
 //! samples drained by a running `etl run`, `etl` on the `PATH` and at `target/release/etl`, and
-//! `ETL_DATABASE_URL` exported. Three addresses the docs name are this harness's own instead:
+//! `ETL_DATABASE_URL` exported. Three addresses the docs name are this harness's own instead
+(and are exported as `ETL_HTTP_ADDR` and `ETL_SERVE_ADDR`, where a reader has the defaults):
 //! the warehouse URL `postgres://postgres@127.0.0.1:54329/dwh`, the daemon's `127.0.0.1:9187`
 //! and the read API's `localhost:8080` (each a free port here, so the test never collides with
 //! a running stack).
@@ -228,11 +229,13 @@ impl Reader {
             .env("PATH", path)
             .env("ETL_DATABASE_URL", &self.env.db.url)
             .env("ETL_SERVE_ADDR", &self.serve_addr)
+            .env("ETL_HTTP_ADDR", &self.daemon_addr)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null());
         for (key, _) in std::env::vars() {
             // The test's own settings are not the reader's.
-            if key.starts_with("ETL_") && key != "ETL_DATABASE_URL" && key != "ETL_SERVE_ADDR" {
+            let ours = ["ETL_DATABASE_URL", "ETL_SERVE_ADDR", "ETL_HTTP_ADDR"];
+            if key.starts_with("ETL_") && !ours.contains(&key.as_str()) {
                 cmd.env_remove(key);
             }
         }
