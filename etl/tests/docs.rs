@@ -21,7 +21,7 @@
 //! working directory (`data/`, `schemas/`, `types/`, `db/migrations/` in it), the reference
 //! samples drained by a running `etl run`, `etl` on the `PATH` and at `target/release/etl`, and
 //! `ETL_DATABASE_URL` exported. Three addresses the docs name are this harness's own instead
-(and are exported as `ETL_HTTP_ADDR` and `ETL_SERVE_ADDR`, where a reader has the defaults):
+//! (and are exported as `ETL_HTTP_ADDR` and `ETL_SERVE_ADDR`, where a reader has the defaults):
 //! the warehouse URL `postgres://postgres@127.0.0.1:54329/dwh`, the daemon's `127.0.0.1:9187`
 //! and the read API's `localhost:8080` (each a free port here, so the test never collides with
 //! a running stack).
@@ -65,7 +65,13 @@ fn blocks(markdown: &str) -> Vec<Block> {
                 if let Some(info) = trimmed.strip_prefix("```") {
                     let info = info.trim();
                     let (lang, attrs) = info.split_once(' ').unwrap_or((info, ""));
-                    open = Some((i + 1, lang.to_owned(), attrs.trim().to_owned(), indent, vec![]));
+                    open = Some((
+                        i + 1,
+                        lang.to_owned(),
+                        attrs.trim().to_owned(),
+                        indent,
+                        vec![],
+                    ));
                 }
             }
             Some((_, _, _, fence_indent, lines)) => {
@@ -254,10 +260,21 @@ impl Reader {
         let body = self.localised(&block.body);
         let output = match (block.lang.as_str(), block.attrs.as_str()) {
             ("sh", "background") => return self.start_background(block.line, &body),
-            ("sh", "") => self.command("bash").args(["-eo", "pipefail", "-c", &body]).bounded_output(),
+            ("sh", "") => self
+                .command("bash")
+                .args(["-eo", "pipefail", "-c", &body])
+                .bounded_output(),
             ("sql", "") => self
                 .command("psql")
-                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &self.env.db.url, "-c", &body])
+                .args([
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    &self.env.db.url,
+                    "-c",
+                    &body,
+                ])
                 .bounded_output(),
             ("python", "") => self.command("python3").args(["-c", &body]).bounded_output(),
             ("toml", attrs) if attrs.starts_with("file=") => {
@@ -373,7 +390,8 @@ impl Bounded for Command {
 fn same_toml(block: &str, file: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let shown: toml::Table = toml::from_str(block).map_err(|e| format!("the block: {e}"))?;
-    let real: toml::Table = toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let real: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
     if shown == real {
         Ok(())
     } else {
@@ -414,7 +432,12 @@ fn every_example_in_the_docs_runs_and_shows_what_it_says() {
                 continue;
             }
             if let Some(reason) = block.attrs.strip_prefix("skip:") {
-                println!("skipped {doc}:{} ({}): {}", block.line, block.lang, reason.trim());
+                println!(
+                    "skipped {doc}:{} ({}): {}",
+                    block.line,
+                    block.lang,
+                    reason.trim()
+                );
                 skipped += 1;
                 continue;
             }
