@@ -194,7 +194,11 @@ fn clean_sh_stops_what_runs_and_resets_the_layout() {
     let root = dir.path();
     fs::copy(Path::new(WORKSPACE).join("clean.sh"), root.join("clean.sh")).expect("copy");
     fs::create_dir_all(root.join("types")).expect("mkdir");
-    for toml in ["types/users.toml", "types/cards.toml", "examples/transactions/transactions.toml"] {
+    for toml in [
+        "types/users.toml",
+        "types/cards.toml",
+        "examples/transactions/transactions.toml",
+    ] {
         let from = Path::new(WORKSPACE).join(toml);
         let name = from.file_name().expect("file name").to_owned();
         fs::copy(&from, root.join("types").join(name)).expect("copy");
@@ -244,7 +248,9 @@ fn clean_sh_stops_what_runs_and_resets_the_layout() {
     assert!(untouched, "clean.sh signalled a process that is not etl");
     let mut expected = versioned_layout();
     for folder in ["inbox", "done", "failed"] {
-        expected.insert(PathBuf::from(format!("events/{folder}/transactions/.gitkeep")));
+        expected.insert(PathBuf::from(format!(
+            "events/{folder}/transactions/.gitkeep"
+        )));
     }
     expected.insert(PathBuf::from("logs/transactions/.gitkeep"));
     for name in ["users", "cards"] {
