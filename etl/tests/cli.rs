@@ -28,11 +28,28 @@ struct Entry {
     description: String,
 }
 
+/// A description without what clap adds by itself (`[default: …]`, `[possible values: …]`): an
+/// argument with only those has no description.
+fn own_words(text: &str) -> String {
+    let mut rest = text.to_owned();
+    for tag in ["[default: ", "[possible values: ", "[env: ", "[aliases: "] {
+        while let Some(start) = rest.find(tag) {
+            let end = rest[start..]
+                .find(']')
+                .map_or(rest.len(), |e| start + e + 1);
+            rest.replace_range(start..end, "");
+        }
+    }
+    rest.trim().to_owned()
+}
+
 /// The entries of a clap help page, in either layout: the description on the entry's own line
-/// after two spaces or more, or (long help) on the lines below it, indented further.
+/// after two spaces or more, or (long help) on the lines below it, indented further. A long
+/// help's "Possible values:" list describes the values, not the argument, and is left out.
 fn entries(page: &str) -> Vec<Entry> {
     let mut found: Vec<Entry> = Vec::new();
     let mut section = String::new();
+    let mut in_values = false;
     for line in page.lines() {
         let indent = line.len() - line.trim_start().len();
         let text = line.trim();
@@ -50,19 +67,25 @@ fn entries(page: &str) -> Vec<Entry> {
             (2..=6).contains(&indent) && text.starts_with(['-', '<', '['])
         };
         if is_entry {
+            in_values = false;
             let (spec, description) = text.split_once("  ").unwrap_or((text, ""));
             found.push(Entry {
                 section: section.clone(),
                 spec: spec.trim().to_owned(),
-                description: description.trim().to_owned(),
+                description: own_words(description),
             });
+        } else if text == "Possible values:" {
+            in_values = true;
         } else if let Some(last) = found.last_mut() {
-            // A continuation, or a long help's description below its entry (possible values
-            // included, which are descriptions too).
+            // A continuation, or a long help's description below its entry.
+            let words = own_words(text);
+            if in_values || words.is_empty() {
+                continue;
+            }
             if !last.description.is_empty() {
                 last.description.push(' ');
             }
-            last.description.push_str(text);
+            last.description.push_str(&words);
         }
     }
     found
@@ -70,10 +93,12 @@ fn entries(page: &str) -> Vec<Entry> {
 
 #[test]
 fn every_command_and_argument_has_a_description_and_the_help_names_every_source() {
+    // What the tool does: the text above the usage line, not the commands' descriptions.
     let top = help(&[]);
+    let about = top.split("Usage:").next().unwrap_or_default();
     for source in ["files", "JetStream", "HTTP API"] {
         assert!(
-            top.contains(source),
+            about.contains(source),
             "the top-level help does not say what etl does with {source}:\n{top}"
         );
     }
@@ -135,7 +160,7 @@ fn listings_have_a_header_row() {
         &env.db.url,
         "INSERT INTO rejected_events (source, origin, subject, type, event_id, code, reason, bytes)
          VALUES ('jetstream', 'nats://broker:4222', 'events.cards', 'cards', 'e-1', 'schema',
-                 '\"user_id\" is a required property'::jsonb, '\\x7b7d'::bytea)",
+                 jsonb_build_object('reason', '\"user_id\" is a required property'), '\\x7b7d'::bytea)",
     )
     .expect("a dead letter");
 
@@ -158,7 +183,10 @@ fn listings_have_a_header_row() {
     );
     assert_eq!(lines.len(), 3, "{listed}");
     assert_eq!(lines[1].split('\t').count(), 7, "{listed}");
-    assert!(lines[1].contains("\tcards\te-1\tschema\t"), "{listed}");
+    assert!(
+        lines[1].ends_with("\tcards\te-1\tschema\t\"user_id\" is a required property"),
+        "{listed}"
+    );
     assert_eq!(lines[2], "1 dead letter(s)", "{listed}");
 
     // `etl status`: each table has its header row before its rows.
