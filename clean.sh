@@ -17,13 +17,26 @@
 # rerun.sh sources this file for the same functions, so starting and stopping share one definition
 # of the layout, the pid files and the cluster; run as a command, it calls main at the bottom.
 
-# The folders the daemon and the producers expect, each kept in git by a .gitkeep file.
-LAYOUT=(
-    events/inbox/users events/inbox/cards
-    events/done/users events/done/cards
-    events/failed/users events/failed/cards
-    logs state
-)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+DATA="$ROOT/data"
+
+# The folders the daemon and the producers expect (the shipped ones kept in git by .gitkeep
+# files): for every type declared in types/*.toml, its inbox, done/ and failed/ folders and a log
+# folder logs/<type>/ for its producers (a producer beside the stack mounts, e.g.,
+# ./data/events/inbox/users at /app/events and ./data/logs/users at /app/logs: folders that exist
+# beforehand keep their owner, where Docker would create missing ones as root).
+declared_types() {
+    local f
+    for f in "$ROOT"/types/*.toml; do
+        if [ -f "$f" ]; then basename "$f" .toml; fi
+    done
+}
+LAYOUT=(logs state)
+while IFS= read -r layout_type; do
+    LAYOUT+=("events/inbox/$layout_type" "events/done/$layout_type" "events/failed/$layout_type"
+        "logs/$layout_type")
+done < <(declared_types)
+unset layout_type
 # Native processes, in the order they are stopped: producers first, so the daemon (or the
 # forwarder) still ingests their last files before it stops itself; the replicas before the
 # broker, so that they can still acknowledge what they committed.
@@ -32,8 +45,6 @@ SERVICES=(cards users forward etl-a etl-b etl nats)
 # default); this leaves it room.
 STOP_TIMEOUT_SECS=20
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-DATA="$ROOT/data"
 RUN_DIR="$DATA/run"
 # The native cluster: data/pg/, unless a run as root put it elsewhere (data/run/pg.dir says where).
 PG_DIR_FILE="$RUN_DIR/pg.dir"
@@ -95,6 +106,35 @@ buildkit_build() {
     done
     say "no BuildKit builder: install the docker buildx plugin (docker-buildx) or use a docker client older than 23.0"
     return 3
+}
+
+# Whether something already listens on 127.0.0.1:PORT (a connection is accepted).
+port_in_use() {
+    (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null
+}
+
+# The host ports the compose files publish, as "VARIABLE PORT" lines (the environment's value, or
+# the default of docker-compose.yml and docker-compose.cluster.yml); with `cluster`, the cluster
+# topology's as well.
+compose_ports() {
+    printf 'DWH_PORT %s\nHTTP_PORT %s\n' "${DWH_PORT:-54329}" "${HTTP_PORT:-9187}"
+    if [ "${1:-}" = cluster ]; then
+        printf 'REPLICA_A_PORT %s\nREPLICA_B_PORT %s\nNATS_MONITOR_PORT %s\n' \
+            "${REPLICA_A_PORT:-9188}" "${REPLICA_B_PORT:-9189}" "${NATS_MONITOR_PORT:-8222}"
+    fi
+}
+
+# The first of those ports that something already listens on, as "VARIABLE PORT"; status 1 if
+# they are all free.
+taken_compose_port() {
+    local var port
+    while read -r var port; do
+        if port_in_use "$port"; then
+            printf '%s %s\n' "$var" "$port"
+            return 0
+        fi
+    done < <(compose_ports "$@")
+    return 1
 }
 
 # The directory holding initdb, pg_ctl and postgres: PATH first, then the newest Debian/Ubuntu

@@ -12,8 +12,8 @@
 #   - a private PostgreSQL cluster (initdb -A trust -U postgres) in data/pg/, or, when run as root,
 #     as the postgres user in a fresh /tmp/etl-rerun-pg.* folder owned by it (a checkout may sit in
 #     a folder that postgres cannot enter, e.g. under /root; ./clean.sh removes it), listening on
-#     127.0.0.1:$RERUN_PG_PORT (default 54329, so that it never clashes with a system server on
-#     5432) and on a socket in the cluster's folder, with a database `dwh`;
+#     127.0.0.1:$RERUN_PG_PORT (default $DWH_PORT or 54329, so that it never clashes with a
+#     system server on 5432) and on a socket in the cluster's folder, with a database `dwh`;
 #   - `etl run`, `users` and `cards` in the background, pid files in data/run/, output in
 #     data/logs/etl.stdout.log, users.log and cards.log (etl also writes data/logs/etl.log),
 #     the server's log in data/logs/postgres.log.
@@ -26,7 +26,7 @@
 #   - nats-server -js -sd data/nats -a 127.0.0.1 -p $RERUN_NATS_PORT (default 4222, or the next
 #     free port when 4222 is taken and RERUN_NATS_PORT is not set), log in data/logs/nats.log;
 #   - `etl run --source jetstream` twice, etl-a and etl-b, with /readyz and /metrics on
-#     127.0.0.1:9188 and :9189 and their own data folders data/replicas/etl-{a,b}/ (their
+#     127.0.0.1:$REPLICA_A_PORT and :$REPLICA_B_PORT (9188, 9189) and their own data folders data/replicas/etl-{a,b}/ (their
 #     etl.log there); `etl forward` on the inbox, on ETL_HTTP_ADDR (127.0.0.1:9187), writing
 #     data/logs/etl.log; output in data/logs/{nats,etl-a.stdout,etl-b.stdout,forward.stdout}.log.
 #
@@ -34,7 +34,12 @@
 #   RERUN_FOR=SECONDS          run that long, then stop everything as on Ctrl-C (tests, CI)
 #   RERUN_TOPOLOGY=single|cluster
 #                              what runs (default single: etl on the inbox)
-#   RERUN_PG_PORT=PORT         port of the native cluster (default 54329)
+#   RERUN_PG_PORT=PORT         port of the native cluster (default DWH_PORT, else 54329)
+#   DWH_PORT HTTP_PORT         host ports of the warehouse (54329) and of etl's /readyz and /metrics
+#                              (9187), under compose and natively; with Docker, a port already
+#                              taken stops the run before anything is built, naming its variable
+#                              (the cluster's REPLICA_A_PORT, REPLICA_B_PORT, NATS_MONITOR_PORT
+#                              too: docker-compose.cluster.yml)
 #   RERUN_NATS_PORT=PORT       port of the native broker (cluster; default 4222 or the next free)
 #   RERUN_MODE=native|docker   skip the detection
 #   ETL_*                      passed on to the daemon (ETL_HTTP_ADDR defaults to 127.0.0.1:9187)
@@ -43,6 +48,8 @@
 #                              "Images"; e.g. BINARIES=prebuilt takes target/release/)
 #   HOST_UID HOST_GID          Docker only: the user the services run as (default: yours); as
 #                              root, data/ is then handed to that user
+#   IMAGE_LABEL=KEY=VALUE      Docker only: a label put on the images it builds or imports
+#                              (tests/compose/run sets one to remove its dangling images)
 #
 # Exit status: 0 once everything stopped cleanly, 1 if a service failed or could not start.
 
@@ -53,9 +60,18 @@ cd "$ROOT"
 
 RERUN_FOR=${RERUN_FOR:-}
 TOPOLOGY=${RERUN_TOPOLOGY:-single}
-PG_PORT=${RERUN_PG_PORT:-54329}
+PG_PORT=${RERUN_PG_PORT:-${DWH_PORT:-54329}}
 DB_URL="postgres://postgres@127.0.0.1:$PG_PORT/dwh"
-export ETL_HTTP_ADDR=${ETL_HTTP_ADDR-127.0.0.1:9187}
+export ETL_HTTP_ADDR=${ETL_HTTP_ADDR-127.0.0.1:${HTTP_PORT:-9187}}
+REPLICA_A_ADDR=127.0.0.1:${REPLICA_A_PORT:-9188}
+REPLICA_B_ADDR=127.0.0.1:${REPLICA_B_PORT:-9189}
+# IMAGE_LABEL as options of docker build (--label) and docker import (--change LABEL).
+BUILD_LABEL=()
+IMPORT_LABEL=()
+if [ -n "${IMAGE_LABEL:-}" ]; then
+    BUILD_LABEL=(--label "$IMAGE_LABEL")
+    IMPORT_LABEL=(--change "LABEL $IMAGE_LABEL")
+fi
 
 STARTED=0 # set once the native run may have left something running
 
@@ -77,11 +93,6 @@ case "$TOPOLOGY" in
     single | cluster) ;;
     *) die "RERUN_TOPOLOGY must be single or cluster, got '$TOPOLOGY'" ;;
 esac
-
-# Whether something already listens on 127.0.0.1:PORT.
-port_in_use() {
-    (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null
-}
 
 # ------------------------------------------------------------------------------------------------
 # Docker
@@ -117,7 +128,8 @@ build_image() {
                     context=(--build-context "$prebuilt=$dir")
                 else
                     prebuilt=etl-binaries:rerun
-                    tar -C "$dir" -c etl users cards loadgen | docker import - "$prebuilt" >/dev/null \
+                    tar -C "$dir" -c etl users cards loadgen \
+                        | docker import "${IMPORT_LABEL[@]}" - "$prebuilt" >/dev/null \
                         || die "cannot import the binaries of $dir as an image"
                 fi
             fi
@@ -128,10 +140,24 @@ build_image() {
     say "== building $APP_IMAGE (binaries: $binaries)"
     buildkit_build -t "$APP_IMAGE" --build-arg "BUILD_IMAGE=$BUILD_IMAGE" \
         --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE" --build-arg "BINARIES=$binaries" \
-        --build-arg "PREBUILT=$prebuilt" "${context[@]}" . || die "the image build failed"
+        --build-arg "PREBUILT=$prebuilt" "${BUILD_LABEL[@]}" "${context[@]}" . \
+        || die "the image build failed"
 }
 
 DC=() # the compose command with the topology's files
+
+# Stops at once when a host port the compose files publish is taken (by a native run, another
+# server, another checkout's stack), naming the variable that moves it. Not when this project's
+# own containers run: ./clean.sh stops them before `up`, freeing their ports.
+check_compose_ports() {
+    local taken project
+    project=$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' "$ROOT/.env")
+    [ -z "$(docker ps -q --filter "label=com.docker.compose.project=${COMPOSE_PROJECT_NAME:-$project}")" ] \
+        || return 0
+    if taken=$(taken_compose_port "$TOPOLOGY"); then
+        die "port ${taken#* } (127.0.0.1) is taken, and the compose files publish on it: set ${taken% *} to a free port, e.g. ${taken% *}=$((${taken#* } + 1)) ./rerun.sh"
+    fi
+}
 
 run_docker() {
     local dc
@@ -152,6 +178,7 @@ run_docker() {
     DC=("${COMPOSE[@]}")
     [ "$TOPOLOGY" = cluster ] && DC+=("${CLUSTER_FILES[@]}")
     dc="${DC[*]}"
+    check_compose_ports
     need_image DWH_IMAGE "$DWH_IMAGE"
     [ "$TOPOLOGY" = cluster ] && need_image NATS_IMAGE "$NATS_IMAGE"
     build_image
@@ -169,7 +196,7 @@ run_docker() {
         say "  reasons:    ls data/events/failed/cards/*/   (day folders; each rejected file has a <name>.error.json)"
         say "  warehouse:  $dc exec dwh psql -U $POSTGRES_USER -d $POSTGRES_DB -c 'SELECT count(*) FROM cards'"
         say "  broker:     curl -s '127.0.0.1:8222/jsz?consumers=true'"
-        say "  readiness:  curl -s 127.0.0.1:9187/readyz (forward), :9188/readyz (etl-a), :9189/readyz (etl-b)"
+        say "  readiness:  curl -s 127.0.0.1:${HTTP_PORT:-9187}/readyz (forward), :${REPLICA_A_PORT:-9188}/readyz (etl-a), :${REPLICA_B_PORT:-9189}/readyz (etl-b)"
         say "  dead letters: $dc exec etl-a etl dead-letters list"
         say "  logs:       $dc logs -f forward etl-a etl-b users cards"
     else
@@ -178,7 +205,7 @@ run_docker() {
         say "  reasons:    ls data/events/failed/cards/*/   (day folders; each rejected file has a <name>.error.json)"
         say "  warehouse:  $dc exec dwh psql -U $POSTGRES_USER -d $POSTGRES_DB -c 'SELECT count(*) FROM cards'"
         say "  status:     $dc exec etl etl status"
-        say "  metrics:    curl -s http://127.0.0.1:9187/metrics"
+        say "  metrics:    curl -s http://127.0.0.1:${HTTP_PORT:-9187}/metrics"
         say "  producers:  $dc logs -f users cards"
     fi
     say ""
@@ -343,10 +370,10 @@ start_cluster_topology() {
     start_broker "$nats"
     export ETL_NATS_URL="nats://127.0.0.1:$NATS_PORT"
     say "== starting etl-a and etl-b (etl run --source jetstream), forward (etl forward), users and cards"
-    ETL_DATA_DIR="$DATA/replicas/etl-a" ETL_HTTP_ADDR=127.0.0.1:9188 \
+    ETL_DATA_DIR="$DATA/replicas/etl-a" ETL_HTTP_ADDR=$REPLICA_A_ADDR \
         start_service etl-a etl-a.stdout.log "$target/etl" run --source jetstream
     wait_for_etl "$!" || finish "etl-a did not start, see data/logs/etl-a.stdout.log" 1
-    ETL_DATA_DIR="$DATA/replicas/etl-b" ETL_HTTP_ADDR=127.0.0.1:9189 \
+    ETL_DATA_DIR="$DATA/replicas/etl-b" ETL_HTTP_ADDR=$REPLICA_B_ADDR \
         start_service etl-b etl-b.stdout.log "$target/etl" run --source jetstream
     start_service forward forward.stdout.log "$target/etl" forward
 }
@@ -373,7 +400,7 @@ run_native() {
         && die "port $PG_PORT is taken (another PostgreSQL?): set RERUN_PG_PORT to a free port"
     if [ "$TOPOLOGY" = cluster ]; then
         choose_nats_port
-        for addr in "$ETL_HTTP_ADDR" 127.0.0.1:9188 127.0.0.1:9189; do
+        for addr in "$ETL_HTTP_ADDR" "$REPLICA_A_ADDR" "$REPLICA_B_ADDR"; do
             if [ -n "$addr" ] && port_in_use "${addr##*:}"; then
                 say "warning: $addr is taken, the etl process meant for it will run without its HTTP endpoints"
             fi
@@ -406,7 +433,7 @@ run_native() {
         say "  warehouse:  $PSQL $DB_URL -c 'SELECT count(*) FROM cards'"
         say "  dead letters: ETL_DATABASE_URL=$DB_URL ${target#"$ROOT"/}/etl dead-letters list"
         say "  broker:     $ETL_NATS_URL, its files in data/nats/"
-        say "  readiness:  curl -s ${ETL_HTTP_ADDR:-(forward: none)}/readyz (forward), 127.0.0.1:9188/readyz (etl-a), 127.0.0.1:9189/readyz (etl-b)"
+        say "  readiness:  curl -s ${ETL_HTTP_ADDR:-(forward: none)}/readyz (forward), $REPLICA_A_ADDR/readyz (etl-a), $REPLICA_B_ADDR/readyz (etl-b)"
         say "  logs:       data/logs/{forward.stdout,etl-a.stdout,etl-b.stdout,nats,users,cards,postgres}.log,"
         say "              data/logs/etl.log (forward), data/replicas/etl-{a,b}/logs/etl.log"
     else

@@ -12,7 +12,21 @@ pub const DEFAULT_CONFIG: &str = "etl.toml";
 #[command(
     name = "etl",
     version,
-    about = "Loads event files from the inbox into the PostgreSQL warehouse"
+    about = "Loads events from inbox files, NATS JetStream and HTTP APIs into a PostgreSQL \
+             warehouse, each validated against its type's JSON Schema",
+    long_about = "Loads events from three kinds of source into a PostgreSQL warehouse, each \
+                  validated against its type's JSON Schema and applied with a timestamp-guarded \
+                  upsert (an older version never overwrites a newer one):\n\n\
+                  - files: one JSON file per event in the inbox folders \
+                  (data/events/inbox/<type>/), moved to done/ once loaded or to failed/ next to \
+                  a reason file;\n\
+                  - NATS JetStream: `etl forward` publishes the inbox to a stream, and \
+                  `etl run --source jetstream` replicas share its durable consumer;\n\
+                  - HTTP APIs: `[[sources]]` of kind \"http\", pulled by window (`etl run`, or \
+                  once with `etl pull`).\n\n\
+                  Invalid input from the broker or an API becomes a dead letter \
+                  (`etl dead-letters`). Also serves a read API (`etl serve`) and exports a \
+                  Parquet lake (`etl export`)."
 )]
 pub struct Cli {
     /// Configuration file; `ETL_*` environment variables override it. Without this option,
@@ -74,6 +88,8 @@ pub enum Command {
     Migrate,
     /// Validate files offline and print each reason; exit 1 if any is invalid.
     Check {
+        /// The event files to validate (each against the schema of the type its folder or
+        /// its metadata names).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -90,6 +106,7 @@ pub enum Command {
     /// (`DIR/<type>/snapshot.parquet`, replaced atomically), and the raw zone incrementally
     /// (`DIR/events/date=YYYY-MM-DD/`, from where the previous export into DIR stopped).
     Export {
+        /// The lake's file format.
         #[arg(long, value_enum, default_value_t = ExportFormat::Parquet)]
         format: ExportFormat,
         /// The lake folder.
@@ -145,8 +162,10 @@ pub enum DeadLetterAction {
     /// Publish dead letters back to their subject (after a schema or producer fix) and delete
     /// their rows.
     Replay {
+        /// Only dead letters of this type.
         #[arg(long = "type")]
         kind: Option<String>,
+        /// Only those whose reason (or code) contains this text, case-insensitively.
         #[arg(long)]
         reason: Option<String>,
     },

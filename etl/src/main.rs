@@ -308,6 +308,8 @@ async fn dead_letters(config: Config, action: DeadLetterAction) -> anyhow::Resul
                 source: None,
             };
             let letters = deadletter::list(&warehouse, &filter).await?;
+            // A header row, so the tab-separated columns can be read (and cut) by name.
+            println!("id\trejected_at\tsource\ttype\tevent_id\tcode\treason");
             for l in &letters {
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}",

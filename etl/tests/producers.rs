@@ -184,12 +184,25 @@ fn cards_written(log: &str) -> usize {
 // ---------------------------------------------------------------------------------------------
 
 /// `clean.sh` stops a process its pid file names (gracefully: the producer exits 0), leaves alone
-/// a process whose pid merely matches a stale pid file, and resets data/ to the versioned layout.
+/// a process whose pid merely matches a stale pid file, and resets data/ to the versioned layout,
+/// which has, for every type declared in types/ (a type added there too), its inbox, done/ and
+/// failed/ folders and a log folder logs/<type>/ for producers that mount it (a folder Docker
+/// would otherwise create as root).
 #[test]
 fn clean_sh_stops_what_runs_and_resets_the_layout() {
     let dir = world_readable_tempdir();
     let root = dir.path();
     fs::copy(Path::new(WORKSPACE).join("clean.sh"), root.join("clean.sh")).expect("copy");
+    fs::create_dir_all(root.join("types")).expect("mkdir");
+    for toml in [
+        "types/users.toml",
+        "types/cards.toml",
+        "examples/transactions/transactions.toml",
+    ] {
+        let from = Path::new(WORKSPACE).join(toml);
+        let name = from.file_name().expect("file name").to_owned();
+        fs::copy(&from, root.join("types").join(name)).expect("copy");
+    }
     let data = root.join("data");
     for junk in [
         "events/done/cards/x.json",
@@ -233,7 +246,20 @@ fn clean_sh_stops_what_runs_and_resets_the_layout() {
     let _ = bystander.kill();
     let _ = bystander.wait();
     assert!(untouched, "clean.sh signalled a process that is not etl");
-    assert_eq!(files_under(&data), versioned_layout());
+    let mut expected = versioned_layout();
+    for folder in ["inbox", "done", "failed"] {
+        expected.insert(PathBuf::from(format!(
+            "events/{folder}/transactions/.gitkeep"
+        )));
+    }
+    expected.insert(PathBuf::from("logs/transactions/.gitkeep"));
+    for name in ["users", "cards"] {
+        assert!(
+            expected.contains(&PathBuf::from(format!("logs/{name}/.gitkeep"))),
+            "data/logs/{name}/ is not part of the versioned layout"
+        );
+    }
+    assert_eq!(files_under(&data), expected);
 }
 
 /// `RERUN_FOR=30 ./rerun.sh` in a copy of the workspace, as a new user would run it on a machine

@@ -726,3 +726,76 @@ fn the_openapi_document_describes_every_type_and_the_live_server_conforms() {
         served.daemon.log()
     );
 }
+
+/// A request with any method: (status, the headers' lines, lower-cased, and the body).
+fn request(addr: &str, method: &str, path: &str) -> (u16, String, String) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("the server accepts");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Length: 2\r\n\r\n{{}}"
+    )
+    .expect("request sent");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("a response");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    (code, head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// Every error answer is JSON, `{"error": code, "message": sentence}` with a JSON content type,
+/// whichever layer produced it: a method other than GET (axum's own 405, with an empty body
+/// before), an unknown route (404), an unknown type or id, a bad parameter.
+#[test]
+fn every_error_answers_with_a_json_body() {
+    let env = Env::new();
+    let migrated = env.run_etl(&["migrate"]);
+    assert!(migrated.status.success(), "{migrated:?}");
+    let served = serve(&env, "serve", &[]);
+    let addr = served.addr.as_str();
+    for (method, path, status, code) in [
+        ("POST", "/api/v1/cards", 405, "method_not_allowed"),
+        ("DELETE", "/api/v1/cards/1", 405, "method_not_allowed"),
+        ("PUT", "/api/v1/cards/1/history", 405, "method_not_allowed"),
+        ("POST", "/api/v1/openapi.json", 405, "method_not_allowed"),
+        ("GET", "/", 404, "not_found"),
+        ("GET", "/nope", 404, "not_found"),
+        ("POST", "/nope", 404, "not_found"),
+        ("GET", "/api/v1/cards/1/history/more", 404, "not_found"),
+        ("GET", "/api/v1/widgets", 404, "not_found"),
+        ("GET", "/api/v1/cards/1", 404, "not_found"),
+        ("GET", "/api/v1/cards?limit=many", 400, "bad_request"),
+        ("GET", "/api/v1/cards/x", 400, "bad_request"),
+    ] {
+        let (got, head, body) = request(addr, method, path);
+        let json: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|_| panic!("{method} {path}: {got}, not JSON: {body:?}\n{head}"));
+        assert_eq!(
+            (got, error_code(&json)),
+            (status, code),
+            "{method} {path}: {body}"
+        );
+        assert!(
+            json["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{method} {path}: {body}"
+        );
+        assert!(
+            head.contains("content-type: application/json"),
+            "{method} {path}: {head}"
+        );
+        if status == 405 {
+            assert!(head.contains("allow: get"), "{method} {path}: {head}");
+        }
+    }
+    assert!(
+        served.daemon.lines_at("ERROR").is_empty(),
+        "{}",
+        served.daemon.log()
+    );
+}

@@ -86,13 +86,22 @@ pub async fn migrate(
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version    text        PRIMARY KEY,
-             applied_at timestamptz NOT NULL DEFAULT now()
-         )",
-    )
-    .await?;
+    // Created only when missing (looked up under the lock, so no other daemon creates it in
+    // between): `CREATE TABLE IF NOT EXISTS` on every start would have the server send the NOTICE
+    // `relation "schema_migrations" already exists`, which the client logs as an INFO line.
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        tx.batch_execute(
+            "CREATE TABLE schema_migrations (
+                 version    text        PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await?;
+    }
     let mut applied = Vec::new();
     for migration in migrations {
         let done = tx

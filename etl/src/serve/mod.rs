@@ -213,7 +213,9 @@ pub async fn run(
         token: token.clone(),
         in_flight: Arc::new(Semaphore::new(config.serve_max_in_flight)),
     });
-    let app = routes::router(api).layer(axum::middleware::from_fn_with_state(gate, admit));
+    let app = routes::router(api)
+        .layer(axum::middleware::from_fn_with_state(gate, admit))
+        .layer(axum::middleware::map_response(routes::json_errors));
     tracing::info!(
         addr = %local,
         types = %catalog.names(),

@@ -45,6 +45,47 @@ pub fn router(api: Arc<Api>) -> Router {
         .with_state(api)
 }
 
+/// The last layer of the read API: an error answer that is not JSON yet (axum's own 405 for a
+/// method other than GET, with an empty body, or a rejection's plain text) gets the same
+/// `{"error": code, "message": sentence}` body as [`ApiError`]'s, its status and headers (`Allow`)
+/// kept. So every error a client sees is JSON, whichever layer produced it.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let reason = status.canonical_reason().unwrap_or("error");
+    let code = reason.to_ascii_lowercase().replace([' ', '-'], "_");
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allowed = parts
+            .headers
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("GET");
+        format!("this endpoint answers {allowed} only (see /api/v1/openapi.json)")
+    } else if text.is_empty() {
+        reason.to_owned()
+    } else {
+        text
+    };
+    let body = json!({ "error": code, "message": message }).to_string();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
 /// An answer other than 200, as `{"error": code, "message": sentence}`.
 #[derive(Debug)]
 pub enum ApiError {

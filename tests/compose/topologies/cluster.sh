@@ -13,9 +13,9 @@
 
 # Short, so that the partition below outlasts it within seconds (the default is 30).
 CLUSTER_ACK_WAIT=5
-NATS_MONITOR=http://127.0.0.1:8222
+NATS_MONITOR=http://127.0.0.1:${NATS_MONITOR_PORT:-8222}
 # The replicas' HTTP endpoints on the host.
-declare -A REPLICA_HTTP=([etl-a]=http://127.0.0.1:9188 [etl-b]=http://127.0.0.1:9189)
+declare -A REPLICA_HTTP=([etl-a]=http://127.0.0.1:${REPLICA_A_PORT:-9188} [etl-b]=http://127.0.0.1:${REPLICA_B_PORT:-9189})
 
 # ---- helpers ---------------------------------------------------------------------------------------
 
@@ -37,7 +37,7 @@ jsz() {
 # `compose exec` takes a second or more).
 loaded() {
     if command -v psql >/dev/null 2>&1; then
-        PGPASSWORD=$POSTGRES_PASSWORD psql -X -At -h 127.0.0.1 -p 54329 -U "$POSTGRES_USER" \
+        PGPASSWORD=$POSTGRES_PASSWORD psql -X -At -h 127.0.0.1 -p "${DWH_PORT:-54329}" -U "$POSTGRES_USER" \
             -d "$POSTGRES_DB" -c 'SELECT count(*) FROM events' 2>/dev/null || echo 0
     else
         sql 'SELECT count(*) FROM events' 2>/dev/null || echo 0

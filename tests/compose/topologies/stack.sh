@@ -58,10 +58,47 @@ stack_status() {
 stack_host_psql() {
     local n
     command -v psql >/dev/null 2>&1 || { DETAIL="no psql on the host"; return 1; }
-    n=$(PGPASSWORD=$POSTGRES_PASSWORD psql -X -At -h 127.0.0.1 -p 54329 -U "$POSTGRES_USER" \
+    n=$(PGPASSWORD=$POSTGRES_PASSWORD psql -X -At -h 127.0.0.1 -p "${DWH_PORT:-54329}" -U "$POSTGRES_USER" \
         -d "$POSTGRES_DB" -c 'SELECT count(*) FROM cards' 2>&1) || { DETAIL="psql failed"; return 1; }
     DETAIL="$n cards"
     [[ "$n" =~ ^[0-9]+$ ]]
+}
+
+# A producer that is not ours, beside the stack, as the reference challenge runs one: its own
+# container as HOST_UID:HOST_GID (not root), with ./data/events/inbox/users mounted at /app/events
+# and ./data/logs/users at /app/logs. It writes three user events (dotfile, then rename) and a line
+# per event to /app/logs/producer.log; the log folder exists beforehand (clean.sh's layout), so
+# Docker does not create it as root and the write is allowed. Its events are loaded, its files
+# end in done/users, and its log file is there, owned by HOST_UID.
+FOREIGN_PRODUCER='
+set -e
+n=900000
+for id in "$@"; do
+    n=$((n + 1))
+    printf "{\"metadata\": {\"type\": \"user\", \"event_at\": \"2024-05-01 12:00:00\", \"event_id\": \"%s\"},\n \"payload\": {\"id\": %s, \"name\": \"Foreign\", \"address\": \"Elsewhere 1\", \"job\": \"producer\", \"score\": 0.5}}\n" "$id" "$n" >"/app/events/.$id.tmp"
+    mv "/app/events/.$id.tmp" "/app/events/$id.json"
+    echo "$(date -u +%FT%TZ) wrote $id.json" >>/app/logs/producer.log
+done
+'
+
+stack_foreign_producer() {
+    local ids=() id i code=0 list="" loaded log="$WORK/data/logs/users/producer.log" done=0
+    for i in 1 2 3; do ids+=("$(cat /proc/sys/kernel/random/uuid)"); done
+    # The mounts as compose would resolve ./data/... from the project's folder.
+    docker run --rm --network none --user "$HOST_UID:$HOST_GID" \
+        -v "$WORK/data/events/inbox/users:/app/events" -v "$WORK/data/logs/users:/app/logs" \
+        --entrypoint sh "$APP_IMAGE" -c "$FOREIGN_PRODUCER" producer "${ids[@]}" \
+        >"$HARNESS_DIR/foreign-producer.log" 2>&1 || code=$?
+    for id in "${ids[@]}"; do list+="${list:+,}'$id'"; done
+    wait_until 60 '[ "$(sql "SELECT count(*) FROM events WHERE event_id::text IN ($list)")" = 3 ]' || true
+    loaded=$(sql "SELECT count(*) FROM events WHERE event_id::text IN ($list)")
+    for id in "${ids[@]}"; do
+        [ -z "$(finished_file "$WORK/data/events/done/users" "$id.json")" ] || done=$((done + 1))
+    done
+    DETAIL="producer exit $code ($(tail -n 1 "$HARNESS_DIR/foreign-producer.log")), $loaded of 3 events loaded, $done in done/users, log: $(stat -c '%U:%G %s bytes' "$log" 2>/dev/null || echo missing), data/logs/users owned by $(stat -c %u:%g "$WORK/data/logs/users")"
+    [ "$code" = 0 ] && [ "$loaded" = 3 ] && [ "$done" = 3 ] && [ -s "$log" ] \
+        && [ "$(stat -c %u:%g "$log")" = "$HOST_UID:$HOST_GID" ] \
+        && [ "$(grep -c ' wrote ' "$log")" = 3 ]
 }
 
 # The warehouse as JSON lines for oracle.py.
@@ -245,8 +282,9 @@ topology_stack() {
     stage "stack checks"
     check "producers writing into the inbox" stack_producers_writing
     check "rows in users and cards" stack_rows
+    check "a foreign producer as $HOST_UID:$HOST_GID with ./data/events/inbox/users:/app/events and ./data/logs/users:/app/logs" stack_foreign_producer
     check "docker compose exec etl etl status" stack_status
-    check "psql from the host on 127.0.0.1:54329 as the .env role" stack_host_psql
+    check "psql from the host on 127.0.0.1:${DWH_PORT:-54329} as the .env role" stack_host_psql
     dc restart etl >/dev/null 2>&1
     check "etl ready again after docker compose restart etl (mid-stream)" stack_ready
     sleep 5
