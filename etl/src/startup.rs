@@ -199,8 +199,8 @@ pub async fn within<T>(
     match tokio::time::timeout(bound, future).await {
         Ok(result) => result,
         Err(_) => Err(Failed::Retry(format!(
-            "no answer within {} ms (connect timeout)",
-            bound.as_millis()
+            "no answer within {:.1} s",
+            bound.as_secs_f64()
         ))),
     }
 }

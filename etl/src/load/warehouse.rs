@@ -38,7 +38,7 @@ pub enum DbError {
     Tables(Vec<String>),
     /// Nothing answered within the connect timeout (a peer that accepts the connection and
     /// never speaks, a firewall that drops packets): transient, like a refused connection.
-    #[error("no answer from the server within {} ms (connect timeout)", .0.as_millis())]
+    #[error("no answer from the server within {:.1} s (connect timeout)", .0.as_secs_f64())]
     NoAnswer(std::time::Duration),
     /// A bug, not the database's nor the events' fault (kept out of the retry logic's way).
     #[error("internal error: {0}")]
