@@ -45,8 +45,11 @@ fn fill_inbox(env: &Env) {
             "metadata": {"type": "user", "event_at": "2026-01-02 03:04:05", "event_id": uuid::Uuid::new_v4()},
             "payload": {"id": i, "name": "Ann", "address": "1 Road", "job": "Pilot", "score": 0.5},
         });
-        std::fs::write(env.inbox("users").join(format!("{i}.json")), user.to_string())
-            .expect("write event");
+        std::fs::write(
+            env.inbox("users").join(format!("{i}.json")),
+            user.to_string(),
+        )
+        .expect("write event");
     }
 }
 
@@ -97,7 +100,11 @@ fn a_drain_with_no_warehouse_gives_up_after_wait_and_touches_no_file() {
         etl.log()
     );
     assert!(!etl.log().contains(SECRET), "{}", etl.log());
-    assert_eq!(files(&env, "inbox"), before, "every file stays in the inbox");
+    assert_eq!(
+        files(&env, "inbox"),
+        before,
+        "every file stays in the inbox"
+    );
     assert!(files(&env, "done").is_empty() && files(&env, "failed").is_empty());
 }
 
@@ -133,7 +140,10 @@ fn a_following_daemon_waits_past_wait_for_its_warehouse() {
         "follow",
         &["--wait", "1", "run"],
         &[
-            ("ETL_DATABASE_URL", format!("postgres://etl@127.0.0.1:{port}/dwh")),
+            (
+                "ETL_DATABASE_URL",
+                format!("postgres://etl@127.0.0.1:{port}/dwh"),
+            ),
             ("ETL_MAX_RETRY_BACKOFF_MS", "1000".into()),
         ],
     );
@@ -259,14 +269,25 @@ fn a_misspelt_key_gets_one_line_with_its_place_and_the_nearest_known_key() {
         (
             "batch_sise = 3\n",
             &[],
-            &["`batch_sise`", "top level of", "etl.toml", "did you mean `batch_size`?"],
+            &[
+                "`batch_sise`",
+                "top level of",
+                "etl.toml",
+                "did you mean `batch_size`?",
+            ],
         ),
         (
             "[[sources]]\nkind = \"http\"\nname = \"crm\"\ntype = \"cards\"\n\
              url = \"https://crm.example/v1\"\nitem = { key = \"/id\", version = \"/v\" }\n\
              page_sise = 10\n",
             &[],
-            &["`page_sise`", "[[sources]] #1", "name = \"crm\"", "etl.toml", "did you mean `page_size`?"],
+            &[
+                "`page_sise`",
+                "[[sources]] #1",
+                "name = \"crm\"",
+                "etl.toml",
+                "did you mean `page_size`?",
+            ],
         ),
         (
             "[[sources]]\nkind = \"http\"\ntype = \"cards\"\nurl = \"https://crm.example/v1\"\n\
