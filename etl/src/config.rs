@@ -574,7 +574,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("etl.toml");
         std::fs::write(&file, toml).expect("write etl.toml");
-        let error = Config::load(&file).err().expect("refused");
+        let error = Config::load(&file).expect_err("refused");
         let lines = explain(&error);
         assert_eq!(lines.len(), 1, "{lines:?}");
         lines[0].replace(&file.display().to_string(), "etl.toml")

@@ -321,7 +321,7 @@ mod tests {
             |_| async { Err(Failed::Retry("refused".into())) },
         )
         .await;
-        let text = format!("{:#}", gave_up.err().expect("gives up"));
+        let text = format!("{:#}", gave_up.expect_err("gives up"));
         assert!(text.contains("postgres://u@h/db: refused"), "{text}");
         assert!(text.contains("--wait 0"), "{text}");
     }

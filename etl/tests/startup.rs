@@ -262,10 +262,17 @@ fn with_config(env: &Env, toml: &str, vars: &[(&str, &str)]) -> (Option<i32>, Ve
     (out.status.code(), lines)
 }
 
+/// A configuration (`etl.toml`'s text, `ETL_*` variables) and what its one line must say.
+type Case = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
 #[test]
 fn a_misspelt_key_gets_one_line_with_its_place_and_the_nearest_known_key() {
     let env = Env::new();
-    let cases: [(&str, &[(&str, &str)], &[&str]); 4] = [
+    let cases: [Case; 4] = [
         (
             "batch_sise = 3\n",
             &[],
