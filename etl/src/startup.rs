@@ -309,6 +309,24 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_built_in_default_warehouse_is_named_as_such() {
+        let default = warehouse(&Config::default()).target;
+        assert_eq!(
+            default,
+            "postgres://postgres@localhost:5432/postgres (the built-in default: neither \
+             database_url nor ETL_DATABASE_URL is set)"
+        );
+        let configured = Config {
+            database_url: "postgres://etl:pw@db:5432/dwh".into(),
+            ..Config::default()
+        };
+        assert_eq!(
+            warehouse(&configured).target,
+            "postgres://etl:***@db:5432/dwh"
+        );
+    }
+
     #[tokio::test]
     async fn a_bounded_wait_gives_up_with_the_last_error() {
         let stop = CancellationToken::new();

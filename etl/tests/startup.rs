@@ -132,6 +132,63 @@ fn migrate_against_a_peer_that_never_answers_gives_up_after_wait() {
 }
 
 #[test]
+fn export_with_no_warehouse_gives_up_after_wait_and_writes_nothing() {
+    let env = Env::new();
+    let port = closed_port();
+    let lake = env.dir.path().join("lake");
+    let lake_arg = lake.display().to_string();
+    let mut etl = env.spawn_etl(
+        "export",
+        &[
+            "--wait", "2", "export", "--format", "parquet", "--to", &lake_arg,
+        ],
+        &[(
+            "ETL_DATABASE_URL",
+            format!("postgres://etl:{SECRET}@127.0.0.1:{port}/dwh"),
+        )],
+    );
+    assert_eq!(etl.exit_within(LIMIT).code(), Some(1), "{}", etl.log());
+    let errors = etl.lines_at("ERROR");
+    assert_eq!(errors.len(), 1, "one ERROR line: {}", etl.log());
+    assert!(errors[0].to_string().contains(&format!("127.0.0.1:{port}")));
+    assert!(!etl.log().contains(SECRET), "{}", etl.log());
+    assert!(!lake.exists(), "nothing written");
+}
+
+#[test]
+fn a_forwarder_drain_with_no_broker_gives_up_after_wait_and_keeps_its_files() {
+    let env = Env::new();
+    fill_inbox(&env);
+    let before = files(&env, "inbox");
+    let port = closed_port();
+    let mut etl = env.spawn_etl(
+        "forward",
+        &["--wait", "2", "forward", "--drain"],
+        &[(
+            "ETL_NATS_URL",
+            format!("nats://etl:{SECRET}@127.0.0.1:{port}"),
+        )],
+    );
+    assert_eq!(etl.exit_within(LIMIT).code(), Some(1), "{}", etl.log());
+    let errors = etl.lines_at("ERROR");
+    assert_eq!(errors.len(), 1, "one ERROR line: {}", etl.log());
+    assert!(
+        errors[0]
+            .to_string()
+            .contains(&format!("nats://etl:***@127.0.0.1:{port}")),
+        "{}",
+        etl.log()
+    );
+    assert!(!etl.log().contains(SECRET), "{}", etl.log());
+    assert_eq!(
+        files(&env, "inbox"),
+        before,
+        "every file stays in the inbox"
+    );
+    assert!(files(&env, "done").is_empty() && files(&env, "failed").is_empty());
+}
+
+#[test]
 fn a_following_daemon_waits_past_wait_for_its_warehouse() {
     let env = Env::new();
     fill_inbox(&env);
