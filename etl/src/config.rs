@@ -391,6 +391,30 @@ fn explain_one(error: &figment::Error) -> String {
                 place(file.as_deref(), &path, found)
             )
         }
+        Kind::InvalidType(..) | Kind::InvalidValue(..) | Kind::InvalidLength(..) => {
+            // figment's path ends at the key, or (inside a `[[sources]]` table, which serde
+            // reads as a whole) at the table's index: then the table is all it can name.
+            let Some(key) = path.pop_if(|last| last.parse::<usize>().is_err()) else {
+                return format!(
+                    "a value {}: {}: fix it",
+                    place(file.as_deref(), &path, ""),
+                    error.kind
+                );
+            };
+            if from_env {
+                format!(
+                    "ETL_{}: {}: fix the variable's value",
+                    key.to_ascii_uppercase(),
+                    error.kind
+                )
+            } else {
+                format!(
+                    "`{key}` {}: {}: fix its value",
+                    place(file.as_deref(), &path, &key),
+                    error.kind
+                )
+            }
+        }
         _ => format!("invalid configuration: {error}"),
     }
 }
@@ -597,6 +621,11 @@ mod tests {
         assert_eq!(
             explained("[[sources]]\nkind = \"http\"\ntype = \"cards\"\nurl = \"https://x/\"\nitem = { key = \"/id\", version = \"/v\" }\n"),
             "missing key `name` in [[sources]] #1 (kind = \"http\") of etl.toml: add it (see the README for what it means)"
+        );
+        assert_eq!(
+            explained("workers = \"four\"\n"),
+            "`workers` at the top level of etl.toml: invalid type: found string \"four\", \
+             expected usize: fix its value"
         );
         assert_eq!(
             explained("[[sources]]\nkind = \"inbx\"\n"),
