@@ -138,7 +138,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             )
             .await?;
             let Some(applied) = prepared else {
-                // A signal while it waited: nothing was applied.
+                tracing::warn!("interrupted while waiting for the warehouse: nothing was applied");
                 return Ok(ExitCode::FAILURE);
             };
             tracing::info!(?applied, "migrations applied");
@@ -324,7 +324,11 @@ async fn export(
 async fn wait_for_warehouse(config: &Config) -> anyhow::Result<bool> {
     let stop = CancellationToken::new();
     tokio::spawn(on_signal(stop.clone()));
-    etl::startup::warehouse_answers(config, config.startup_wait, &stop).await
+    let answered = etl::startup::warehouse_answers(config, config.startup_wait, &stop).await?;
+    if !answered {
+        tracing::warn!("interrupted while waiting for the warehouse: nothing was done");
+    }
+    Ok(answered)
 }
 
 /// `etl dead-letters list|replay`.
@@ -386,6 +390,7 @@ async fn dead_letters(config: Config, action: DeadLetterAction) -> anyhow::Resul
             tokio::spawn(on_signal(stop.clone()));
             let Some(client) = etl::broker::connect(&config, config.startup_wait, &stop).await?
             else {
+                tracing::warn!("interrupted while waiting for the broker: nothing was replayed");
                 return Ok(ExitCode::FAILURE);
             };
             let js = async_nats::jetstream::new(client);

@@ -189,6 +189,31 @@ fn a_forwarder_drain_with_no_broker_gives_up_after_wait_and_keeps_its_files() {
 }
 
 #[test]
+fn a_replica_drain_with_no_broker_gives_up_after_wait() {
+    let env = Env::new();
+    let port = closed_port();
+    let mut etl = env.spawn_etl(
+        "replica",
+        &["--wait", "2", "run", "--source", "jetstream", "--drain"],
+        &[(
+            "ETL_NATS_URL",
+            format!("nats://etl:{SECRET}@127.0.0.1:{port}"),
+        )],
+    );
+    assert_eq!(etl.exit_within(LIMIT).code(), Some(1), "{}", etl.log());
+    let errors = etl.lines_at("ERROR");
+    assert_eq!(errors.len(), 1, "one ERROR line: {}", etl.log());
+    assert!(
+        errors[0]
+            .to_string()
+            .contains(&format!("nats://etl:***@127.0.0.1:{port}")),
+        "{}",
+        etl.log()
+    );
+    assert!(!etl.log().contains(SECRET), "{}", etl.log());
+}
+
+#[test]
 fn a_following_daemon_waits_past_wait_for_its_warehouse() {
     let env = Env::new();
     fill_inbox(&env);
