@@ -156,8 +156,9 @@ pub enum DeadLetterAction {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// Publish dead letters back to their subject (after a schema or producer fix) and delete
-    /// their rows.
+    /// Publish the broker's dead letters back to their subject (after a schema or producer
+    /// fix) and delete their rows. An HTTP source's are replayed by pulling their window again
+    /// (`etl pull`); the broker is reached only when one of its own matches.
     Replay {
         #[arg(long = "type")]
         kind: Option<String>,
