@@ -369,7 +369,7 @@ fn explain_one(error: &figment::Error) -> String {
             }
         }
         Kind::MissingField(name) => format!(
-            "missing key `{name}` {}: add it (see the README for what it means)",
+            "missing key `{name}` {}: add it",
             place(file.as_deref(), &path, name)
         ),
         Kind::UnknownVariant(found, known) => {
@@ -620,7 +620,7 @@ mod tests {
         );
         assert_eq!(
             explained("[[sources]]\nkind = \"http\"\ntype = \"cards\"\nurl = \"https://x/\"\nitem = { key = \"/id\", version = \"/v\" }\n"),
-            "missing key `name` in [[sources]] #1 (kind = \"http\") of etl.toml: add it (see the README for what it means)"
+            "missing key `name` in [[sources]] #1 (kind = \"http\") of etl.toml: add it"
         );
         assert_eq!(
             explained("workers = \"four\"\n"),
