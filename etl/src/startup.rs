@@ -120,9 +120,9 @@ pub struct GaveUp {
 /// Runs `attempt` until it succeeds, a retry cannot help, `wait` has passed (then
 /// [`GaveUp`]), or `stop` fires (then `None`). Each attempt gets the time it may spend
 /// connecting: the connect timeout, never more than what is left of the wait (but at least a
-/// moment, so the last attempt is a real one). Retries are WARN lines (it may still come); the
-/// first one names the target in full, since it is the line a person reads when a command seems
-/// stuck.
+/// moment, so the last attempt is a real one). Retries are WARN lines (it may still come), and
+/// each names the target in full: the first is the line a person reads when a command seems
+/// stuck, and a daemon's log may have rotated the first away.
 pub async fn retry<T, F, Fut>(
     needed: &Needed,
     wait: Wait,
@@ -175,7 +175,8 @@ where
         let delay = backoff.next_delay();
         let delay = left.map_or(delay, |left| delay.min(left));
         let patience = match wait {
-            Wait::Forever => "for as long as it takes (--wait forever)".to_owned(),
+            // The daemon, or `--wait forever`: no bound to announce.
+            Wait::Forever => "until it answers".to_owned(),
             Wait::Bounded(bound) => format!("for up to {} s (--wait)", bound.as_secs()),
         };
         tracing::warn!(
