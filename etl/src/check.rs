@@ -1,11 +1,15 @@
-//! `etl check`: the daemon's own validation, offline, with every reason printed.
+//! `etl check`: the daemon's own validation, offline, with every reason printed. A file the
+//! daemon would not load whatever its contents (a FIFO, a file in an inbox folder that names no
+//! declared type) is not "ok" either: the line says why it would be left alone.
 
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::extract::decode::Decoder;
 use crate::extract::Rejection;
+use crate::source::inbox::discover;
 use crate::source::inbox::read::{read_untrusted, Contents};
 
 /// The verdict on one file, as printed. The file is read exactly as the daemon reads it (no
@@ -19,6 +23,16 @@ pub fn check_file(path: &Path, catalog: &Catalog, config: &Config) -> Result<(),
         Ok(Contents::Ignored(why)) => return Err(format!("ignored by the daemon: {why}")),
         Err(e) => return Err(format!("cannot read: {e}")),
     };
+    // A file the daemon would never read: in an inbox folder that names no declared type.
+    if let Some(folder) = undeclared_inbox_folder(path, catalog, config) {
+        return Err(format!(
+            "ignored by the daemon: it is in the inbox folder {}/, which names no declared type \
+             (declared: {}); it stays there unread until a type of that name is declared (types/, \
+             then a restart) or it is moved into its type's folder",
+            crate::names::encode(&folder),
+            catalog.names()
+        ));
+    }
     let decoder = Decoder {
         max_future_skew: config.max_future_skew(),
         keep_bytes: false,
@@ -55,9 +69,27 @@ pub fn check_file(path: &Path, catalog: &Catalog, config: &Config) -> Result<(),
         .map_err(|r| explained(&r))
 }
 
+/// The name of the folder `path` is in, if that folder is an inbox folder naming no declared
+/// type: its parent is the configured inbox (`<data_dir>/events/inbox/`), or is laid out like
+/// one (`…/events/inbox/<folder>/<file>`, e.g. another host's data folder).
+fn undeclared_inbox_folder(path: &Path, catalog: &Catalog, config: &Config) -> Option<OsString> {
+    // Absolute, so that `etl check a.json` run inside the folder is judged the same way.
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let folder = parent.unwrap_or(Path::new(".")).canonicalize().ok()?;
+    let name = folder.file_name()?;
+    if name.to_str().is_some_and(|n| catalog.get(n).is_some()) {
+        return None;
+    }
+    let root = folder.parent()?;
+    let shaped_like_an_inbox = root.file_name() == Some(OsStr::new("inbox"))
+        && root.parent().and_then(Path::file_name) == Some(OsStr::new("events"));
+    let is_the_inbox = || discover::inbox_root(config).canonicalize().ok().as_deref() == Some(root);
+    (shaped_like_an_inbox || is_the_inbox()).then(|| name.to_owned())
+}
+
 /// The `metadata.type` a document declares, if it is JSON and has one.
 fn declared_type(bytes: &[u8]) -> Option<String> {
-    let document: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let document = crate::extract::json::parse(std::str::from_utf8(bytes).ok()?).ok()?;
     Some(document.pointer("/metadata/type")?.as_str()?.to_owned())
 }
 

@@ -341,10 +341,8 @@ fn file_legacy(
         {
             continue;
         }
-        let sidecar = name
-            .to_str()
-            .filter(|_| failed)
-            .map(|n| type_folder.join(sidecar_name(n)));
+        // Named with the file's real bytes, whatever they are (see `sidecar_name`).
+        let sidecar = failed.then(|| type_folder.join(sidecar_name(&name)));
         let dated_by = match &sidecar {
             Some(s) if s.is_file() => s.clone(),
             _ => entry.path(),

@@ -10,7 +10,8 @@
 //! [`folder_retention`] removes old day folders of `done/`, `failed/` and the landing zone.
 //! [`serve`] is the read API (`etl serve`). [`outcome`] records what happened, [`pipeline`]
 //! wires it all together and [`shutdown`] stops it; [`startup`] bounds how long a one-shot
-//! command waits for what it needs.
+//! command waits for what it needs. [`names`] is the one lossless text form of a file name
+//! wherever one is stored or shown.
 
 pub mod backoff;
 pub mod broker;
@@ -20,10 +21,12 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod extract;
+pub mod faults;
 pub mod folder_retention;
 pub mod forward;
 pub mod lake;
 pub mod load;
+pub mod names;
 pub mod ops;
 pub mod outcome;
 pub mod pipeline;

@@ -149,10 +149,10 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             let mut all_valid = true;
             for file in &files {
                 match etl::check::check_file(file, &catalog, &config) {
-                    Ok(()) => println!("ok       {}", file.display()),
+                    Ok(()) => println!("ok       {}", etl::names::encode_path(file)),
                     Err(reason) => {
                         all_valid = false;
-                        println!("invalid  {}: {reason}", file.display());
+                        println!("invalid  {}: {reason}", etl::names::encode_path(file));
                     }
                 }
             }

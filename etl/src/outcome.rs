@@ -2,14 +2,18 @@
 //! [`Stats`] and the Prometheus metrics. Stages report what happened here instead of counting
 //! on their own, so the numbers and the log always agree.
 
+use std::ffi::OsStr;
 use std::fmt::Display;
+use std::path::Path;
 
 use crate::event::Kind;
 use crate::extract::Rejection;
 use crate::load::Applied;
+use crate::names;
 use crate::ops::metrics::{
     BROKER_MESSAGES, DB_ERRORS, DB_RETRIES, EVENTS_APPLIED, EVENTS_FORWARDED, EVENTS_REJECTED,
     EVENTS_STALE, FILES_MOVED, FORWARD_DUPLICATES, HTTP_ITEMS, HTTP_PAGES, PUBLISH_ERRORS,
+    UNDECLARED_FILES,
 };
 use crate::stats::Stats;
 
@@ -31,6 +35,35 @@ pub fn dead_lettered(stats: &Stats, type_name: &str, origin: &dyn Display, rejec
 /// file, so its page's position may move on.
 pub fn item_rejected(stats: &Stats, kind: &Kind, origin: &dyn Display, rejection: &Rejection) {
     refused(stats, kind.name(), origin, rejection);
+}
+
+/// A scan found an inbox folder that names no declared type, holding `files` files that are
+/// left there unread. The first time it is seen (`first_seen`): one WARN line saying so and
+/// what to do; every time: its count in `etl_undeclared_files{folder}`.
+pub fn undeclared_folder(
+    folder: &OsStr,
+    path: &Path,
+    files: usize,
+    first_seen: bool,
+    declared: &str,
+) {
+    let label = names::encode(folder);
+    if first_seen {
+        tracing::warn!(
+            folder = %label,
+            path = %names::encode_path(path),
+            files,
+            declared,
+            "inbox folder names no declared type; its files stay there unread: declare the type (types/<folder>.toml, its schema and its table) and restart to load them, or move them into their type's folder"
+        );
+    }
+    metrics::gauge!(UNDECLARED_FILES, "folder" => label.into_owned()).set(files as f64);
+}
+
+/// An inbox folder reported by [`undeclared_folder`] is gone (removed, or moved away): its
+/// gauge drops to zero rather than keep its last count for ever.
+pub fn undeclared_folder_gone(folder: &OsStr) {
+    metrics::gauge!(UNDECLARED_FILES, "folder" => names::encode(folder).into_owned()).set(0.0);
 }
 
 /// `n` items of an API page committed.

@@ -74,6 +74,11 @@ impl Shared {
         self.sources.iter().all(|s| s.ready())
     }
 
+    /// What keeps a source from finishing records, one line each (e.g. a read-only data folder).
+    pub fn sources_trouble(&self) -> Vec<String> {
+        self.sources.iter().filter_map(|s| s.trouble()).collect()
+    }
+
     /// Updates the gauges that are read rather than counted.
     pub fn publish_gauges(&self) {
         metrics::gauge!(INBOX_BACKLOG).set(self.backlog() as f64);

@@ -1,11 +1,21 @@
 //! Logging setup, done once at start-up: readable lines or JSON, filtered by `RUST_LOG`, on
 //! stdout and, for the daemon, in `<data_dir>/logs/etl.log` (rotated daily).
+//!
+//! A readable line is `<time> LEVEL message key=value …`, and everything after the message is
+//! logfmt ([`Logfmt`]): operators grep the prefix (`WARN rejected`) and log shippers split the
+//! fields, so a reason that holds spaces, quotes, `=` or a newline must not break either.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::fmt;
+
+use tracing::field::{Field, Visit};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -58,8 +68,105 @@ where
     if json {
         base.json().flatten_event(true).boxed()
     } else {
-        base.boxed()
+        base.fmt_fields(Logfmt).boxed()
     }
+}
+
+/// Writes an event's fields as logfmt after its message: a value is bare when it is a plain
+/// token, and otherwise quoted with `\`, `"` and control characters escaped, so one event is
+/// always one line whose fields split unambiguously. tracing-subscriber's default writes
+/// `%`-formatted values raw (`reason="user_id" is a required property (at /payload)` could not
+/// be split); no maintained crate offers a logfmt field formatter for it, hence these few lines.
+pub struct Logfmt;
+
+impl<'writer> FormatFields<'writer> for Logfmt {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
+        let mut visitor = LogfmtVisitor {
+            writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct LogfmtVisitor<'writer> {
+    writer: Writer<'writer>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl LogfmtVisitor<'_> {
+    fn write(&mut self, field: &Field, value: &str) {
+        if self.result.is_err() {
+            return;
+        }
+        let separator = if self.first { "" } else { " " };
+        self.first = false;
+        self.result = if field.name() == "message" {
+            // The message is the line's readable head: kept bare, but never split over lines.
+            write!(self.writer, "{separator}{}", escaped_lines(value))
+        } else {
+            let name = field.name().strip_prefix("r#").unwrap_or(field.name());
+            write!(self.writer, "{separator}{name}={}", logfmt_value(value))
+        };
+    }
+}
+
+impl Visit for LogfmtVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.write(field, value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // `%` fields arrive here too, as Debug wrappers that print their Display form.
+        self.write(field, &format!("{value:?}"));
+    }
+}
+
+/// `value` as a logfmt value: bare if it is a non-empty run of characters that need no quoting,
+/// else in double quotes with `\`, `"` and control characters escaped.
+pub fn logfmt_value(value: &str) -> std::borrow::Cow<'_, str> {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && c != '"' && c != '=' && c != '\\');
+    if plain {
+        return value.into();
+    }
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            c if c.is_control() => quoted.push_str(&format!("\\u{{{:04x}}}", u32::from(c))),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted.into()
+}
+
+/// `text` with line breaks and other control characters escaped, so it stays on one line.
+fn escaped_lines(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| match c {
+            '\n' => "\\n".to_owned(),
+            '\r' => "\\r".to_owned(),
+            '\t' => "\\t".to_owned(),
+            c if c.is_control() => format!("\\u{{{:04x}}}", u32::from(c)),
+            c => c.to_string(),
+        })
+        .collect::<String>()
+        .into()
 }
 
 fn open_log_file(dir: &Path) -> Result<RollingFileAppender, String> {
@@ -103,5 +210,24 @@ fn relink(dir: &Path) {
     let _ = std::fs::remove_file(&tmp);
     if std::os::unix::fs::symlink(&newest, &tmp).is_ok() {
         let _ = std::fs::rename(&tmp, &link);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::logfmt_value;
+
+    #[test]
+    fn plain_values_stay_bare_and_others_are_quoted_and_escaped() {
+        assert_eq!(logfmt_value("schema"), "schema");
+        assert_eq!(logfmt_value("/payload/id"), "/payload/id");
+        assert_eq!(logfmt_value(""), "\"\"");
+        assert_eq!(
+            logfmt_value("\"user_id\" is a required property (at /payload)"),
+            "\"\\\"user_id\\\" is a required property (at /payload)\""
+        );
+        assert_eq!(logfmt_value("a=b"), "\"a=b\"");
+        assert_eq!(logfmt_value("x\ny\\z"), "\"x\\ny\\\\z\"");
+        assert_eq!(logfmt_value("bell\u{7}"), "\"bell\\u{0007}\"");
     }
 }

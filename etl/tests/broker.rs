@@ -631,11 +631,20 @@ fn invalid_messages_published_directly_are_dead_lettered_and_replayed_after_a_fi
     publish_raw(&server, "events.cards", ownerless.as_bytes());
     publish_raw(&server, "events.cards", b"{ not json");
     publish_raw(&server, "events.nonsense", b"{}");
+    // Two payloads in one message: refused as a whole, never half loaded (the first payload
+    // would otherwise vanish without a word).
+    let twice = r#"{"metadata": {"type": "card", "event_at": "2024-05-01 12:00:03",
+        "event_id": "0d133695-94a0-4f08-88ca-593745d25e78"},
+        "payload": {"id": 78, "user_id": 1, "created_by_name": "A B", "updated_at": "2024-05-01 12:00:03",
+        "created_at": "2024-05-01 11:58:40", "active": true},
+        "payload": {"id": 79, "user_id": 1, "created_by_name": "A B", "updated_at": "2024-05-01 12:00:03",
+        "created_at": "2024-05-01 11:58:40", "active": true}}"#;
+    publish_raw(&server, "events.cards", twice.as_bytes());
     assert!(
         wait_until(Duration::from_secs(30), || count(
             &env.config.database_url,
             "SELECT count(*) FROM rejected_events"
-        ) == 3),
+        ) == 4),
         "{}",
         replica_a.log_tail(20)
     );
@@ -649,7 +658,18 @@ fn invalid_messages_published_directly_are_dead_lettered_and_replayed_after_a_fi
     // The three are decoded and stored concurrently, so their rows need not follow the
     // publish order: compare them as a set.
     codes.sort_unstable();
-    assert_eq!(codes, ["invalid_json", "schema", "wrong_folder"]);
+    assert_eq!(
+        codes,
+        ["duplicate_key", "invalid_json", "schema", "wrong_folder"]
+    );
+    assert_eq!(
+        count(
+            &env.config.database_url,
+            "SELECT count(*) FROM cards WHERE id IN (78, 79)"
+        ),
+        0,
+        "neither payload of the message with two is loaded"
+    );
     assert_eq!(
         server.stream(STREAM).expect("stream").state.messages,
         0,
@@ -668,7 +688,11 @@ fn invalid_messages_published_directly_are_dead_lettered_and_replayed_after_a_fi
         text.contains("\"user_id\" is a required property"),
         "{text}"
     );
-    assert!(text.contains("3 dead letter(s)"), "{text}");
+    assert!(text.contains("4 dead letter(s)"), "{text}");
+    assert!(
+        text.contains("has the key \"payload\" more than once"),
+        "{text}"
+    );
 
     // The operator relaxes the card schema, restarts the replica, replays the schema failures.
     let schemas = env.dir.path().join("schemas");
@@ -711,7 +735,7 @@ fn invalid_messages_published_directly_are_dead_lettered_and_replayed_after_a_fi
             &env.config.database_url,
             "SELECT count(*) FROM rejected_events"
         ),
-        2,
+        3,
         "the others stay"
     );
     stop(replica_b, "the replica");

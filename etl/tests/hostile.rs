@@ -630,3 +630,256 @@ fn a_huge_offending_value_gives_a_short_reason() {
         );
     }
 }
+
+/// A document whose object repeats a key is refused as `duplicate_key`, naming the key and its
+/// object, whatever the depth, and neither of its values is loaded; `etl check` says the same.
+/// A UTF-8 byte order mark before an otherwise valid document is ignored and the event loads.
+#[test]
+fn a_repeated_key_is_refused_by_name_and_a_byte_order_mark_is_ignored() {
+    let env = Env::new();
+    let card_text = |id: i64, n: u32| String::from_utf8(text(&card(id, n))).expect("UTF-8");
+    // Two `payload` members: the first card would vanish without a word if the last one won.
+    let first = card_text(970, 970);
+    let second = card_text(971, 971);
+    let payload_of = |doc: &str| {
+        let value: Value = serde_json::from_str(doc).expect("JSON");
+        value["payload"].to_string()
+    };
+    let two_payloads = format!(
+        "{},\"payload\":{}}}",
+        first.trim_end().trim_end_matches('}'),
+        payload_of(&second)
+    );
+    // A repeated key deep inside the payload.
+    let deep = card_text(972, 972).replacen(
+        "\"active\": true",
+        "\"active\": true, \"extra\": {\"tags\": [{\"x\": 1, \"x\": 2}]}",
+        1,
+    );
+    assert_ne!(
+        deep,
+        card_text(972, 972),
+        "the card has an `active` member to extend"
+    );
+    let mut bom = b"\xef\xbb\xbf".to_vec();
+    bom.extend_from_slice(&text(&card(973, 973)));
+    let inbox = env.inbox("cards");
+    fs::write(inbox.join("two-payloads.json"), &two_payloads).expect("write");
+    fs::write(inbox.join("deep-repeat.json"), &deep).expect("write");
+    fs::write(inbox.join("bom.json"), &bom).expect("write");
+
+    // `etl check` first, on the files where they are.
+    let output = env
+        .etl()
+        .arg("check")
+        .args(["two-payloads.json", "deep-repeat.json", "bom.json"].map(|n| inbox.join(n)))
+        .output()
+        .expect("etl check runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no line for {name}:\n{stdout}"))
+            .to_owned()
+    };
+    assert!(line("two-payloads.json").starts_with("invalid"), "{stdout}");
+    assert!(
+        line("two-payloads.json").contains("has the key \"payload\" more than once"),
+        "{stdout}"
+    );
+    assert!(
+        line("deep-repeat.json").contains("/payload/extra/tags/0 has the key \"x\""),
+        "{stdout}"
+    );
+    assert!(line("bom.json").starts_with("ok"), "{stdout}");
+
+    let mut etl = drain_without_settle(&env);
+    assert!(
+        etl.exit_within(DRAIN_LIMIT).success(),
+        "{}",
+        etl.log_tail(20)
+    );
+    for (name, pointer, key) in [
+        ("two-payloads.json", "", "payload"),
+        ("deep-repeat.json", "/payload/extra/tags/0", "x"),
+    ] {
+        let failed = env.config.failed("cards");
+        let sidecar = common::finished(&failed, etl::source::inbox::files::sidecar_name(name));
+        let record: Value = serde_json::from_str(
+            &fs::read_to_string(&sidecar).unwrap_or_else(|e| panic!("{name}: no reason: {e}")),
+        )
+        .expect("reason file is JSON");
+        assert_eq!(record["code"], "duplicate_key", "{record}");
+        assert_eq!(record["instance_path"], pointer, "{record}");
+        assert!(
+            record["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(&format!("the key {key:?} more than once"))),
+            "{record}"
+        );
+        let line = etl.rejection_line(name).expect("a WARN line");
+        assert_eq!(line["code"], "duplicate_key", "{line}");
+    }
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM cards WHERE id IN (970, 971, 972)"),
+        0,
+        "no half-read document is loaded"
+    );
+    assert_eq!(env.scalar("SELECT count(*) FROM cards WHERE id = 973"), 1);
+    assert!(common::finished(&env.config.done("cards"), "bom.json").is_file());
+}
+
+/// A readable log line's level, message and fields.
+type LogLine = (String, String, Vec<(String, String)>);
+
+/// One readable log line, split as a logfmt reader would: `<time> LEVEL message key=value …`.
+/// Bare words before the first field are the message; after it, every token must be a field,
+/// and a quoted value must end on the same line. Returns the level, message and fields.
+fn parse_logfmt(line: &str) -> Result<LogLine, String> {
+    let (time, rest) = line.split_once(' ').ok_or("no time")?;
+    chrono::DateTime::parse_from_rfc3339(time).map_err(|e| format!("time {time:?}: {e}"))?;
+    let rest = rest.trim_start();
+    let (level, mut rest) = rest.split_once(' ').unwrap_or((rest, ""));
+    if !["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level) {
+        return Err(format!("level {level:?}"));
+    }
+    let mut message = Vec::new();
+    let mut fields = Vec::new();
+    loop {
+        rest = rest.trim_start_matches(' ');
+        if rest.is_empty() {
+            break;
+        }
+        let key_len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(rest.len());
+        if key_len > 0 && rest[key_len..].starts_with('=') {
+            let key = rest[..key_len].to_owned();
+            let after = &rest[key_len + 1..];
+            let (value, tail) = if let Some(quoted) = after.strip_prefix('"') {
+                let mut value = String::new();
+                let mut chars = quoted.char_indices();
+                let end = loop {
+                    match chars.next() {
+                        None => return Err(format!("{key}: unterminated quote")),
+                        Some((i, '"')) => break i + 1,
+                        Some((_, '\\')) => match chars.next() {
+                            Some((_, 'n')) => value.push('\n'),
+                            Some((_, 'r')) => value.push('\r'),
+                            Some((_, 't')) => value.push('\t'),
+                            Some((_, '"')) => value.push('"'),
+                            Some((_, '\\')) => value.push('\\'),
+                            Some((_, 'u')) => {
+                                let hex: String = chars
+                                    .by_ref()
+                                    .map(|(_, c)| c)
+                                    .take_while(|c| *c != '}')
+                                    .filter(|c| *c != '{')
+                                    .collect();
+                                let code =
+                                    u32::from_str_radix(&hex, 16).map_err(|e| e.to_string())?;
+                                value.push(char::from_u32(code).ok_or("bad escape")?);
+                            }
+                            other => return Err(format!("{key}: bad escape {other:?}")),
+                        },
+                        Some((_, c)) => value.push(c),
+                    }
+                };
+                (value, &quoted[end..])
+            } else {
+                let end = after.find(' ').unwrap_or(after.len());
+                let value = &after[..end];
+                if value.is_empty() || value.contains(['"', '=']) {
+                    return Err(format!("{key}: bare value {value:?}"));
+                }
+                (value.to_owned(), &after[end..])
+            };
+            if !(tail.is_empty() || tail.starts_with(' ')) {
+                return Err(format!("{key}: junk after the value: {tail:?}"));
+            }
+            fields.push((key, value));
+            rest = tail;
+        } else {
+            if !fields.is_empty() {
+                return Err(format!("a bare word after the fields: {rest:?}"));
+            }
+            let end = rest.find(' ').unwrap_or(rest.len());
+            message.push(&rest[..end]);
+            rest = &rest[end..];
+        }
+    }
+    Ok((level.to_owned(), message.join(" "), fields))
+}
+
+/// Every line the daemon logs in its readable format is one line of `<time> LEVEL message`
+/// followed by logfmt fields, whatever the reasons and file names hold: quotes, `=`, spaces,
+/// a newline in a file name, a key with a quote in it.
+#[test]
+fn every_readable_log_line_parses_as_logfmt_whatever_the_input_holds() {
+    let env = Env::new();
+    let inbox = env.inbox("cards");
+    let weird_name = "we\"ird = name\nwith a line break.json";
+    fs::write(inbox.join(weird_name), "{ not json").expect("write");
+    let missing_owner = with(card(990, 990), "/payload/user_id", None);
+    fs::write(inbox.join("owner=none.json"), text(&missing_owner)).expect("write");
+    let odd_value = with(
+        card(991, 991),
+        "/payload/active",
+        Some(json!("a \"quoted\" = value\nover two lines")),
+    );
+    fs::write(inbox.join("odd-value.json"), text(&odd_value)).expect("write");
+    fs::write(
+        inbox.join("odd-key.json"),
+        r#"{"metadata": {}, "payload": {"k\"=\n": 1, "k\"=\n": 2}}"#,
+    )
+    .expect("write");
+
+    let output = env
+        .etl()
+        .args(["--log-format", "text", "run", "--drain"])
+        .env("ETL_SETTLE_MS", "0")
+        .output()
+        .expect("etl runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let mut rejected = Vec::new();
+    for line in stdout.lines().filter(|l| !l.is_empty()) {
+        let (level, message, fields) = parse_logfmt(line)
+            .unwrap_or_else(|e| panic!("{e}: a line that is not logfmt:\n{line}"));
+        if level == "WARN" && message == "rejected" {
+            rejected.push(fields);
+        }
+    }
+    assert_eq!(rejected.len(), 4, "{stdout}");
+    let field = |fields: &[(String, String)], key: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {key} in {fields:?}"))
+    };
+    // Each WARN line's fields give back exactly the file name and the reason file's reason.
+    for name in [
+        weird_name,
+        "owner=none.json",
+        "odd-value.json",
+        "odd-key.json",
+    ] {
+        let fields = rejected
+            .iter()
+            .find(|f| field(f, "file").ends_with(name))
+            .unwrap_or_else(|| panic!("no WARN line names {name:?}: {rejected:?}"));
+        let sidecar = common::finished(
+            &env.config.failed("cards"),
+            etl::source::inbox::files::sidecar_name(name),
+        );
+        let record: Value =
+            serde_json::from_str(&fs::read_to_string(&sidecar).expect("reason file"))
+                .expect("JSON");
+        assert_eq!(field(fields, "reason"), record["reason"], "{name}");
+        assert_eq!(field(fields, "code"), record["code"], "{name}");
+        assert_eq!(field(fields, "type"), "cards");
+    }
+}

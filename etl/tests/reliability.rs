@@ -674,3 +674,100 @@ fn sigterm_during_an_outage_exits_within_the_bound_and_loses_nothing() {
     assert_eq!(dump_at(&url), expected);
     assert_all_settled(&env, files.len(), &[]);
 }
+
+/// The data folder turns read-only mid-drain (injected at a named point: every move from the
+/// 200th fails with EROFS until the test releases it): nothing is lost, the failure is logged
+/// once when it starts and then as a count at most every 10 s (not one ERROR line per file),
+/// `/readyz` is 503 naming the folder while it lasts, and once the folder can be written again
+/// a WARN line says so, `/readyz` is 200 and every file reaches `done/`.
+#[test]
+fn a_read_only_data_folder_is_reported_per_cause_not_per_file_and_makes_readyz_503() {
+    let env = Env::new();
+    let files = backlog(&env, 100, 1400, 41);
+    let expected = oracle(&files);
+    let release = env.dir.path().join("release-the-fault");
+    let addr = common::free_addr();
+    let started = Instant::now();
+    let mut etl = env.spawn_etl(
+        "follow",
+        &["run"],
+        &[
+            var("ETL_HTTP_ADDR", &addr),
+            var("ETL_RESCAN_INTERVAL_SECS", 1),
+            var("FAULT_POINTS", "move:erofs:200"),
+            var("FAULT_POINTS_RELEASE", release.display()),
+        ],
+    );
+    assert!(
+        etl.wait_for_log("cannot move files into the data folder", PATIENCE),
+        "{}",
+        etl.log_tail(20)
+    );
+    // Every event commits although no file can be moved: their files wait in the inbox.
+    assert!(
+        wait_until(PATIENCE, || env.scalar("SELECT count(*) FROM events")
+            == files.len() as i64),
+        "{}",
+        etl.log_tail(20)
+    );
+    let readyz = common::http_get(&addr, "/readyz");
+    let (code, body) = readyz.clone().expect("/readyz answers");
+    assert_eq!(code, 503, "{body}");
+    let done_folder = env.config.done("users");
+    let cards_done = env.config.done("cards");
+    assert!(
+        body.contains("data folder: cannot write")
+            && (body.contains(&*done_folder.to_string_lossy())
+                || body.contains(&*cards_done.to_string_lossy()))
+            && body.contains("Read-only file system"),
+        "{body}"
+    );
+    let stuck_in_inbox = files_in(&env, "inbox").len();
+    assert!(stuck_in_inbox >= files.len() - 200, "{stuck_in_inbox}");
+
+    fs::write(&release, "").expect("release the fault");
+    assert!(
+        wait_until(PATIENCE, || files_in(&env, "inbox").is_empty()
+            && files_in(&env, "done").len() == files.len()),
+        "{}",
+        etl.log_tail(20)
+    );
+    assert!(
+        etl.wait_for_log("the data folder can be written again", PATIENCE),
+        "{}",
+        etl.log_tail(20)
+    );
+    assert!(
+        wait_until(PATIENCE, || common::http_get(&addr, "/readyz")
+            .is_some_and(|(code, _)| code == 200)),
+        "{:?}",
+        common::http_get(&addr, "/readyz")
+    );
+    let elapsed = started.elapsed().as_secs();
+    etl.signal(libc::SIGTERM);
+    assert!(etl.exit_within(PATIENCE).success());
+
+    // Thousands of failed moves (every stuck file, at each rescan), said in a few lines: one
+    // when it started, a count at most every 10 s.
+    let errors = etl.lines_at("ERROR");
+    assert!(
+        !errors.is_empty() && errors.len() as u64 <= 2 + elapsed / 10,
+        "{} ERROR lines in {elapsed} s: {errors:?}",
+        errors.len()
+    );
+    let recovered: Vec<Value> = etl
+        .lines_at("WARN")
+        .into_iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("written again"))
+        })
+        .collect();
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert!(
+        recovered[0]["failures"].as_u64().unwrap_or(0) >= (files.len() - 200) as u64,
+        "{recovered:?}"
+    );
+    assert_eq!(env.dump(), expected);
+}

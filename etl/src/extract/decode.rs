@@ -65,11 +65,11 @@ impl Decoder {
 pub fn decode(kind: &Kind, bytes: &[u8]) -> Result<Event, Rejection> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| Rejection::new(RejectCode::NotUtf8, format!("not UTF-8 text: {e}")))?;
-    if text.trim().is_empty() {
+    if super::json::without_bom(text).trim().is_empty() {
         return Err(Rejection::new(RejectCode::InvalidJson, "the file is empty"));
     }
-    let mut document: Value = serde_json::from_str(text)
-        .map_err(|e| Rejection::new(RejectCode::InvalidJson, format!("not valid JSON: {e}")))?;
+    // Strict: a repeated key is refused rather than half loaded; a leading BOM is skipped.
+    let mut document: Value = super::json::parse(text)?;
 
     // Checked before the schema so the reason names the real mistake (a misplaced file), not
     // the `const` keyword it trips.

@@ -5,6 +5,7 @@
 //! reason a record is refused, whoever refuses it (the decoder or the database).
 
 pub mod decode;
+pub mod json;
 pub mod schema;
 
 use serde::Serialize;
@@ -32,6 +33,8 @@ pub enum RejectCode {
     TooLarge,
     NotUtf8,
     InvalidJson,
+    /// An object repeats a key: which of the values is meant cannot be known.
+    DuplicateKey,
     WrongFolder,
     Schema,
     InvalidValue,
@@ -50,12 +53,27 @@ impl RejectCode {
             RejectCode::TooLarge => "too_large",
             RejectCode::NotUtf8 => "not_utf8",
             RejectCode::InvalidJson => "invalid_json",
+            RejectCode::DuplicateKey => "duplicate_key",
             RejectCode::WrongFolder => "wrong_folder",
             RejectCode::Schema => "schema",
             RejectCode::InvalidValue => "invalid_value",
             RejectCode::FutureVersion => "future_version",
             RejectCode::BeyondHorizon => "beyond_horizon",
             RejectCode::DbRefused => "db_refused",
+        }
+    }
+}
+
+impl From<json::JsonError> for Rejection {
+    fn from(error: json::JsonError) -> Rejection {
+        match &error {
+            json::JsonError::Syntax(_) => {
+                Rejection::new(RejectCode::InvalidJson, error.to_string())
+            }
+            json::JsonError::DuplicateKey { pointer, .. } => {
+                let pointer = pointer.clone();
+                Rejection::new(RejectCode::DuplicateKey, error.to_string()).at(pointer)
+            }
         }
     }
 }

@@ -56,6 +56,9 @@ async fn ready(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
     let sources = shared.sources_ready();
     ok &= sources;
     body.push_str(&format!("sources: {}\n", up(sources)));
+    for trouble in shared.sources_trouble() {
+        body.push_str(&format!("data folder: {trouble}\n"));
+    }
     let trouble = shared.health.trouble_now();
     if let Some(cause) = &trouble {
         ok = false;

@@ -31,6 +31,7 @@ pub const RAW_RETIRED: &str = "etl_raw_retired_total";
 pub const LAKE_LAST_EXPORT: &str = "etl_lake_last_export_timestamp_seconds";
 pub const RETENTION_REMOVED: &str = "etl_retention_removed_total";
 pub const RETENTION_LEGACY_FILED: &str = "etl_retention_legacy_filed_total";
+pub const UNDECLARED_FILES: &str = "etl_undeclared_files";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -149,6 +150,10 @@ pub fn describe(catalog: &crate::catalog::Catalog) {
     describe_counter!(
         RETENTION_LEGACY_FILED,
         "Flat files of an older version the retention filed into day folders"
+    );
+    describe_gauge!(
+        UNDECLARED_FILES,
+        "Files in an inbox folder that names no declared type (left there unread), by folder"
     );
     for kind in catalog.iter() {
         counter!(EVENTS_APPLIED, "type" => kind.name().to_owned()).absolute(0);

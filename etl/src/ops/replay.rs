@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::names;
 use crate::source::inbox::files::{day_folders, is_event_file, move_into, sidecar_name, Moved};
 
 /// What to replay: all failed files, or those of one type and/or whose reason contains a text.
@@ -47,24 +48,47 @@ fn replay_folder(folder: &Path, inbox: &Path, filter: &Filter) -> io::Result<usi
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !is_event_file(entry.file_name().as_os_str()) || !entry.file_type()?.is_file() {
+        if !is_event_file(&name) || !entry.file_type()?.is_file() {
             continue;
         }
-        let sidecar = folder.join(sidecar_name(name));
+        // The reason file is named with the file's real bytes (a name that is not UTF-8
+        // included), so each failed file is found with its own reason.
+        let sidecar = folder.join(sidecar_name(&name));
         if !matches_reason(&sidecar, filter.reason.as_deref()) {
             continue;
         }
-        if move_into(&entry.path(), inbox)? == Moved::AlreadyGone {
+        let path = entry.path();
+        let back = move_into(&path, inbox).map_err(|e| named(e, "cannot move", &path, inbox))?;
+        if back == Moved::AlreadyGone {
             continue;
         }
         match std::fs::remove_file(&sidecar) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(named(
+                    e,
+                    "moved back, but cannot remove the reason file",
+                    &sidecar,
+                    folder,
+                ))
+            }
             _ => {}
         }
         moved += 1;
     }
     Ok(moved)
+}
+
+/// An I/O error that names the file (in the one text form of names, [`crate::names`]) and what
+/// to do: the bare OS error would not say which of thousands of files it was.
+fn named(error: io::Error, what: &str, path: &Path, folder: &Path) -> io::Error {
+    io::Error::new(
+        error.kind(),
+        format!(
+            "{what} {} ({error}): check the permissions of {} and run the replay again",
+            names::encode_path(path),
+            names::encode_path(folder),
+        ),
+    )
 }
 
 /// Case-insensitive match on the reason and code in the reason file.

@@ -2,7 +2,8 @@
 //!
 //! `done/` is never listed: it holds up to a retention's worth of files (millions). Its day
 //! folders are counted instead (the type folder alone is read). The inbox (the queue) and
-//! `failed/` (what waits for an operator) are counted file by file.
+//! `failed/` (what waits for an operator) are counted file by file, and so is each inbox folder
+//! that names no declared type (files the daemon leaves there unread).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,6 +15,8 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::load::connect::{self, Target};
 use crate::load::DbError;
+use crate::names;
+use crate::source::inbox::discover::{inbox_root, undeclared};
 use crate::source::inbox::files::{day_folders, is_event_file};
 
 /// Renders the status report, and whether the warehouse could be read (the caller exits
@@ -42,6 +45,36 @@ pub async fn report(config: &Config, catalog: &Catalog) -> (String, Result<(), D
             count_failed(&config.failed(kind.name())),
             done.len(),
         ));
+    }
+    // Folders of the inbox that no type claims: the daemon never reads them, so without this
+    // their files would wait there unseen.
+    match undeclared(config, catalog) {
+        Ok(folders) if folders.is_empty() => {}
+        Ok(folders) => {
+            const HEADER: &str = "undeclared inbox folder";
+            let width = folders
+                .iter()
+                .map(|f| names::encode(&f.folder).chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(HEADER.len());
+            out.push_str(&format!(
+                "\n{:<width$} {:>9}  (no such type is declared: left there unread; declare it \
+                 and restart to load them)\n",
+                HEADER, "files"
+            ));
+            for folder in folders {
+                out.push_str(&format!(
+                    "{:<width$} {:>9}\n",
+                    names::encode(&folder.folder),
+                    folder.files
+                ));
+            }
+        }
+        Err(error) => out.push_str(&format!(
+            "\ncannot list {} for folders that name no declared type: {error}\n",
+            names::encode_path(&inbox_root(config))
+        )),
     }
     match in_flight(&config.http_addr) {
         Some(n) => out.push_str(&format!("in flight in the running daemon: {n}\n")),

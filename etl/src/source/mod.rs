@@ -49,6 +49,10 @@ pub trait Source: Send + Sync + 'static {
     fn in_flight(&self) -> u64;
     /// Whether the source is taking new records (`/readyz`).
     fn ready(&self) -> bool;
+    /// Why the source cannot finish records right now, if it cannot (`/readyz`'s body).
+    fn trouble(&self) -> Option<String> {
+        None
+    }
     /// Records this run gave up on (each logged as an ERROR): a drain then exits with 1.
     fn stuck(&self) -> usize;
 }

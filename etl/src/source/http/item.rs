@@ -22,8 +22,9 @@ pub fn envelope(
     source: &str,
     kind: &Kind,
 ) -> Result<Vec<u8>, Rejection> {
-    let value: Value = serde_json::from_str(item)
-        .map_err(|e| Rejection::new(RejectCode::InvalidJson, format!("not valid JSON: {e}")))?;
+    // The same strict reading as the decoder's: an item that repeats a key is refused here,
+    // before its key or clock could be read from the wrong one of the two.
+    let value: Value = crate::extract::json::parse(item)?;
     let key = required(&value, &mapping.key, "the key")?;
     let version = required(&value, &mapping.version, "the version clock")?;
     let event_at_pointer = mapping.event_at.as_deref().unwrap_or(&mapping.version);
@@ -132,6 +133,20 @@ mod tests {
         assert_ne!(id(&bytes), id(&newer), "a new version is a new event");
         let other_source = envelope(ITEM, &mapping(), "erp", &cards()).expect("envelope");
         assert_ne!(id(&bytes), id(&other_source));
+    }
+
+    #[test]
+    fn an_item_that_repeats_a_key_is_refused_by_name_before_its_key_is_read() {
+        // Two `id`s: which entity the item is about cannot be known.
+        let twice = ITEM.replace("\"id\":7", "\"id\":7,\"id\":8");
+        let rejection = envelope(&twice, &mapping(), "crm", &cards()).expect_err("two ids");
+        assert_eq!(rejection.code, RejectCode::DuplicateKey);
+        assert_eq!(rejection.instance_path.as_deref(), Some(""));
+        assert!(
+            rejection.reason.contains("\"id\" more than once"),
+            "{}",
+            rejection.reason
+        );
     }
 
     #[test]

@@ -1,7 +1,13 @@
 //! Finding work: the startup scan and periodic rescans of the inbox, and the file watcher.
 //! Both go through the [`Tracker`], so a file is in the pipeline at most once at a time.
+//!
+//! They also find what is *not* work: an inbox folder that names no declared type
+//! ([`undeclared`]). Its files are never read nor moved (the type may be declared later, and a
+//! restart then loads them), but they must not sit there unseen: the inbox reports each such
+//! folder once with a WARN line and keeps its file count in a metric, and `etl status` and
+//! `etl check` say the same.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -79,6 +85,8 @@ pub fn watch(
     rescan: Arc<Notify>,
 ) -> notify::Result<RecommendedWatcher> {
     let types = catalog.clone();
+    let root = inbox_root(config);
+    let watched_root = root.clone();
     let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
         let event = match result {
             Ok(event) => event,
@@ -90,6 +98,22 @@ pub fn watch(
         };
         if event.need_rescan() {
             tracing::warn!("file watcher lost events (queue overflow); rescanning the inbox");
+            rescan.notify_one();
+            return;
+        }
+        // A folder made (or moved) into the inbox root while running: if it names no declared
+        // type, the scan that this asks for reports it at once rather than at the next rescan.
+        let appeared = matches!(
+            event.kind,
+            EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(_))
+        );
+        if appeared
+            && event.paths.iter().any(|path| {
+                path.parent() == Some(root.as_path())
+                    && kind_of_folder(&types, path).is_none()
+                    && path.is_dir()
+            })
+        {
             rescan.notify_one();
             return;
         }
@@ -114,13 +138,72 @@ pub fn watch(
     for kind in catalog.iter() {
         watcher.watch(&config.inbox(kind.name()), RecursiveMode::NonRecursive)?;
     }
+    // The root too (not recursively: the type folders are watched above), for new folders.
+    watcher.watch(&watched_root, RecursiveMode::NonRecursive)?;
     Ok(watcher)
 }
 
 /// The type of a file: the name of the inbox folder it is in.
 fn kind_of(catalog: &Catalog, path: &Path) -> Option<Kind> {
-    let folder = path.parent()?.file_name()?.to_str()?;
-    catalog.get(folder).cloned()
+    kind_of_folder(catalog, path.parent()?)
+}
+
+/// The type an inbox folder is named after, if one is declared.
+fn kind_of_folder(catalog: &Catalog, folder: &Path) -> Option<Kind> {
+    catalog.get(folder.file_name()?.to_str()?).cloned()
+}
+
+/// `events/inbox/`: the folder holding one folder per declared type.
+pub fn inbox_root(config: &Config) -> PathBuf {
+    config.events_dir().join("inbox")
+}
+
+/// A folder of the inbox root that names no declared type, and how many files in it the
+/// daemon would load if it did (regular `*.json` files that are not dotfiles).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Undeclared {
+    /// The folder's name, as it is on disk (shown through [`crate::names::encode`]).
+    pub folder: OsString,
+    pub files: usize,
+}
+
+/// Every folder of `events/inbox/` that names no declared type, by name. Dot folders are left
+/// out, like dotfiles: they belong to whoever is writing them. Only these folders are listed
+/// (never the declared ones, which may hold a million files); nothing in them is touched. A
+/// missing inbox root has none.
+pub fn undeclared(config: &Config, catalog: &Catalog) -> std::io::Result<Vec<Undeclared>> {
+    let entries = match std::fs::read_dir(inbox_root(config)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let folder = entry.file_name();
+        let declared = folder
+            .to_str()
+            .is_some_and(|name| catalog.get(name).is_some());
+        // d_type: a symlink to a folder is not followed, as everywhere in the inbox.
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if declared || !is_dir || folder.as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
+        let files = match std::fs::read_dir(entry.path()) {
+            Ok(listing) => listing
+                .filter_map(Result::ok)
+                .filter(|e| {
+                    is_candidate(&e.file_name()) && e.file_type().is_ok_and(|t| t.is_file())
+                })
+                .count(),
+            // Removed since the root was listed: it is not there any more.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        found.push(Undeclared { folder, files });
+    }
+    found.sort_by(|a, b| a.folder.cmp(&b.folder));
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -134,6 +217,45 @@ mod tests {
         assert!(!is_candidate(OsStr::new(".0d133695.json")));
         assert!(!is_candidate(OsStr::new(".0d133695.json.tmp")));
         assert!(!is_candidate(OsStr::new("notes.txt")));
+    }
+
+    #[test]
+    fn folders_that_name_no_declared_type_are_found_with_their_candidates_only() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        let catalog = Catalog::builtin().expect("built-in types");
+        assert_eq!(undeclared(&config, &catalog).expect("no inbox yet"), []);
+        super::super::files::ensure_layout(&config, &catalog).expect("layout");
+        let root = inbox_root(&config);
+        let widgets = root.join("widgets");
+        std::fs::create_dir(&widgets).expect("mkdir");
+        for name in ["a.json", "b.json", ".c.json", "notes.txt"] {
+            std::fs::write(widgets.join(name), "{}").expect("write");
+        }
+        std::fs::create_dir(widgets.join("sub.json")).expect("a folder is not a file");
+        let odd = OsStr::from_bytes(b"gad\xffgets");
+        std::fs::create_dir(root.join(odd)).expect("mkdir");
+        std::fs::create_dir(root.join(".staging")).expect("mkdir");
+        std::fs::write(root.join("stray.json"), "{}").expect("a file, not a folder");
+        std::fs::write(config.inbox("users").join("u.json"), "{}").expect("declared");
+
+        let found = undeclared(&config, &catalog).expect("listed");
+        let want = [
+            Undeclared {
+                folder: odd.to_owned(),
+                files: 0,
+            },
+            Undeclared {
+                folder: "widgets".into(),
+                files: 2,
+            },
+        ];
+        assert_eq!(found, want);
+        assert!(widgets.join("a.json").exists(), "nothing is touched");
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! leaves every unfinished file where a restart will find it, and reprocessing a file whose
 //! transaction did commit changes nothing (the warehouse upsert is idempotent).
 
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -94,6 +96,7 @@ impl DayFolders {
     /// (an operator, or the retention of a replica whose clock is ahead) makes `op` fail with
     /// `NotFound`: the folder is made again and `op` tried once more.
     fn within<T>(&self, type_folder: &Path, op: impl Fn(&Path) -> io::Result<T>) -> io::Result<T> {
+        crate::faults::check(crate::faults::Point::Move)?;
         let day = self.today(type_folder)?;
         match op(&day) {
             Err(e) if e.kind() == io::ErrorKind::NotFound && !day.is_dir() => {
@@ -120,16 +123,21 @@ impl DayFolders {
         path: &Path,
         rejection: &Rejection,
     ) -> io::Result<Moved> {
-        let name = file_name(path)?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
         let record = RejectionRecord {
-            file: name.clone(),
+            // The name's lossless text form: two names differing only in a byte that is not
+            // UTF-8 stay two names here (the reason file itself is named with the real bytes).
+            file: crate::names::encode(name).into_owned(),
             kind: kind.name(),
             rejection,
             rejected_at: chrono::Utc::now(),
         };
         let json = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
+        let sidecar = sidecar_name(name);
         let moved = self.within(&config.failed(kind.name()), |day| {
-            write_atomically(&day.join(sidecar_name(&name)), &json)?;
+            write_atomically(&day.join(&sidecar), &json)?;
             rename_into(path, day)
         });
         gone_is_not_an_error(moved)
@@ -148,6 +156,7 @@ fn gone_is_not_an_error(moved: io::Result<()>) -> io::Result<Moved> {
 /// The reason file written beside a rejected file in `failed/<type>/<date>/`.
 #[derive(Debug, Serialize)]
 pub struct RejectionRecord<'a> {
+    /// The file's name as [`crate::names::encode`] writes it.
     pub file: String,
     /// The type's name.
     #[serde(rename = "type")]
@@ -166,40 +175,45 @@ pub fn is_event_file(name: &std::ffi::OsStr) -> bool {
         && !name.as_encoded_bytes().ends_with(SIDECAR_SUFFIX.as_bytes())
 }
 
-/// The name of the reason file of a failed file.
+/// The name of the reason file of a failed file: `<name>.error.json`, made of the real bytes of
+/// the file's name (not a lossy text copy of them), so each failed file has its own reason file
+/// and `etl replay` finds it again from the file's name alone.
 ///
 /// A name too long for the suffix to fit in `NAME_MAX` is shortened and made unique again with
 /// a hash of the whole name: otherwise the reason file could not be written, the file could not
 /// be rejected, and it would stay in the inbox for ever. (The record's `file` field keeps the
 /// full name.)
-pub fn sidecar_name(file_name: &str) -> String {
-    const SUFFIX: &str = SIDECAR_SUFFIX;
-    if file_name.len() + SUFFIX.len() <= NAME_MAX {
-        return format!("{file_name}{SUFFIX}");
+pub fn sidecar_name(file_name: impl AsRef<OsStr>) -> OsString {
+    let name = file_name.as_ref().as_bytes();
+    let suffix = SIDECAR_SUFFIX.as_bytes();
+    if name.len() + suffix.len() <= NAME_MAX {
+        return OsString::from_vec([name, suffix].concat());
     }
     // Room for `~` and 16 hex digits.
-    let mut cut = NAME_MAX - SUFFIX.len() - 17;
-    while !file_name.is_char_boundary(cut) {
+    let mut cut = NAME_MAX - suffix.len() - 17;
+    // Never cut a UTF-8 character in two, so a name that is text keeps a text reason file: step
+    // back over continuation bytes (0b10xx_xxxx; at most three in a valid character). Bytes
+    // that are not UTF-8 may be cut anywhere.
+    for _ in 0..3 {
+        if name[cut] & 0xC0 != 0x80 {
+            break;
+        }
         cut -= 1;
     }
-    format!("{}~{:016x}{SUFFIX}", &file_name[..cut], fnv1a(file_name))
+    let tail = format!("~{:016x}{SIDECAR_SUFFIX}", fnv1a(name));
+    OsString::from_vec([&name[..cut], tail.as_bytes()].concat())
 }
 
 /// The longest file name Linux file systems accept, in bytes.
 const NAME_MAX: usize = 255;
 
 /// FNV-1a: a hash that, unlike std's `DefaultHasher`, is specified, so a shortened reason file
-/// name stays the same across Rust releases (`etl replay` recomputes it).
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+/// name stays the same across Rust releases (`etl replay` recomputes it). Over the name's bytes,
+/// which for a UTF-8 name are its text's: reason files of earlier versions keep their names.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-fn file_name(path: &Path) -> io::Result<String> {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))
 }
 
 /// rename(2) into `folder` under the very same name (bytes, not a lossy UTF-8 copy of them):
@@ -245,10 +259,30 @@ mod tests {
         let (a, b, accents) = (long("a"), long("b"), long("é"));
         for name in [&a, &b, &accents] {
             let sidecar = sidecar_name(name);
-            assert!(sidecar.len() <= NAME_MAX, "{sidecar}");
-            assert!(sidecar.ends_with(".error.json"));
+            assert!(sidecar.len() <= NAME_MAX, "{sidecar:?}");
+            let text = sidecar
+                .to_str()
+                .expect("a text name keeps a text reason file");
+            assert!(text.ends_with(".error.json"));
             assert_eq!(sidecar, sidecar_name(name), "deterministic");
         }
-        assert_ne!(sidecar_name(&a), sidecar_name(&format!("{a}x")));
+        assert_ne!(sidecar_name(&a), sidecar_name(format!("{a}x")));
+    }
+
+    #[test]
+    fn names_that_differ_only_in_a_byte_that_is_not_utf8_have_their_own_reason_files() {
+        let ff = OsStr::from_bytes(b"bad\xff.json");
+        let fe = OsStr::from_bytes(b"bad\xfe.json");
+        assert_eq!(sidecar_name(ff).as_bytes(), b"bad\xff.json.error.json");
+        assert_ne!(sidecar_name(ff), sidecar_name(fe));
+        let long = |byte: u8| {
+            let mut name = vec![b'x'; 240];
+            name.push(byte);
+            name.extend_from_slice(b".json");
+            OsString::from_vec(name)
+        };
+        let (long_ff, long_fe) = (long(0xff), long(0xfe));
+        assert!(sidecar_name(&long_ff).len() <= NAME_MAX);
+        assert_ne!(sidecar_name(&long_ff), sidecar_name(&long_fe));
     }
 }

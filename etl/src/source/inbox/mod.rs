@@ -13,17 +13,22 @@
 //!                                          mover (thread) → done/ or failed/ + reason file
 //! ```
 //!
-//! `discover` finds files, `tracker` keeps each in flight at most once, `read` opens one
-//! without trusting it, `files` owns the folder layout and the moves.
+//! `discover` finds files (and reports inbox folders that name no declared type, whose files
+//! are left alone), `tracker` keeps each in flight at most once, `read` opens one without
+//! trusting it, `files` owns the folder layout and the moves. A file's name is stored and shown
+//! only through [`crate::names::encode`], never lossily.
 
 pub mod discover;
 pub mod files;
+pub mod folder_health;
 pub mod read;
 pub mod tracker;
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -38,6 +43,7 @@ use super::{Ack, Acknowledge, Fate, Intake, Mode, Record, Source, Started};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::extract::Rejection;
+use crate::names;
 use crate::outcome;
 use crate::stats::Stats;
 
@@ -58,6 +64,12 @@ pub struct Inbox {
     finished_at_scan: AtomicU64,
     /// Today's day folders in `done/` and `failed/`, made once a day rather than per file.
     days: files::DayFolders,
+    /// Whether moves into `done/` and `failed/` succeed: failures are logged per cause, not
+    /// per file, and make the inbox unready.
+    folder_health: folder_health::FolderHealth,
+    /// The inbox folders naming no declared type that the last scan found: a folder is
+    /// reported (WARN) when it first appears here, not at every scan.
+    undeclared: Mutex<BTreeSet<OsString>>,
 }
 
 impl Inbox {
@@ -71,6 +83,8 @@ impl Inbox {
             scan_seen: AtomicU64::new(0),
             finished_at_scan: AtomicU64::new(0),
             days: files::DayFolders::default(),
+            folder_health: folder_health::FolderHealth::default(),
+            undeclared: Mutex::default(),
         }
     }
 }
@@ -145,7 +159,11 @@ impl Source for Inbox {
     }
 
     fn ready(&self) -> bool {
-        self.watching.load(Ordering::Relaxed)
+        self.watching.load(Ordering::Relaxed) && self.folder_health.trouble().is_none()
+    }
+
+    fn trouble(&self) -> Option<String> {
+        self.folder_health.trouble()
     }
 
     fn stuck(&self) -> usize {
@@ -207,14 +225,16 @@ impl Inbox {
         let started_at = self.stats.snapshot().finished();
         let (inbox, jobs, stop) = (self.clone(), jobs.clone(), stop.clone());
         let listed = tokio::task::spawn_blocking(move || {
-            discover::scan(
+            let listed = discover::scan(
                 &inbox.config,
                 &inbox.catalog,
                 &inbox.tracker,
                 &jobs,
                 &stop,
                 retry_stuck,
-            )
+            );
+            inbox.survey_undeclared();
+            listed
         })
         .await;
         let found = match listed {
@@ -231,6 +251,39 @@ impl Inbox {
         self.finished_at_scan.store(started_at, Ordering::Relaxed);
         self.scan_seen.store(found as u64, Ordering::Relaxed);
         found
+    }
+}
+
+impl Inbox {
+    /// Looks for inbox folders that name no declared type (see [`discover::undeclared`]):
+    /// each one not seen by the previous scan gets its WARN line, each one's file count goes to
+    /// its gauge, and a folder gone since is counted as empty. Runs with every scan, so a
+    /// folder made while following is reported by the scan its creation asks for.
+    fn survey_undeclared(&self) {
+        let found = match discover::undeclared(&self.config, &self.catalog) {
+            Ok(found) => found,
+            Err(error) => {
+                let root = discover::inbox_root(&self.config);
+                tracing::warn!(folder = %names::encode_path(&root), %error, "cannot list the inbox folder to look for folders that name no declared type; check its permissions (tried again at the next scan)");
+                return;
+            }
+        };
+        let mut seen = self.undeclared.lock().unwrap_or_else(|p| p.into_inner());
+        let root = discover::inbox_root(&self.config);
+        for folder in &found {
+            outcome::undeclared_folder(
+                &folder.folder,
+                &root.join(&folder.folder),
+                folder.files,
+                !seen.contains(&folder.folder),
+                &self.catalog.names(),
+            );
+        }
+        let now: BTreeSet<OsString> = found.into_iter().map(|u| u.folder).collect();
+        for gone in seen.difference(&now) {
+            outcome::undeclared_folder_gone(gone);
+        }
+        *seen = now;
     }
 }
 
@@ -273,7 +326,7 @@ impl Acknowledge for InboxAck {
         match fate {
             Fate::Committed => acks.send(Move::Done(job)),
             Fate::Rejected(rejection) if read::unsettled(&rejection, modified, settle) => {
-                tracing::debug!(file = %job.path.display(), "file looks half-written; retrying after the settle window");
+                tracing::debug!(file = %names::encode_path(&job.path), "file looks half-written; retrying after the settle window");
                 acks.retry_later(job, settle);
             }
             Fate::Rejected(rejection) => acks.send(Move::Failed(job, rejection)),
@@ -341,24 +394,22 @@ fn reader(acks: &Arc<AckContext>, jobs: &flume::Receiver<Job>, intake: &Intake) 
             Ok(Contents::TooLarge(rejection)) => acks.send(Move::Failed(job, rejection)),
             Ok(Contents::Gone) => inbox.tracker.release(&job.path),
             Ok(Contents::Ignored(why)) => {
-                tracing::debug!(file = %job.path.display(), why, "left alone");
+                tracing::debug!(file = %names::encode_path(&job.path), why, "left alone");
                 inbox.tracker.release(&job.path);
             }
             Err(error) => {
-                tracing::error!(file = %job.path.display(), %error, "cannot read file; it stays in the inbox");
+                tracing::error!(file = %names::encode_path(&job.path), %error, "cannot read file; it stays in the inbox");
                 inbox.tracker.give_up(&job.path);
             }
         }
     }
 }
 
-/// `<type folder>/<file name>`: where the file was found, relative to the inbox.
+/// `<type folder>/<file name>`: where the file was found, relative to the inbox; stored as
+/// `events.source_file`. The name in its one lossless text form ([`names::encode`]), so two
+/// names that differ only in a byte that is not UTF-8 are two different origins.
 fn origin(job: &Job) -> String {
-    let name = job
-        .path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
+    let name = job.path.file_name().map(names::encode).unwrap_or_default();
     format!("{}/{}", job.kind.name(), name)
 }
 
@@ -389,6 +440,7 @@ fn mover(inbox: &Inbox, pending_moves: &AtomicUsize, moves: &flume::Receiver<Mov
 fn move_to_done(inbox: &Inbox, job: &Job) -> bool {
     match inbox.days.move_to_done(&inbox.config, &job.kind, &job.path) {
         Ok(Moved::Yes) => {
+            inbox.folder_health.succeeded();
             inbox.tracker.release(&job.path);
             true
         }
@@ -398,7 +450,11 @@ fn move_to_done(inbox: &Inbox, job: &Job) -> bool {
             false
         }
         Err(error) => {
-            tracing::error!(file = %job.path.display(), %error, "cannot move a committed file to done/; it stays in the inbox (its event is committed: a retry changes nothing)");
+            // Logged per cause, not per file (a read-only file system fails every move). The
+            // event is committed, so the move at a later rescan changes nothing else.
+            inbox
+                .folder_health
+                .failed(&inbox.config.done(job.kind.name()), &error);
             inbox.tracker.give_up(&job.path);
             false
         }
@@ -414,11 +470,20 @@ fn move_to_failed(inbox: &Inbox, job: &Job, rejection: &Rejection) {
         // Gone: another daemon rejected it first and counted it.
         Ok(Moved::AlreadyGone) => inbox.tracker.release(path),
         Ok(Moved::Yes) => {
-            outcome::rejected(&inbox.stats, &job.kind, &path.display(), rejection);
+            inbox.folder_health.succeeded();
+            outcome::rejected(
+                &inbox.stats,
+                &job.kind,
+                &names::encode_path(path),
+                rejection,
+            );
             inbox.tracker.release(path);
         }
         Err(error) => {
-            tracing::error!(file = %path.display(), %error, "cannot move a refused file to failed/; it stays in the inbox");
+            // It stays in the inbox and is rejected again at a later rescan.
+            inbox
+                .folder_health
+                .failed(&inbox.config.failed(job.kind.name()), &error);
             inbox.tracker.give_up(path);
         }
     }
