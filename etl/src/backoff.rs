@@ -29,6 +29,14 @@ impl Backoff {
         sleep(delay, stop).await
     }
 
+    /// The current delay, for a caller that sleeps it itself (to cut it short at a deadline);
+    /// the delay doubles (up to the cap).
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.delay;
+        self.delay = (self.delay * 2).min(self.max);
+        delay
+    }
+
     /// The next delay, taken at random between half the current one and all of it so that
     /// clients retrying one server together spread out instead of returning in step; the
     /// current delay doubles (up to the cap). The caller sleeps it ([`sleep`]).

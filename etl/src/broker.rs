@@ -8,9 +8,9 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer, stream};
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
 use crate::catalog::Kind;
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_NATS_URL};
+use crate::startup::{retry, within, Failed, Needed, Wait, CONNECT_TIMEOUT};
 
 /// The subject a type's events are published on: `<prefix>.<type name>`.
 pub fn subject(config: &Config, kind: &Kind) -> String {
@@ -25,33 +25,94 @@ pub fn type_of_subject<'a>(config: &Config, subject: &'a str) -> Option<&'a str>
 }
 
 /// Connects to the broker, retrying while it is unreachable (it may still be starting), until
-/// `stop`. The client reconnects by itself after that, for ever.
+/// `stop` (then `None`) or, for a one-shot command, until `wait` has passed (then
+/// [`crate::startup::GaveUp`], naming the broker's URL without its credentials). The client
+/// reconnects by itself after that, for ever.
 pub async fn connect(
     config: &Config,
+    wait: Wait,
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<async_nats::Client>> {
-    let mut backoff = Backoff::new(Duration::from_millis(200), config.max_retry_backoff());
-    loop {
-        let options = async_nats::ConnectOptions::new()
-            .name("etl")
-            // Never give up reconnecting: a broker restart must not end the daemon.
-            .max_reconnects(None);
-        let attempt =
-            tokio::time::timeout(Duration::from_secs(5), options.connect(servers(config)));
-        let retry_in_ms = backoff.delay().as_millis() as u64;
-        match attempt.await {
-            Ok(Ok(client)) => return Ok(Some(client)),
-            Ok(Err(error)) => {
-                tracing::error!(url = %config.nats_url, %error, retry_in_ms, "cannot reach the broker yet");
-            }
-            Err(_) => {
-                tracing::error!(url = %config.nats_url, retry_in_ms, "cannot reach the broker yet (timed out)");
-            }
-        }
-        if !backoff.wait(stop).await {
-            return Ok(None);
-        }
+    retry(
+        &needed(config),
+        wait,
+        CONNECT_TIMEOUT,
+        config.max_retry_backoff(),
+        stop,
+        |bound| async move {
+            let options = async_nats::ConnectOptions::new()
+                .name("etl")
+                // Never give up reconnecting: a broker restart must not end the daemon.
+                .max_reconnects(None);
+            within(bound, async {
+                options
+                    .connect(servers(config))
+                    .await
+                    // The client's error names the server it tried: shown redacted anyway.
+                    .map_err(|error| Failed::Retry(redact_urls(&error.to_string())))
+            })
+            .await
+        },
+    )
+    .await
+}
+
+/// The broker as the retry and give-up lines name it.
+fn needed(config: &Config) -> Needed {
+    let mut target = shown_url(config);
+    if config.nats_url == DEFAULT_NATS_URL {
+        target.push_str(" (the built-in default: neither nats_url nor ETL_NATS_URL is set)");
     }
+    Needed {
+        what: "the broker",
+        target,
+        fix: "start it, or point nats_url (ETL_NATS_URL) at it".into(),
+        verb: "connect to",
+    }
+}
+
+/// `nats_url` as it may be shown: each server's credentials replaced by `***` (a user's
+/// password, or a bare token: `nats://TOKEN@host`).
+pub fn shown_url(config: &Config) -> String {
+    servers(config)
+        .into_iter()
+        .map(redact_url)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let authority = scheme_end + 3;
+    let rest = &url[authority..];
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let shown = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_owned(),
+            };
+            format!("{}{shown}{}", &url[..authority], &rest[at..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Every `scheme://…` word of `text` redacted like [`shown_url`].
+fn redact_urls(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            if word.contains("://") {
+                redact_url(word)
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Whether the client is connected now (it reconnects by itself): for `/readyz`.
@@ -133,4 +194,25 @@ pub async fn ensure_consumer(
                 config.nats_consumer
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_a_broker_url_are_never_shown() {
+        let config = Config {
+            nats_url: "nats://etl:s3cret@a:4222, nats://tok3n@b:4222,nats://c:4222".into(),
+            ..Config::default()
+        };
+        assert_eq!(
+            shown_url(&config),
+            "nats://etl:***@a:4222,nats://***@b:4222,nats://c:4222"
+        );
+        assert_eq!(
+            redact_urls("cannot connect to nats://u:pw@h:1: refused"),
+            "cannot connect to nats://u:***@h:1: refused"
+        );
+    }
 }

@@ -1,9 +1,12 @@
 //! The command line: `etl run [--drain] [--source S]`, `etl forward`, `etl pull`, `etl migrate`,
-//! `etl check FILE…`, `etl replay`, `etl export`, `etl dead-letters`, `etl status`, `etl serve`.
+//! `etl check FILE…`, `etl replay`, `etl export`, `etl dead-letters`, `etl status`, `etl serve`,
+//! and the options every command takes (`--config`, `--log-format`, `--wait`).
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::startup::Wait;
 
 /// The configuration file read when `--config` is not given (and only if it exists).
 pub const DEFAULT_CONFIG: &str = "etl.toml";
@@ -36,6 +39,17 @@ pub struct Cli {
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// How long a one-shot command (`run --drain`, `forward --drain`, `pull`, `migrate`,
+    /// `export`, `dead-letters`) waits at start-up for the warehouse or the broker before it
+    /// gives up with exit 1, touching no file: seconds, or `forever`. `etl run` without
+    /// `--drain` always waits.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECONDS|forever",
+        default_value = "60"
+    )]
+    pub wait: Wait,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -159,8 +173,9 @@ pub enum DeadLetterAction {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// Publish dead letters back to their subject (after a schema or producer fix) and delete
-    /// their rows.
+    /// Publish the broker's dead letters back to their subject (after a schema or producer
+    /// fix) and delete their rows. An HTTP source's are replayed by pulling their window again
+    /// (`etl pull`); the broker is reached only when one of its own matches.
     Replay {
         /// Only dead letters of this type.
         #[arg(long = "type")]

@@ -9,6 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::source::SourceConfig;
 
+/// The warehouse when nothing names one: a local server's default database. A command that
+/// cannot reach it says it used this default (the likely cause is a forgotten setting).
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/postgres";
+
+/// The broker when nothing names one.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
 /// How a day folder is named (`2026-11-23`): sorts as the days do.
 pub const DAY_FORMAT: &str = "%Y-%m-%d";
 
@@ -141,13 +148,19 @@ pub struct Config {
     /// None configured means the inbox, so every existing setup keeps working.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// How long a one-shot run waits at start-up for the warehouse (or the broker) before it
+    /// gives up: the command line's `--wait`, not a key of `etl.toml` (a daemon's setting would
+    /// be the same for every command it runs). Honoured in drain mode only; following waits
+    /// for ever.
+    #[serde(skip)]
+    pub startup_wait: crate::startup::Wait,
 }
 
 impl Default for Config {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Config {
-            database_url: "postgres://postgres@localhost:5432/postgres".into(),
+            database_url: DEFAULT_DATABASE_URL.into(),
             database_url_file: None,
             database_password_file: None,
             data_dir: PathBuf::from("./data"),
@@ -167,7 +180,7 @@ impl Default for Config {
             http_addr: "127.0.0.1:9187".into(),
             progress_interval_secs: 5,
             max_future_skew_secs: 24 * 3600,
-            nats_url: "nats://127.0.0.1:4222".into(),
+            nats_url: DEFAULT_NATS_URL.into(),
             nats_stream: "EVENTS".into(),
             nats_subject_prefix: "events".into(),
             nats_consumer: "etl".into(),
@@ -198,6 +211,7 @@ impl Default for Config {
             api_token_file: None,
             api_token: None,
             sources: Vec::new(),
+            startup_wait: crate::startup::Wait::Forever,
         }
     }
 }
@@ -310,6 +324,197 @@ impl Config {
     }
 }
 
+/// Why the configuration cannot be used: one line per problem, naming the key, where it was
+/// found (the file and its table, or the environment variable) and, for a misspelt key, the
+/// nearest known one. figment's own message lists every known key of the table (51 at the top
+/// level), which hides the one line that matters.
+pub fn explain(error: &figment::Error) -> Vec<String> {
+    error.clone().into_iter().map(|e| explain_one(&e)).collect()
+}
+
+fn explain_one(error: &figment::Error) -> String {
+    use figment::error::Kind;
+    let from_env = error
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.name.contains("environment"));
+    let file = error.metadata.as_ref().and_then(|m| match &m.source {
+        Some(figment::Source::File(path)) => Some(path.clone()),
+        _ => None,
+    });
+    let mut path = error.path.clone();
+    match &error.kind {
+        Kind::UnknownField(found, known) => {
+            if path.last() == Some(found) {
+                path.pop();
+            }
+            let hint = match nearest(found, known) {
+                Some(near) if from_env => {
+                    format!("did you mean ETL_{}?", near.to_ascii_uppercase())
+                }
+                Some(near) => format!("did you mean `{near}`?"),
+                None => "no known key is close (see the README's Configuration table)".into(),
+            };
+            if from_env {
+                format!(
+                    "unknown environment variable ETL_{}: {hint} (every ETL_* variable must be a \
+                     setting, so that a misspelt one is not silently ignored)",
+                    found.to_ascii_uppercase()
+                )
+            } else {
+                format!(
+                    "unknown key `{found}` {}: {hint}",
+                    place(file.as_deref(), &path, found)
+                )
+            }
+        }
+        Kind::MissingField(name) => format!(
+            "missing key `{name}` {}: add it",
+            place(file.as_deref(), &path, name)
+        ),
+        Kind::UnknownVariant(found, known) => {
+            let hint = match nearest(found, known) {
+                Some(near) => format!("did you mean \"{near}\"?"),
+                None => format!("use one of {}", known.join(", ")),
+            };
+            // The path ends at the key whose value is unknown (`kind`): named on its own.
+            let key = path
+                .pop_if(|last| last.parse::<usize>().is_err())
+                .unwrap_or_default();
+            format!(
+                "unknown value \"{found}\" {}{}: {hint}",
+                if key.is_empty() {
+                    String::new()
+                } else {
+                    format!("of `{key}` ")
+                },
+                place(file.as_deref(), &path, found)
+            )
+        }
+        Kind::InvalidType(..) | Kind::InvalidValue(..) | Kind::InvalidLength(..) => {
+            // figment's path ends at the key, or (inside a `[[sources]]` table, which serde
+            // reads as a whole) at the table's index: then the table is all it can name.
+            let Some(key) = path.pop_if(|last| last.parse::<usize>().is_err()) else {
+                return format!(
+                    "a value {}: {}: fix it",
+                    place(file.as_deref(), &path, ""),
+                    error.kind
+                );
+            };
+            if from_env {
+                format!(
+                    "ETL_{}: {}: fix the variable's value",
+                    key.to_ascii_uppercase(),
+                    error.kind
+                )
+            } else {
+                format!(
+                    "`{key}` {}: {}: fix its value",
+                    place(file.as_deref(), &path, &key),
+                    error.kind
+                )
+            }
+        }
+        _ => format!("invalid configuration: {error}"),
+    }
+}
+
+/// The known key nearest to `found` by Jaro-Winkler similarity (which favours a common prefix,
+/// as in `batch_sise`/`batch_size`), if any is near enough to be a plausible typo.
+fn nearest<'a>(found: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(&found.to_ascii_lowercase(), k), *k))
+        .filter(|(score, _)| *score >= 0.75)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
+/// Where in the file a key is: "at the top level of etl.toml", "in [[sources]] #2 (name =
+/// "crm") of etl.toml", "in [[sources]] #2's `item` table …". figment's path stops at the
+/// source's table, so a nested table (an inline `item = { … }`) is found by looking for the
+/// key in the file itself.
+fn place(file: Option<&Path>, path: &[String], key: &str) -> String {
+    let file_name = file.map_or_else(
+        || "the configuration".to_owned(),
+        |f| f.display().to_string(),
+    );
+    let document: Option<toml::Value> = file
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .map(toml::Value::Table);
+    let mut table = String::new();
+    let mut node = document.as_ref();
+    let mut parts = path.iter().peekable();
+    while let Some(part) = parts.next() {
+        let index = parts.peek().and_then(|next| next.parse::<usize>().ok());
+        match index {
+            Some(index) => {
+                parts.next();
+                node = node.and_then(|n| n.get(part)).and_then(|n| n.get(index));
+                table.push_str(&format!("[[{part}]] #{}", index + 1));
+                let label = node.and_then(|n| {
+                    let name = n.get("name").and_then(|v| v.as_str());
+                    let kind = n.get("kind").and_then(|v| v.as_str());
+                    match (kind, name) {
+                        (Some(kind), Some(name)) => {
+                            Some(format!("kind = \"{kind}\", name = \"{name}\""))
+                        }
+                        (Some(kind), None) => Some(format!("kind = \"{kind}\"")),
+                        (None, Some(name)) => Some(format!("name = \"{name}\"")),
+                        (None, None) => None,
+                    }
+                });
+                if let Some(label) = label {
+                    table.push_str(&format!(" ({label})"));
+                }
+            }
+            None => {
+                node = node.and_then(|n| n.get(part));
+                if !table.is_empty() {
+                    table.push('.');
+                }
+                table.push_str(&format!("[{part}]"));
+            }
+        }
+    }
+    let mut inner = Vec::new();
+    if let Some(node) = node.filter(|n| n.get(key).is_none()) {
+        find_table(node, key, &mut inner);
+    }
+    if !inner.is_empty() {
+        let inner = format!("`{}` table", inner.join("."));
+        table = if table.is_empty() {
+            inner
+        } else {
+            format!("{table}, its {inner}")
+        };
+    }
+    if table.is_empty() {
+        format!("at the top level of {file_name}")
+    } else {
+        format!("in {table} of {file_name}")
+    }
+}
+
+/// The path from `value` to the table that holds `key`, if one does (depth first).
+fn find_table(value: &toml::Value, key: &str, at: &mut Vec<String>) -> bool {
+    let Some(table) = value.as_table() else {
+        return false;
+    };
+    if table.contains_key(key) {
+        return true;
+    }
+    for (name, child) in table {
+        at.push(name.clone());
+        if find_table(child, key, at) {
+            return true;
+        }
+        at.pop();
+    }
+    false
+}
+
 /// Every setting, with the URL's password redacted: a `Config` may be logged.
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -387,6 +592,45 @@ mod tests {
              item = { key = \"/id\", version = \"/v\" }\npage_sise = 10\n",
         );
         assert!(typo.is_err(), "a misspelt key must not be ignored");
+    }
+
+    fn explained(toml: &str) -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("etl.toml");
+        std::fs::write(&file, toml).expect("write etl.toml");
+        let error = Config::load(&file).expect_err("refused");
+        let lines = explain(&error);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        lines[0].replace(&file.display().to_string(), "etl.toml")
+    }
+
+    #[test]
+    fn a_misspelt_key_is_named_with_its_place_and_the_nearest_known_key() {
+        assert_eq!(
+            explained("batch_sise = 3\n"),
+            "unknown key `batch_sise` at the top level of etl.toml: did you mean `batch_size`?"
+        );
+        assert_eq!(
+            explained(
+                "[[sources]]\nkind = \"http\"\nname = \"crm\"\ntype = \"cards\"\nurl = \"https://x/\"\n\
+                 item = { key = \"/id\", vresion = \"/v\" }\n"
+            ),
+            "unknown key `vresion` in [[sources]] #1 (kind = \"http\", name = \"crm\"), its `item` \
+             table of etl.toml: did you mean `version`?"
+        );
+        assert_eq!(
+            explained("[[sources]]\nkind = \"http\"\ntype = \"cards\"\nurl = \"https://x/\"\nitem = { key = \"/id\", version = \"/v\" }\n"),
+            "missing key `name` in [[sources]] #1 (kind = \"http\") of etl.toml: add it"
+        );
+        assert_eq!(
+            explained("workers = \"four\"\n"),
+            "`workers` at the top level of etl.toml: invalid type: found string \"four\", \
+             expected usize: fix its value"
+        );
+        assert_eq!(
+            explained("[[sources]]\nkind = \"inbx\"\n"),
+            "unknown value \"inbx\" of `kind` in [[sources]] #1 (kind = \"inbx\") of etl.toml: did you mean \"inbox\"?"
+        );
     }
 
     #[test]

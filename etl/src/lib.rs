@@ -9,8 +9,9 @@
 //! the [`broker`]. The [`lake`] exports the warehouse as Parquet and retires old raw rows;
 //! [`folder_retention`] removes old day folders of `done/`, `failed/` and the landing zone.
 //! [`serve`] is the read API (`etl serve`). [`outcome`] records what happened, [`pipeline`]
-//! wires it all together and [`shutdown`] stops it. [`names`] is the one lossless text form of a
-//! file name wherever one is stored or shown.
+//! wires it all together and [`shutdown`] stops it; [`startup`] bounds how long a one-shot
+//! command waits for what it needs. [`names`] is the one lossless text form of a file name
+//! wherever one is stored or shown.
 
 pub mod backoff;
 pub mod broker;
@@ -32,6 +33,7 @@ pub mod pipeline;
 pub mod serve;
 pub mod shutdown;
 pub mod source;
+pub mod startup;
 pub mod stats;
 pub mod telemetry;
 pub mod transform;

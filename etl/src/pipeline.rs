@@ -14,14 +14,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::extract::decode::Decoder;
 use crate::forward::{BrokerHealth, Publisher};
-use crate::load::connect::{self, Target};
+use crate::load::connect::Target;
 use crate::load::fault::Health;
-use crate::load::{DbError, Warehouse};
+use crate::load::Warehouse;
 use crate::ops::metrics::{INBOX_BACKLOG, IN_FLIGHT};
 use crate::shutdown::Shutdown;
 use crate::source::http::HttpSource;
@@ -236,9 +235,19 @@ pub async fn run_to(
                 .count();
             let warehouse =
                 Warehouse::open(Target::from_config(&config)?, config.workers + 2 + apis)?;
-            if !prepare_with_retry(&warehouse, &migrations, &catalog, &config, &signal).await? {
+            let prepared = crate::startup::prepare_warehouse(
+                &warehouse,
+                &migrations,
+                &catalog,
+                &config,
+                startup_wait(&config, mode),
+                &signal,
+            )
+            .await?;
+            let Some(applied) = prepared else {
                 return Ok(not_started());
-            }
+            };
+            tracing::info!(?applied, "database ready");
             let pool = Pool::start(
                 &config,
                 warehouse.clone(),
@@ -249,13 +258,15 @@ pub async fn run_to(
             (Some(warehouse), pool.sender, pool.task, None)
         }
         Sink::Broker => {
-            let Some(client) = crate::broker::connect(&config, &signal).await? else {
+            let Some(client) =
+                crate::broker::connect(&config, startup_wait(&config, mode), &signal).await?
+            else {
                 return Ok(not_started());
             };
             let js = async_nats::jetstream::new(client.clone());
             crate::broker::ensure_stream(&js, &config).await?;
             let publisher = Publisher::start(client, &config, shutdown.hard().clone());
-            tracing::info!(stream = %config.nats_stream, url = %config.nats_url, "forwarding to the broker");
+            tracing::info!(stream = %config.nats_stream, url = %crate::broker::shown_url(&config), "forwarding to the broker");
             (
                 None,
                 publisher.sender,
@@ -415,31 +426,13 @@ pub async fn run_to(
     })
 }
 
-/// Migrates and checks the tables against the declared types, retrying while the database is
-/// unreachable (it may still be starting). Returns false if shut down before it succeeded, and
-/// the error at once if no retry can fix it (see [`connect::fatal_at_startup`]).
-async fn prepare_with_retry(
-    warehouse: &Warehouse,
-    migrations: &[crate::load::migrate::Migration],
-    catalog: &Catalog,
-    config: &Config,
-    shutdown: &CancellationToken,
-) -> Result<bool, DbError> {
-    let mut backoff = Backoff::new(Duration::from_millis(200), config.max_retry_backoff());
-    loop {
-        match warehouse.prepare(migrations, catalog).await {
-            Ok(applied) => {
-                tracing::info!(?applied, "database ready");
-                return Ok(true);
-            }
-            Err(error) if connect::fatal_at_startup(&error).is_some() => return Err(error),
-            Err(error) => {
-                tracing::error!(%error, retry_in_ms = backoff.delay().as_millis() as u64, "cannot migrate the warehouse yet");
-            }
-        }
-        if !backoff.wait(shutdown).await {
-            return Ok(false);
-        }
+/// How long this run waits at start-up for the warehouse or the broker: a drain is a one-shot
+/// command and gives up after `--wait`; a daemon following its sources waits for ever (it may
+/// be started before its database, as a service is).
+pub fn startup_wait(config: &Config, mode: Mode) -> crate::startup::Wait {
+    match mode {
+        Mode::Drain => config.startup_wait,
+        Mode::Follow => crate::startup::Wait::Forever,
     }
 }
 

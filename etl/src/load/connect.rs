@@ -115,7 +115,7 @@ impl Target {
             pg.password(password);
         }
         if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(Duration::from_secs(5));
+            pg.connect_timeout(crate::startup::CONNECT_TIMEOUT);
         }
         pg.application_name("etl");
         let sslmode = parsed.sslmode.unwrap_or(SslMode::Prefer);
@@ -147,9 +147,24 @@ impl Target {
         &self.shown
     }
 
+    /// How long one connection attempt may take: the URL's `connect_timeout`, else
+    /// [`crate::startup::CONNECT_TIMEOUT`].
+    pub fn connect_timeout(&self) -> Duration {
+        self.pg
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(crate::startup::CONNECT_TIMEOUT)
+    }
+
     /// One connection outside the pool (for one-shot commands); its driver runs on a task.
-    pub async fn connect(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let (client, connection) = self.pg.connect(self.tls.clone()).await?;
+    /// The whole attempt is bounded by [`Target::connect_timeout`]: tokio-postgres bounds the
+    /// TCP connection only, and a peer that accepts it and never answers the start-up message
+    /// would hold the caller for ever.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, DbError> {
+        let bound = self.connect_timeout();
+        let (client, connection) = tokio::time::timeout(bound, self.pg.connect(self.tls.clone()))
+            .await
+            .map_err(|_| DbError::NoAnswer(bound))??;
         tokio::spawn(connection);
         Ok(client)
     }
@@ -158,8 +173,7 @@ impl Target {
 /// A connection of its own, outside the warehouse's pool: a session-level advisory lock taken
 /// on it ([`try_advisory_lock`]) ends with it, also when the process dies.
 pub async fn session(config: &Config) -> Result<tokio_postgres::Client, DbError> {
-    let target = Target::from_config(config)?;
-    Ok(target.connect().await?)
+    Target::from_config(config)?.connect().await
 }
 
 /// Waits for the session-level advisory lock called `name` (one scheduled job at a time over

@@ -36,6 +36,10 @@ pub enum DbError {
     },
     #[error("the warehouse does not match the declared event types:\n  {}", .0.join("\n  "))]
     Tables(Vec<String>),
+    /// Nothing answered within the connect timeout (a peer that accepts the connection and
+    /// never speaks, a firewall that drops packets): transient, like a refused connection.
+    #[error("no answer from the server within {:.1} s (connect timeout)", .0.as_secs_f64())]
+    NoAnswer(std::time::Duration),
     /// A bug, not the database's nor the events' fault (kept out of the retry logic's way).
     #[error("internal error: {0}")]
     Internal(String),
@@ -97,6 +101,8 @@ ON CONFLICT (event_id) DO NOTHING";
 #[derive(Clone)]
 pub struct Warehouse {
     pool: Pool,
+    /// The target's connect timeout: what one start-up attempt may take to get a connection.
+    connect_timeout: std::time::Duration,
 }
 
 impl Warehouse {
@@ -107,6 +113,7 @@ impl Warehouse {
 
     /// [`Warehouse::new`] for a parsed target (TLS settings and secrets resolved).
     pub fn open(target: Target, max_connections: usize) -> Result<Warehouse, DbError> {
+        let connect_timeout = target.connect_timeout();
         let manager = Manager::from_config(
             target.pg,
             target.tls,
@@ -117,7 +124,15 @@ impl Warehouse {
         let pool = Pool::builder(manager)
             .max_size(max_connections.max(1))
             .build()?;
-        Ok(Warehouse { pool })
+        Ok(Warehouse {
+            pool,
+            connect_timeout,
+        })
+    }
+
+    /// How long one connection attempt may take (the URL's `connect_timeout`, or the default).
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        self.connect_timeout
     }
 
     /// Applies the pending `migrations`, then checks that every type's table matches its
@@ -128,8 +143,19 @@ impl Warehouse {
         catalog: &Catalog,
     ) -> Result<Vec<String>, DbError> {
         let mut client = self.pool.get().await?;
-        let applied = crate::load::migrate::migrate(&mut client, migrations).await?;
-        let problems = crate::catalog::table::check(&**client, catalog).await?;
+        Warehouse::prepare_on(&mut client, migrations, catalog).await
+    }
+
+    /// [`Warehouse::prepare`] on a connection the caller already holds (start-up gets it
+    /// within its connect timeout, then migrates without one: a long migration is not a
+    /// server that does not answer).
+    pub async fn prepare_on(
+        client: &mut deadpool_postgres::Object,
+        migrations: &[Migration],
+        catalog: &Catalog,
+    ) -> Result<Vec<String>, DbError> {
+        let applied = crate::load::migrate::migrate(client, migrations).await?;
+        let problems = crate::catalog::table::check(&***client, catalog).await?;
         if !problems.is_empty() {
             return Err(DbError::Tables(problems));
         }

@@ -155,13 +155,14 @@ impl JetStream {
         intake: Intake,
         stop: CancellationToken,
     ) -> anyhow::Result<()> {
-        let Some(client) = crate::broker::connect(&self.config, &stop).await? else {
+        let wait = crate::pipeline::startup_wait(&self.config, mode);
+        let Some(client) = crate::broker::connect(&self.config, wait, &stop).await? else {
             return Ok(());
         };
         let js = jetstream::new(client.clone());
         let mut consumer = crate::broker::ensure_consumer(&js, &self.config).await?;
         let _ = self.client.set(client.clone());
-        tracing::info!(stream = %self.config.nats_stream, consumer = %self.config.nats_consumer, url = %self.config.nats_url, "consuming from the broker");
+        tracing::info!(stream = %self.config.nats_stream, consumer = %self.config.nats_consumer, url = %crate::broker::shown_url(&self.config), "consuming from the broker");
 
         let (settled_tx, settled_rx) = mpsc::unbounded_channel();
         let acker = tokio::spawn(self.clone().acker(settled_rx));
