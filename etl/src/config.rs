@@ -1,6 +1,8 @@
 //! Configuration: built-in defaults < `etl.toml` (optional) < `ETL_*` environment variables.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -153,7 +155,7 @@ pub struct Config {
     /// be the same for every command it runs). Honoured in drain mode only; following waits
     /// for ever.
     #[serde(skip)]
-    pub startup_wait: crate::startup::Wait,
+    pub startup_wait: Wait,
 }
 
 impl Default for Config {
@@ -211,7 +213,7 @@ impl Default for Config {
             api_token_file: None,
             api_token: None,
             sources: Vec::new(),
-            startup_wait: crate::startup::Wait::Forever,
+            startup_wait: Wait::Forever,
         }
     }
 }
@@ -519,19 +521,88 @@ fn find_table(value: &toml::Value, key: &str, at: &mut Vec<String>) -> bool {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut shown = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
-        shown["database_url"] = crate::load::connect::redact(&self.database_url).into();
+        shown["database_url"] = crate::secrets::redact(&self.database_url).into();
         // A webhook URL is a credential (its path is the token).
         if !self.alert_webhook_url.is_empty() {
             shown["alert_webhook_url"] = "***".into();
         }
         if let Some(url) = &self.read_database_url {
-            shown["read_database_url"] = crate::load::connect::redact(url).into();
+            shown["read_database_url"] = crate::secrets::redact(url).into();
         }
         // The read API's token: never in a log line.
         if self.api_token.is_some() {
             shown["api_token"] = "***".into();
         }
         write!(f, "Config {shown}")
+    }
+}
+
+/// `--wait`'s default: a minute covers a server that is still starting (a container started
+/// beside it), and is short enough for a person or a CI step waiting on the command.
+pub const DEFAULT_WAIT_SECS: u64 = 60;
+
+/// How long a command waits at start-up for what it needs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Wait {
+    /// Until it comes (or a signal): the daemon's way, and the library's default, so an
+    /// embedding program keeps the behaviour it had.
+    #[default]
+    Forever,
+    /// At most this long, then exit 1.
+    Bounded(Duration),
+}
+
+impl Wait {
+    /// The command line's default: [`DEFAULT_WAIT_SECS`].
+    pub fn default_for_one_shot() -> Wait {
+        Wait::Bounded(Duration::from_secs(DEFAULT_WAIT_SECS))
+    }
+}
+
+impl FromStr for Wait {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Wait, String> {
+        if s.eq_ignore_ascii_case("forever") {
+            return Ok(Wait::Forever);
+        }
+        s.parse::<u64>()
+            .map(|secs| Wait::Bounded(Duration::from_secs(secs)))
+            .map_err(|_| {
+                format!("{s:?} is neither a number of seconds nor `forever` (e.g. --wait 60)")
+            })
+    }
+}
+
+impl fmt::Display for Wait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Wait::Forever => f.write_str("forever"),
+            Wait::Bounded(d) => write!(f, "{}", d.as_secs()),
+        }
+    }
+}
+
+impl Config {
+    /// How long a run in `mode` waits at start-up for the warehouse or the broker: a drain is
+    /// a one-shot command and gives up after `--wait`; a daemon following its sources waits for
+    /// ever (it may be started before its database, as a service is).
+    pub fn startup_wait_for(&self, mode: crate::source::Mode) -> Wait {
+        match mode {
+            crate::source::Mode::Drain => self.startup_wait,
+            crate::source::Mode::Follow => Wait::Forever,
+        }
+    }
+}
+
+// The catalog is read from the folders the configuration names: defined here so that the
+// catalog itself knows nothing of the configuration.
+impl crate::catalog::Catalog {
+    /// The types of `config`: `types_dir/*.toml` with `schemas_dir/<name>.schema.json`; the
+    /// built-in types when the types folder does not exist. A type whose schema file is missing
+    /// uses the built-in schema of that name, if there is one.
+    pub fn load(config: &Config) -> Result<crate::catalog::Catalog, crate::catalog::CatalogError> {
+        crate::catalog::Catalog::load_from(&config.types_dir, &config.schemas_dir)
     }
 }
 

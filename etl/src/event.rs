@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 pub use crate::catalog::Kind;
 use crate::catalog::{Cell, Clock};
+use crate::extract::Rejection;
 
 /// Producers write naive local times with one-second resolution (`2024-05-01 12:00:03`).
 pub mod timestamp {
@@ -36,7 +37,7 @@ pub struct Event {
     /// The document exactly as received, kept only where it travels on (`etl forward`
     /// publishes it as is).
     pub bytes: Option<Vec<u8>>,
-    pub ack: crate::source::Ack,
+    pub ack: Ack,
 }
 
 impl Event {
@@ -73,5 +74,72 @@ impl Event {
             }
         }
         Ordering::Equal
+    }
+}
+
+/// One record as a source read it, before anything trusts it.
+pub struct Record {
+    /// The event type the source says it holds (for the inbox: the folder it was found in).
+    pub kind: Kind,
+    pub bytes: Vec<u8>,
+    /// Where it came from, for people and the raw zone (`events.source_file`).
+    pub origin: String,
+    pub ack: Ack,
+}
+
+/// What became of a record.
+#[derive(Debug)]
+pub enum Fate {
+    /// Its event is in a committed transaction.
+    Committed,
+    /// Refused for good (by the decoder or the database), with the reason.
+    Rejected(Rejection),
+    /// Not finished this time (a hard stop, the pipeline closing): the source offers it again.
+    Retry,
+}
+
+/// How a source learns the fate of one of its records. Implemented by each source.
+pub trait Acknowledge: Send + Sync + 'static {
+    fn settle(self: Box<Self>, fate: Fate);
+}
+
+/// The acknowledgement handle travelling with a record and then with its event. Resolved at
+/// most once; dropped unresolved (a hard stop abandons a batch) it means [`Fate::Retry`], so a
+/// record is never lost by forgetting to answer.
+#[derive(Default)]
+pub struct Ack(Option<Box<dyn Acknowledge>>);
+
+impl Ack {
+    pub fn new(receiver: impl Acknowledge) -> Ack {
+        Ack(Some(Box::new(receiver)))
+    }
+
+    /// An ack nobody listens to (tests, `etl check`).
+    pub fn detached() -> Ack {
+        Ack(None)
+    }
+
+    pub fn resolve(mut self, fate: Fate) {
+        if let Some(receiver) = self.0.take() {
+            receiver.settle(fate);
+        }
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if let Some(receiver) = self.0.take() {
+            receiver.settle(Fate::Retry);
+        }
+    }
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Ack"
+        } else {
+            "Ack(detached)"
+        })
     }
 }

@@ -37,7 +37,7 @@ pub const LEGACY_PER_PASS: usize = 10_000;
 pub enum RetentionError {
     #[error(transparent)]
     Db(#[from] crate::load::DbError),
-    #[error("database error: {}", crate::load::warehouse::causes(.0))]
+    #[error("database error: {}", crate::load::error::causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("file folder error: {0}")]
     Io(#[from] io::Error),

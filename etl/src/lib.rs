@@ -30,6 +30,7 @@ pub mod names;
 pub mod ops;
 pub mod outcome;
 pub mod pipeline;
+pub mod secrets;
 pub mod serve;
 pub mod shutdown;
 pub mod source;

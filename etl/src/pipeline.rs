@@ -17,11 +17,10 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::extract::decode::Decoder;
-use crate::forward::{BrokerHealth, Publisher};
+use crate::forward::Publisher;
 use crate::load::connect::Target;
 use crate::load::fault::Health;
 use crate::load::Warehouse;
-use crate::ops::metrics::{INBOX_BACKLOG, IN_FLIGHT};
 use crate::shutdown::Shutdown;
 use crate::source::http::HttpSource;
 use crate::source::inbox::{self, Inbox};
@@ -30,6 +29,7 @@ use crate::source::{Intake, Source, SourceConfig};
 use crate::stats::{Snapshot, Stats};
 use crate::transform::pool::Pool;
 
+pub use crate::ops::http::Shared;
 pub use crate::source::Mode;
 
 /// What the run did, printed at the end of a drain.
@@ -42,48 +42,6 @@ pub struct Summary {
     /// Records the run could not finish (each logged as an ERROR); their sources still hold
     /// them (for the inbox: they are still in the inbox).
     pub stuck: usize,
-}
-
-/// State shared by the stages, and by the HTTP endpoints.
-pub struct Shared {
-    pub config: Config,
-    pub stats: Arc<Stats>,
-    /// The warehouse (none for `etl forward`, which publishes instead).
-    pub warehouse: Option<Warehouse>,
-    /// For `etl forward`: whether the broker takes publishes.
-    pub broker: Option<BrokerHealth>,
-    /// The database's current trouble, if batches cannot commit: `/readyz` says why.
-    pub health: Arc<Health>,
-    /// The configured sources, asked for their backlog, in-flight records and readiness.
-    pub sources: Vec<Arc<dyn Source>>,
-}
-
-impl Shared {
-    /// Records not finished yet, over every source.
-    pub fn backlog(&self) -> u64 {
-        self.sources.iter().map(|s| s.backlog()).sum()
-    }
-
-    /// Records read and not yet finished, over every source.
-    pub fn in_flight(&self) -> u64 {
-        self.sources.iter().map(|s| s.in_flight()).sum()
-    }
-
-    /// Every source takes new records (for the inbox: its watcher runs).
-    pub fn sources_ready(&self) -> bool {
-        self.sources.iter().all(|s| s.ready())
-    }
-
-    /// What keeps a source from finishing records, one line each (e.g. a read-only data folder).
-    pub fn sources_trouble(&self) -> Vec<String> {
-        self.sources.iter().filter_map(|s| s.trouble()).collect()
-    }
-
-    /// Updates the gauges that are read rather than counted.
-    pub fn publish_gauges(&self) {
-        metrics::gauge!(INBOX_BACKLOG).set(self.backlog() as f64);
-        metrics::gauge!(IN_FLIGHT).set(self.in_flight() as f64);
-    }
 }
 
 /// A pipeline running on its own task, as [`spawn`] returns it.
@@ -240,7 +198,7 @@ pub async fn run_to(
                 &migrations,
                 &catalog,
                 &config,
-                startup_wait(&config, mode),
+                config.startup_wait_for(mode),
                 &signal,
             )
             .await?;
@@ -259,7 +217,7 @@ pub async fn run_to(
         }
         Sink::Broker => {
             let Some(client) =
-                crate::broker::connect(&config, startup_wait(&config, mode), &signal).await?
+                crate::broker::connect(&config, config.startup_wait_for(mode), &signal).await?
             else {
                 return Ok(not_started());
             };
@@ -424,16 +382,6 @@ pub async fn run_to(
         graceful,
         stuck: shared.sources.iter().map(|s| s.stuck()).sum(),
     })
-}
-
-/// How long this run waits at start-up for the warehouse or the broker: a drain is a one-shot
-/// command and gives up after `--wait`; a daemon following its sources waits for ever (it may
-/// be started before its database, as a service is).
-pub fn startup_wait(config: &Config, mode: Mode) -> crate::startup::Wait {
-    match mode {
-        Mode::Drain => config.startup_wait,
-        Mode::Follow => crate::startup::Wait::Forever,
-    }
 }
 
 /// An INFO line every few seconds while work is pending: done, rate, records left and ETA.

@@ -14,9 +14,7 @@
 //! `connect_timeout`): tokio-postgres bounds the TCP connection only, not the start-up
 //! handshake that follows it, and a peer that never answers would hold an attempt for ever.
 
-use std::fmt;
 use std::future::Future;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -28,55 +26,10 @@ use crate::load::connect::{self, Target};
 use crate::load::migrate::Migration;
 use crate::load::{DbError, Warehouse};
 
-/// The bound of one connection attempt (TCP, TLS, the server's start-up answer), unless the
-/// database URL sets its own `connect_timeout`.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub use crate::load::connect::CONNECT_TIMEOUT;
 
-/// `--wait`'s default: a minute covers a server that is still starting (a container started
-/// beside it), and is short enough for a person or a CI step waiting on the command.
-pub const DEFAULT_WAIT_SECS: u64 = 60;
-
-/// How long a command waits at start-up for what it needs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Wait {
-    /// Until it comes (or a signal): the daemon's way, and the library's default, so an
-    /// embedding program keeps the behaviour it had.
-    #[default]
-    Forever,
-    /// At most this long, then exit 1.
-    Bounded(Duration),
-}
-
-impl Wait {
-    /// The command line's default: [`DEFAULT_WAIT_SECS`].
-    pub fn default_for_one_shot() -> Wait {
-        Wait::Bounded(Duration::from_secs(DEFAULT_WAIT_SECS))
-    }
-}
-
-impl FromStr for Wait {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Wait, String> {
-        if s.eq_ignore_ascii_case("forever") {
-            return Ok(Wait::Forever);
-        }
-        s.parse::<u64>()
-            .map(|secs| Wait::Bounded(Duration::from_secs(secs)))
-            .map_err(|_| {
-                format!("{s:?} is neither a number of seconds nor `forever` (e.g. --wait 60)")
-            })
-    }
-}
-
-impl fmt::Display for Wait {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Wait::Forever => f.write_str("forever"),
-            Wait::Bounded(d) => write!(f, "{}", d.as_secs()),
-        }
-    }
-}
+// `--wait`'s value is configuration (it flows down from the command line).
+pub use crate::config::{Wait, DEFAULT_WAIT_SECS};
 
 /// What a command waits for, as it is named in its log lines (never with a password).
 #[derive(Clone, Debug)]

@@ -15,8 +15,6 @@ use serde::Deserialize;
 
 pub use column::{Cell, Column, Pointer, SqlType};
 
-use crate::config::Config;
-
 /// The types shipped with the daemon, used when the types folder does not exist (so the binary
 /// works from any folder); the files in `types/` and `schemas/` are their source.
 const BUILTIN: &[(&str, &str, &str)] = &[
@@ -181,13 +179,6 @@ impl fmt::Debug for Catalog {
 }
 
 impl Catalog {
-    /// The types of `config`: `types_dir/*.toml` with `schemas_dir/<name>.schema.json`; the
-    /// built-in types when the types folder does not exist. A type whose schema file is missing
-    /// uses the built-in schema of that name, if there is one.
-    pub fn load(config: &Config) -> Result<Catalog, CatalogError> {
-        Catalog::load_from(&config.types_dir, &config.schemas_dir)
-    }
-
     pub fn load_from(types_dir: &Path, schemas_dir: &Path) -> Result<Catalog, CatalogError> {
         let read = |path: &Path| {
             std::fs::read_to_string(path).map_err(|source| CatalogError::Read {

@@ -8,8 +8,8 @@ use serde_json::Value;
 use super::{RejectCode, Rejection};
 use crate::catalog::column::parse_timestamp;
 use crate::catalog::{Cell, Clock, Kind};
+use crate::event::{Ack, Record};
 use crate::event::{Event, Metadata};
-use crate::source::{Ack, Record};
 
 /// Turns records into events: [`decode`], then [`refuse_future`] against the daemon's clock.
 pub struct Decoder {
@@ -18,7 +18,7 @@ pub struct Decoder {
     /// Keep each valid record's bytes in its event (for a sink that sends them on).
     pub keep_bytes: bool,
     /// The raw zone's horizon (see [`refuse_beyond_horizon`]); unset when nothing was forgotten.
-    pub horizon: crate::lake::Horizon,
+    pub horizon: Horizon,
 }
 
 impl Decoder {
@@ -240,6 +240,37 @@ fn find_nul(value: &Value, here: String) -> Option<String> {
             }
         }),
         _ => None,
+    }
+}
+
+/// The horizon a decoder refuses events at ([`refuse_beyond_horizon`]): every raw event id the
+/// lake's retention has forgotten had an `event_at` at or before it. Shared by the decoders and
+/// the task that refreshes it from the warehouse (`lake::retention`).
+#[derive(Clone, Debug)]
+pub struct Horizon(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+/// No horizon: nothing was forgotten.
+const NO_HORIZON: i64 = i64::MIN;
+
+impl Default for Horizon {
+    fn default() -> Self {
+        Horizon(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+            NO_HORIZON,
+        )))
+    }
+}
+
+impl Horizon {
+    pub fn get(&self) -> Option<chrono::NaiveDateTime> {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            NO_HORIZON => None,
+            micros => chrono::DateTime::from_timestamp_micros(micros).map(|t| t.naive_utc()),
+        }
+    }
+
+    pub fn set(&self, through: Option<chrono::NaiveDateTime>) {
+        let micros = through.map_or(NO_HORIZON, |t| t.and_utc().timestamp_micros());
+        self.0.store(micros, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

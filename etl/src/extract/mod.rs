@@ -23,7 +23,43 @@ pub struct Rejection {
     /// What the database said, for an event it refused (`db_refused`): the SQLSTATE, the
     /// constraint or column, the server's message.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub refusal: Option<Box<crate::load::fault::Refusal>>,
+    pub refusal: Option<Box<Refusal>>,
+}
+
+/// What the server said when it refused a row: written into the reason file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    pub sqlstate: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// The server's message (and detail, when it gave one).
+    pub message: String,
+}
+
+impl Refusal {
+    /// The reason sentence of a `db_refused` rejection.
+    pub fn reason(&self) -> String {
+        let mut text = format!(
+            "the warehouse refused this event (SQLSTATE {})",
+            self.sqlstate
+        );
+        if let Some(constraint) = &self.constraint {
+            text.push_str(&format!(", constraint {constraint}"));
+        }
+        if let Some(column) = &self.column {
+            text.push_str(&format!(", column {column}"));
+        }
+        if let Some(table) = &self.table {
+            text.push_str(&format!(" on table {table}"));
+        }
+        text.push_str(": ");
+        text.push_str(&self.message);
+        text
+    }
 }
 
 /// The class of a rejection: a stable, low-cardinality label for metrics and grep.
@@ -89,8 +125,8 @@ impl Rejection {
         }
     }
 
-    /// An event the warehouse refused (see [`crate::load::fault`]).
-    pub fn refused(refusal: crate::load::fault::Refusal) -> Rejection {
+    /// An event the warehouse refused (classified by the loader's fault rules).
+    pub fn refused(refusal: Refusal) -> Rejection {
         Rejection {
             refusal: Some(Box::new(refusal.clone())),
             ..Rejection::new(RejectCode::DbRefused, refusal.reason())

@@ -27,7 +27,7 @@ pub use retention::Horizon;
 pub enum LakeError {
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("database error: {}", crate::load::warehouse::causes(.0))]
+    #[error("database error: {}", crate::load::error::causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("lake file error: {0}")]
     Io(#[from] std::io::Error),

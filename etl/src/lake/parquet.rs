@@ -103,9 +103,22 @@ pub struct ParquetFile {
     columns: Vec<LakeColumn>,
     schema: SchemaRef,
     writer: ArrowWriter<File>,
-    temporary: PathBuf,
+    temporary: Temporary,
     path: PathBuf,
     pub rows: u64,
+}
+
+/// The temporary file's name, removed when the export is abandoned before [`ParquetFile::publish`]
+/// (an error, or a graceful stop cancelling a scheduled export mid-write): readers skip dot
+/// names, but the lake folder should not keep them until the next export.
+struct Temporary(Option<PathBuf>);
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 impl ParquetFile {
@@ -139,7 +152,7 @@ impl ParquetFile {
             columns: columns.to_vec(),
             schema,
             writer,
-            temporary,
+            temporary: Temporary(Some(temporary)),
             path: path.to_owned(),
             rows: 0,
         })
@@ -166,13 +179,25 @@ impl ParquetFile {
     /// Closes the file, syncs it, and renames it into place (replacing a previous file of the
     /// same name atomically); then syncs the folder so the rename survives a crash.
     pub fn publish(self) -> Result<PathBuf, LakeError> {
+        let ParquetFile {
+            writer,
+            mut temporary,
+            path,
+            ..
+        } = self;
         tokio::task::block_in_place(|| {
-            let file = self.writer.into_inner()?;
+            let file = writer.into_inner()?;
             file.sync_all()?;
             drop(file);
-            std::fs::rename(&self.temporary, &self.path)?;
-            sync_dir(&self.path)?;
-            Ok(self.path)
+            let from = temporary.0.take().ok_or_else(|| {
+                LakeError::Refused(format!("{} was published twice", path.display()))
+            })?;
+            if let Err(error) = std::fs::rename(&from, &path) {
+                temporary.0 = Some(from);
+                return Err(error.into());
+            }
+            sync_dir(&path)?;
+            Ok(path)
         })
     }
 }

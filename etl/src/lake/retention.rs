@@ -3,8 +3,6 @@
 //! replayed file or a re-pulled API window is still known; ids older than their own horizon are
 //! forgotten, and an event that old is then refused instead ([`Horizon`]).
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -97,32 +95,10 @@ pub async fn forget(client: &Client, keep: Duration) -> Result<u64, LakeError> {
     Ok(forgotten)
 }
 
-/// The horizon a decoder refuses events at: every forgotten id had an `event_at` at or before
-/// it. Shared by the decoders and the task that refreshes it.
-#[derive(Clone, Debug)]
-pub struct Horizon(Arc<AtomicI64>);
-
-const NONE: i64 = i64::MIN;
-
-impl Default for Horizon {
-    fn default() -> Self {
-        Horizon(Arc::new(AtomicI64::new(NONE)))
-    }
-}
+// The horizon itself is the decoder's (it refuses events at it); retention stores and loads it.
+pub use crate::extract::decode::Horizon;
 
 impl Horizon {
-    pub fn get(&self) -> Option<NaiveDateTime> {
-        match self.0.load(Ordering::Relaxed) {
-            NONE => None,
-            micros => DateTime::from_timestamp_micros(micros).map(|t| t.naive_utc()),
-        }
-    }
-
-    pub fn set(&self, through: Option<NaiveDateTime>) {
-        let micros = through.map_or(NONE, |t| t.and_utc().timestamp_micros());
-        self.0.store(micros, Ordering::Relaxed);
-    }
-
     /// Reads the stored horizon into this one.
     pub async fn load(&self, client: &Client) -> Result<(), LakeError> {
         let row = client

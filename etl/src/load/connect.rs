@@ -25,8 +25,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::Config;
-use crate::load::warehouse::causes;
-use crate::load::DbError;
+pub use crate::load::error::SetupError;
+use crate::load::error::{causes, DbError};
+use crate::secrets::key_values;
+pub use crate::secrets::redact;
 
 /// libpq's `sslmode` values (`allow` is taken as `prefer`: tokio-postgres cannot start
 /// without TLS and then retry with it).
@@ -56,11 +58,9 @@ impl SslMode {
     }
 }
 
-/// A connection setting that cannot work (bad URL, unreadable secret or CA file): a
-/// configuration mistake, never retried. The message never holds a password.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SetupError(pub String);
+/// The bound of one connection attempt (TCP, TLS, the server's start-up answer), unless the
+/// database URL sets its own `connect_timeout`.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What to connect to, and how: the parsed tokio-postgres configuration (password included)
 /// and the TLS connector its `sslmode` asks for.
@@ -115,7 +115,7 @@ impl Target {
             pg.password(password);
         }
         if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(crate::startup::CONNECT_TIMEOUT);
+            pg.connect_timeout(CONNECT_TIMEOUT);
         }
         pg.application_name("etl");
         let sslmode = parsed.sslmode.unwrap_or(SslMode::Prefer);
@@ -148,12 +148,12 @@ impl Target {
     }
 
     /// How long one connection attempt may take: the URL's `connect_timeout`, else
-    /// [`crate::startup::CONNECT_TIMEOUT`].
+    /// [`CONNECT_TIMEOUT`].
     pub fn connect_timeout(&self) -> Duration {
         self.pg
             .get_connect_timeout()
             .copied()
-            .unwrap_or(crate::startup::CONNECT_TIMEOUT)
+            .unwrap_or(CONNECT_TIMEOUT)
     }
 
     /// One connection outside the pool (for one-shot commands); its driver runs on a task.
@@ -278,76 +278,6 @@ fn split_tls_params(url: &str) -> Result<Parsed, SetupError> {
     Ok(parsed)
 }
 
-/// One `key=value` of a libpq connection string: the text as written, and its decoded parts.
-struct KeyValue<'a> {
-    text: &'a str,
-    key: String,
-    value: String,
-}
-
-/// Splits a libpq `key = value …` string (values may be 'quoted', with `\` escapes).
-fn key_values(s: &str) -> Result<Vec<KeyValue<'_>>, SetupError> {
-    let invalid = |what: &str| SetupError(format!("invalid database connection string: {what}"));
-    let bytes = s.as_bytes();
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    loop {
-        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if i == bytes.len() {
-            return Ok(tokens);
-        }
-        let start = i;
-        while i < bytes.len() && bytes[i] != b'=' && !bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let key = s[start..i].to_owned();
-        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if i == bytes.len() || bytes[i] != b'=' {
-            return Err(invalid(&format!("{key:?} has no value")));
-        }
-        i += 1;
-        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let mut value = Vec::new();
-        let quoted = i < bytes.len() && bytes[i] == b'\'';
-        if quoted {
-            i += 1;
-        }
-        loop {
-            match bytes.get(i) {
-                None if quoted => return Err(invalid("unterminated quoted value")),
-                None => break,
-                Some(b'\'') if quoted => {
-                    i += 1;
-                    break;
-                }
-                Some(c) if !quoted && c.is_ascii_whitespace() => break,
-                Some(b'\\') => {
-                    if let Some(&next) = bytes.get(i + 1) {
-                        value.push(next);
-                    }
-                    i += 2;
-                }
-                Some(&c) => {
-                    value.push(c);
-                    i += 1;
-                }
-            }
-        }
-        let end = i.min(bytes.len());
-        tokens.push(KeyValue {
-            text: &s[start..end],
-            key,
-            value: String::from_utf8_lossy(&value).into_owned(),
-        });
-    }
-}
-
 /// Decodes `%XX` escapes (a URL's query values).
 fn percent_decode(s: &str) -> Result<String, SetupError> {
     let bytes = s.as_bytes();
@@ -372,62 +302,6 @@ fn percent_decode(s: &str) -> Result<String, SetupError> {
     }
     String::from_utf8(out)
         .map_err(|_| SetupError("the database URL's parameters are not UTF-8".into()))
-}
-
-/// `url` with any password replaced by `***`: the `user:password@` part and a `password`
-/// parameter of a `postgres://` URL, or the `password=` of a `key=value` string.
-pub fn redact(url: &str) -> String {
-    const HIDDEN: &str = "***";
-    if let Some(scheme_end) = url.find("://") {
-        let (head, query) = url.split_at(url.find('?').unwrap_or(url.len()));
-        let authority = scheme_end + 3;
-        let mut out = match head[authority..].rfind('@') {
-            Some(at) => {
-                let userinfo = &head[authority..authority + at];
-                let user = userinfo.split(':').next().unwrap_or_default();
-                let hidden = if userinfo.contains(':') {
-                    format!(":{HIDDEN}")
-                } else {
-                    String::new()
-                };
-                format!(
-                    "{}{user}{hidden}{}",
-                    &head[..authority],
-                    &head[authority + at..]
-                )
-            }
-            None => head.to_owned(),
-        };
-        if let Some(query) = query.strip_prefix('?') {
-            let pairs: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
-                        format!("{key}={HIDDEN}")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            out.push('?');
-            out.push_str(&pairs.join("&"));
-        }
-        return out;
-    }
-    match key_values(url) {
-        Ok(tokens) => tokens
-            .iter()
-            .map(|t| {
-                if t.key == "password" {
-                    format!("password={HIDDEN}")
-                } else {
-                    t.text.to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-        // Not parseable: show nothing of it rather than risk a password.
-        Err(_) => "(unparseable connection string)".into(),
-    }
 }
 
 /// The rustls connector for the mode: `roots` are the CAs to check the chain against (none:

@@ -3,9 +3,11 @@
 //! offending events) and "unknown" (retry, but never for ever).
 
 use deadpool_postgres::PoolError;
-use serde::Serialize;
 
 use super::DbError;
+// The refusal is part of a rejection's reason, so it lives with the reasons; the loader only
+// fills it in.
+pub use crate::extract::Refusal;
 
 /// The class of a failed attempt to apply a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,20 +35,6 @@ pub struct Transient {
     pub cause: String,
     /// True when the server answered (it is up, but refused for a reason not about the rows).
     pub server_answered: bool,
-}
-
-/// What the server said when it refused a row: written into the reason file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Refusal {
-    pub sqlstate: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub table: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub constraint: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub column: Option<String>,
-    /// The server's message (and detail, when it gave one).
-    pub message: String,
 }
 
 /// SQLSTATE classes that only the rows can cause.
@@ -154,28 +142,6 @@ impl Health {
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .map(|t| t.cause.clone())
-    }
-}
-
-impl Refusal {
-    /// The reason sentence of a `db_refused` rejection.
-    pub fn reason(&self) -> String {
-        let mut text = format!(
-            "the warehouse refused this event (SQLSTATE {})",
-            self.sqlstate
-        );
-        if let Some(constraint) = &self.constraint {
-            text.push_str(&format!(", constraint {constraint}"));
-        }
-        if let Some(column) = &self.column {
-            text.push_str(&format!(", column {column}"));
-        }
-        if let Some(table) = &self.table {
-            text.push_str(&format!(" on table {table}"));
-        }
-        text.push_str(": ");
-        text.push_str(&self.message);
-        text
     }
 }
 

@@ -8,7 +8,56 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::Shared;
+use crate::config::Config;
+use crate::forward::BrokerHealth;
+use crate::load::fault::Health;
+use crate::load::Warehouse;
+use crate::ops::metrics::{INBOX_BACKLOG, IN_FLIGHT};
+use crate::source::Source;
+use crate::stats::Stats;
+
+/// State shared by the pipeline's stages and read by these endpoints (and the progress
+/// lines): built by the wiring, which hands it down.
+pub struct Shared {
+    pub config: Config,
+    pub stats: Arc<Stats>,
+    /// The warehouse (none for `etl forward`, which publishes instead).
+    pub warehouse: Option<Warehouse>,
+    /// For `etl forward`: whether the broker takes publishes.
+    pub broker: Option<BrokerHealth>,
+    /// The database's current trouble, if batches cannot commit: `/readyz` says why.
+    pub health: Arc<Health>,
+    /// The configured sources, asked for their backlog, in-flight records and readiness.
+    pub sources: Vec<Arc<dyn Source>>,
+}
+
+impl Shared {
+    /// Records not finished yet, over every source.
+    pub fn backlog(&self) -> u64 {
+        self.sources.iter().map(|s| s.backlog()).sum()
+    }
+
+    /// Records read and not yet finished, over every source.
+    pub fn in_flight(&self) -> u64 {
+        self.sources.iter().map(|s| s.in_flight()).sum()
+    }
+
+    /// Every source takes new records (for the inbox: its watcher runs).
+    pub fn sources_ready(&self) -> bool {
+        self.sources.iter().all(|s| s.ready())
+    }
+
+    /// What keeps a source from finishing records, one line each (e.g. a read-only data folder).
+    pub fn sources_trouble(&self) -> Vec<String> {
+        self.sources.iter().filter_map(|s| s.trouble()).collect()
+    }
+
+    /// Updates the gauges that are read rather than counted.
+    pub fn publish_gauges(&self) {
+        metrics::gauge!(INBOX_BACKLOG).set(self.backlog() as f64);
+        metrics::gauge!(IN_FLIGHT).set(self.in_flight() as f64);
+    }
+}
 
 /// Serves the endpoints on `addr` until `stop`. A busy address is logged, not fatal: the
 /// pipeline matters more than its dashboard (e.g. two daemons on one machine).

@@ -127,7 +127,7 @@ impl IntoResponse for ApiError {
 
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(error: deadpool_postgres::PoolError) -> ApiError {
-        tracing::warn!(error = %crate::load::warehouse::causes(&error), "read API: no database connection");
+        tracing::warn!(error = %crate::load::error::causes(&error), "read API: no database connection");
         ApiError::Unavailable("the warehouse is unavailable; retry later".into())
     }
 }
@@ -139,12 +139,12 @@ impl From<tokio_postgres::Error> for ApiError {
                 || std::error::Error::source(&error).is_some_and(|s| s.is::<std::io::Error>())
             {
                 // The connection itself failed (closed, reset): the server is going or gone.
-                tracing::warn!(error = %crate::load::warehouse::causes(&error), "read API: database connection lost");
+                tracing::warn!(error = %crate::load::error::causes(&error), "read API: database connection lost");
                 return ApiError::Unavailable("the warehouse is unavailable; retry later".into());
             }
             // Anything else (a column whose type does not decode as the table said at start-up)
             // is ours, and permanent: a 500 that says so in the log, not a 503 to retry for ever.
-            tracing::error!(error = %crate::load::warehouse::causes(&error), "read API: a read failed");
+            tracing::error!(error = %crate::load::error::causes(&error), "read API: a read failed");
             return ApiError::Internal;
         };
         let code = db.code().code();

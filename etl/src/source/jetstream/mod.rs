@@ -155,7 +155,7 @@ impl JetStream {
         intake: Intake,
         stop: CancellationToken,
     ) -> anyhow::Result<()> {
-        let wait = crate::pipeline::startup_wait(&self.config, mode);
+        let wait = self.config.startup_wait_for(mode);
         let Some(client) = crate::broker::connect(&self.config, wait, &stop).await? else {
             return Ok(());
         };
