@@ -337,6 +337,27 @@ async fn dead_letters(config: Config, action: DeadLetterAction) -> anyhow::Resul
         return Ok(ExitCode::FAILURE);
     }
     let warehouse = Warehouse::open(Target::from_config(&config)?, 1)?;
+    let kind = match &action {
+        DeadLetterAction::List { kind, .. } | DeadLetterAction::Replay { kind, .. } => kind,
+    };
+    if let Some(name) = kind {
+        // A declared type, or one the rows hold: messages of an undeclared type are
+        // dead-lettered under the type their subject names, and must be listable by it.
+        let catalog = Catalog::load(&config)?;
+        let held = deadletter::types_held(&warehouse).await?;
+        if catalog.get(name).is_none() && !held.contains(name) {
+            let held = if held.is_empty() {
+                "none".to_owned()
+            } else {
+                held.join(", ")
+            };
+            eprintln!(
+                "ERROR --type {name}: no such event type (declared: {}; held by dead letters: {held})",
+                catalog.names()
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
     match action {
         DeadLetterAction::List { kind, reason } => {
             let filter = deadletter::Filter {

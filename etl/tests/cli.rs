@@ -245,3 +245,48 @@ fn a_start_on_a_migrated_warehouse_logs_no_notice_about_the_migrations_table() {
         .collect();
     assert!(notices.is_empty(), "{}", notices.join("\n"));
 }
+
+/// An unknown `--type` exits 2 naming the declared types, in every command that takes one;
+/// `dead-letters` also takes a type its rows hold (broker messages of an undeclared type are
+/// dead-lettered under the type their subject names).
+#[test]
+fn an_unknown_type_exits_2_with_the_declared_names_in_every_command() {
+    let env = Env::new();
+    stdout_of(&env.run_etl(&["migrate"]));
+    pgtest::psql(
+        &env.db.url,
+        "INSERT INTO rejected_events (source, origin, subject, type, event_id, code, reason, bytes)
+         VALUES ('jetstream', 'nats://broker:4222', 'events.nonsense', 'nonsense', NULL,
+                 'wrong_folder', jsonb_build_object('reason', 'no such type'), '\\x7b7d'::bytea)",
+    )
+    .expect("a dead letter of an undeclared type");
+    let lake = env.dir.path().join("lake");
+    let lake = lake.to_str().expect("UTF-8 path");
+    for args in [
+        vec!["replay", "--type", "widgets"],
+        vec![
+            "export", "--format", "parquet", "--to", lake, "--type", "widgets",
+        ],
+        vec!["dead-letters", "list", "--type", "widgets"],
+        vec!["dead-letters", "replay", "--type", "widgets"],
+    ] {
+        let out = env.run_etl(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "etl {args:?}: {stderr}");
+        assert!(
+            stderr.contains("--type widgets: no such event type")
+                && stderr.contains("users")
+                && stderr.contains("cards"),
+            "etl {args:?}: {stderr}"
+        );
+    }
+    // The dead letters' own type is accepted, and lists its row.
+    let listed = stdout_of(&env.run_etl(&["dead-letters", "list", "--type", "nonsense"]));
+    assert!(listed.contains("\tnonsense\t"), "{listed}");
+    assert!(listed.contains("1 dead letter(s)"), "{listed}");
+    let unknown = env.run_etl(&["dead-letters", "list", "--type", "widgets"]);
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("held by dead letters: nonsense"),
+        "{unknown:?}"
+    );
+}

@@ -85,6 +85,19 @@ pub struct Stored {
     pub bytes: Vec<u8>,
 }
 
+/// The types the dead letters are stored under: the declared ones, and the undeclared types
+/// named by the subjects of broker messages that were dead-lettered for it.
+pub async fn types_held(warehouse: &Warehouse) -> Result<Vec<String>, DbError> {
+    let client = warehouse.client().await?;
+    let rows = client
+        .query(
+            "SELECT DISTINCT type FROM rejected_events WHERE type IS NOT NULL ORDER BY type",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// The dead letters matching `filter`, oldest first.
 pub async fn list(warehouse: &Warehouse, filter: &Filter) -> Result<Vec<Stored>, DbError> {
     let client = warehouse.client().await?;
