@@ -44,7 +44,7 @@
 #   RERUN_MODE=native|docker   skip the detection
 #   ETL_*                      passed on to the daemon (ETL_HTTP_ADDR defaults to 127.0.0.1:9187)
 #   BUILD_IMAGE RUNTIME_IMAGE DWH_IMAGE APP_IMAGE BINARIES PREBUILT PREBUILT_DIR NATS_IMAGE
-#                              Docker only: the images and where the binaries come from (README,
+#                              Docker only: the images and where the binaries come from (docs/src/deployment.md,
 #                              "Images"; e.g. BINARIES=prebuilt takes target/release/)
 #   HOST_UID HOST_GID          Docker only: the user the services run as (default: yours); as
 #                              root, data/ is then handed to that user
@@ -107,7 +107,7 @@ need_image() {
     if ! out=$(timeout 600 docker pull -q "$image" 2>&1); then
         out=$(printf '%s\n' "$out" | tail -n 1)
         die "base image $image ($var) is not on this Docker engine and cannot be pulled: ${out:-timed out}
-  Point $var at an image this engine has or can pull (README, \"Images\"), e.g. $var=<your mirror>/$image ./rerun.sh,
+  Point $var at an image this engine has or can pull (docs/src/deployment.md, \"Images\"), e.g. $var=<your mirror>/$image ./rerun.sh,
   or run without Docker: RERUN_MODE=native ./rerun.sh"
     fi
 }

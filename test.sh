@@ -20,7 +20,7 @@ have_nats() {
 have_initdb || missing_apt+=(postgresql)
 # The JetStream broker: the broker tests start their own nats-server processes.
 have_nats || missing_apt+=(nats-server)
-# The docs test runs the README's examples, which use jq and curl as a reader would.
+# The docs test runs the README's and the book's examples, which use jq and curl as a reader would.
 command -v jq >/dev/null 2>&1 || missing_apt+=(jq)
 command -v curl >/dev/null 2>&1 || missing_apt+=(curl)
 # Independent readers of the Parquet lake, and the read API's OpenAPI validator and fuzzer.

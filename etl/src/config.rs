@@ -22,7 +22,7 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DAY_FORMAT: &str = "%Y-%m-%d";
 
 /// Every setting of the daemon. Each field `foo` can be set as `foo = …` in `etl.toml` or as
-/// `ETL_FOO` in the environment (the README's operator guide lists them all).
+/// `ETL_FOO` in the environment (docs/src/reference/configuration.md lists them all).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -355,7 +355,7 @@ fn explain_one(error: &figment::Error) -> String {
                     format!("did you mean ETL_{}?", near.to_ascii_uppercase())
                 }
                 Some(near) => format!("did you mean `{near}`?"),
-                None => "no known key is close (see the README's Configuration table)".into(),
+                None => "no known key is close (see docs/src/reference/configuration.md)".into(),
             };
             if from_env {
                 format!(

@@ -8,7 +8,7 @@
 //! within a bound, then ends with exit 1 and one ERROR line naming what it could not reach,
 //! before it has touched any file. The daemon (`etl run` following) keeps waiting for ever, as a
 //! service that starts before its database must. The bound is about start-up only: an outage
-//! after start is retried as the README's Guarantees say.
+//! after start is retried as the book's Guarantees say (docs/src/concepts/guarantees.md).
 //!
 //! Every attempt is itself bounded by the connect timeout ([`CONNECT_TIMEOUT`], or the URL's
 //! `connect_timeout`): tokio-postgres bounds the TCP connection only, not the start-up

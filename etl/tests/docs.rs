@@ -35,8 +35,23 @@ use std::time::Duration;
 
 use common::{files_in, wait_until, Env};
 
-/// The Markdown files whose examples are run (the book's chapters join this list).
-const DOCS: &[&str] = &["README.md"];
+/// The Markdown files whose examples are run: the README and every page of the book
+/// (`docs/src/`) that has a block to run or skip. Each file gets a fresh project, so a page's
+/// blocks may depend on its earlier blocks (an `sh background` server, then `curl`), never on
+/// another page's.
+const DOCS: &[&str] = &[
+    "README.md",
+    "docs/src/guide/start.md",
+    "docs/src/guide/add-a-type.md",
+    "docs/src/guide/fix-and-replay.md",
+    "docs/src/guide/operate.md",
+    "docs/src/guide/scale-out.md",
+    "docs/src/guide/http-apis.md",
+    "docs/src/guide/lake.md",
+    "docs/src/guide/read-api.md",
+    "docs/src/reference/commands.md",
+    "docs/src/deployment.md",
+];
 
 /// The longest any one example may take; one that runs longer has hung.
 const BLOCK_LIMIT: Duration = Duration::from_secs(120);
@@ -480,4 +495,38 @@ fn blocks_and_their_outputs_are_read_as_a_reader_sees_them() {
         normalised("at 2026-12-05T21:22:29.123Z id 0d133695-94a0-4f08-88ca-593745d25e77   x"),
         "at <date>T<time> id <uuid> x"
     );
+}
+
+/// A book page with an example to run that is missing from [`DOCS`] would never be run.
+#[test]
+fn every_book_page_with_examples_is_in_the_list() {
+    fn pages(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("read docs/src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pages(&path, found);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                found.push(path);
+            }
+        }
+    }
+    let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let mut found = Vec::new();
+    pages(&repo.join("docs/src"), &mut found);
+    assert!(!found.is_empty(), "no book under docs/src");
+    for page in found {
+        let markdown = std::fs::read_to_string(&page).expect("read a page");
+        let runs = blocks(&markdown)
+            .iter()
+            .any(|b| RUN.contains(&b.lang.as_str()));
+        let name = page
+            .strip_prefix(repo)
+            .expect("under the repository")
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            !runs || DOCS.contains(&name.as_str()),
+            "{name} has examples to run: add it to DOCS in etl/tests/docs.rs"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::load::connect::SetupError;
 
-/// `kind = "http"`: an HTTP API polled on a schedule (see the README's "HTTP API sources").
+/// `kind = "http"`: an HTTP API polled on a schedule (see docs/src/guide/http-apis.md).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
