@@ -244,6 +244,16 @@ fn assert_rejected(env: &Env, case: &Case) {
     );
 }
 
+/// The reason file of the rejected file `name` of type `kind`, parsed.
+fn reason_record(env: &Env, kind: Kind, name: &str) -> Value {
+    let sidecar = common::finished(
+        &env.config.failed(kind),
+        etl::source::inbox::files::sidecar_name(name),
+    );
+    let text = fs::read_to_string(&sidecar).unwrap_or_else(|e| panic!("{name}: no reason: {e}"));
+    serde_json::from_str(&text).expect("reason file is JSON")
+}
+
 /// Things in an inbox that are not event files: each must be left exactly as it is.
 struct Bystanders {
     valid_target: PathBuf,
@@ -609,13 +619,7 @@ fn a_huge_offending_value_gives_a_short_reason() {
     let mut etl = drain_without_settle(&env);
     assert!(etl.exit_within(DRAIN_LIMIT).success());
     for (name, _) in &cases {
-        let sidecar = common::finished(
-            &env.config.failed("cards"),
-            etl::source::inbox::files::sidecar_name(name),
-        );
-        let record: Value =
-            serde_json::from_str(&fs::read_to_string(&sidecar).expect("reason file"))
-                .expect("JSON");
+        let record = reason_record(&env, "cards", name);
         let reason = record["reason"].as_str().expect("reason");
         assert!(
             reason.len() < 2_000,
@@ -705,12 +709,7 @@ fn a_repeated_key_is_refused_by_name_and_a_byte_order_mark_is_ignored() {
         ("two-payloads.json", "", "payload"),
         ("deep-repeat.json", "/payload/extra/tags/0", "x"),
     ] {
-        let failed = env.config.failed("cards");
-        let sidecar = common::finished(&failed, etl::source::inbox::files::sidecar_name(name));
-        let record: Value = serde_json::from_str(
-            &fs::read_to_string(&sidecar).unwrap_or_else(|e| panic!("{name}: no reason: {e}")),
-        )
-        .expect("reason file is JSON");
+        let record = reason_record(&env, "cards", name);
         assert_eq!(record["code"], "duplicate_key", "{record}");
         assert_eq!(record["instance_path"], pointer, "{record}");
         assert!(
@@ -871,13 +870,7 @@ fn every_readable_log_line_parses_as_logfmt_whatever_the_input_holds() {
             .iter()
             .find(|f| field(f, "file").ends_with(name))
             .unwrap_or_else(|| panic!("no WARN line names {name:?}: {rejected:?}"));
-        let sidecar = common::finished(
-            &env.config.failed("cards"),
-            etl::source::inbox::files::sidecar_name(name),
-        );
-        let record: Value =
-            serde_json::from_str(&fs::read_to_string(&sidecar).expect("reason file"))
-                .expect("JSON");
+        let record = reason_record(&env, "cards", name);
         assert_eq!(field(fields, "reason"), record["reason"], "{name}");
         assert_eq!(field(fields, "code"), record["code"], "{name}");
         assert_eq!(field(fields, "type"), "cards");

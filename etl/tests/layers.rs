@@ -193,18 +193,25 @@ fn paths_in(code: &str) -> Vec<String> {
     }
     // Inline paths: `crate::a::b`, `super::x`.
     for start in ["crate::", "super::", "self::"] {
-        let mut rest = code;
-        while let Some(at) = rest.find(start) {
-            let before = rest[..at].chars().last();
-            let tail = &rest[at..];
-            let end = tail
-                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-                .unwrap_or(tail.len());
-            if !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
-                paths.push(tail[..end].trim_end_matches(':').to_owned());
-            }
-            rest = &rest[at + start.len()..];
+        paths.extend(inline_paths(code, start));
+    }
+    paths
+}
+
+/// Every path in `code` that starts with `start` (`crate::`, `http::`) at a word boundary.
+fn inline_paths(code: &str, start: &str) -> Vec<String> {
+    let mut paths = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest.find(start) {
+        let before = rest[..at].chars().last();
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .unwrap_or(tail.len());
+        if !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+            paths.push(tail[..end].trim_end_matches(':').to_owned());
         }
+        rest = &rest[at + start.len()..];
     }
     paths
 }
@@ -254,19 +261,8 @@ fn graph() -> BTreeMap<PathBuf, BTreeSet<PathBuf>> {
             .collect();
         let mut paths = paths_in(&code);
         for child in &children {
-            let start = format!("{child}::");
-            let mut rest = code.as_str();
-            while let Some(at) = rest.find(&start) {
-                let before = rest[..at].chars().last();
-                let tail = &rest[at..];
-                let end = tail
-                    .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-                    .unwrap_or(tail.len());
-                if !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
-                    paths.push(format!("self::{}", tail[..end].trim_end_matches(':')));
-                }
-                rest = &rest[at + start.len()..];
-            }
+            let found = inline_paths(&code, &format!("{child}::"));
+            paths.extend(found.into_iter().map(|path| format!("self::{path}")));
         }
         for path in paths {
             let segments: Vec<String> = path.split("::").map(str::to_owned).collect();
