@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::Kind;
+use common::{card, event_id, Kind};
 use common::{event_files, files_in, oracle, wait_until, Env};
 use serde_json::{json, Value};
 
@@ -28,19 +28,6 @@ fn drain_without_settle(env: &Env) -> common::Daemon {
         &["run", "--drain"],
         &[("ETL_SETTLE_MS", "0".to_owned())],
     )
-}
-
-fn event_id(n: u32) -> String {
-    format!("00000000-0000-4000-8000-{n:012}")
-}
-
-fn card(id: i64, n: u32) -> Value {
-    json!({
-        "payload": {"id": id, "user_id": 311, "created_by_name": "A B",
-                    "updated_at": "2024-05-01 12:00:03", "created_at": "2024-05-01 11:58:40",
-                    "active": true},
-        "metadata": {"type": "card", "event_at": "2024-05-01 12:00:03", "event_id": event_id(n)}
-    })
 }
 
 fn user(id: i64, n: u32) -> Value {

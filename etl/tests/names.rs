@@ -13,24 +13,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{free_addr, http_get, project, wait_until, Daemon, Env};
+use common::{card, event_id, free_addr, http_get, project, wait_until, Daemon, Env};
 use serde_json::{json, Value};
 
 /// Generous bounds for a loaded machine; each is a deadline for a condition, never a delay.
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn event_id(n: u32) -> String {
-    format!("00000000-0000-4000-8000-{n:012}")
-}
-
-fn card(id: i64, n: u32) -> Value {
-    json!({
-        "payload": {"id": id, "user_id": 311, "created_by_name": "A B",
-                    "updated_at": "2024-05-01 12:00:03", "created_at": "2024-05-01 11:58:40",
-                    "active": true},
-        "metadata": {"type": "card", "event_at": "2024-05-01 12:00:03", "event_id": event_id(n)}
-    })
-}
 
 fn user(id: i64, n: u32) -> Value {
     json!({

@@ -690,3 +690,22 @@ pub fn project(env: &mut Env, with_example: bool) -> PathBuf {
     env.config.migrations_dir = root.join("db/migrations");
     root
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hand-made event documents, for tests about one file's fate.
+// ---------------------------------------------------------------------------------------------
+
+/// A fixed, valid event id numbered `n`.
+pub fn event_id(n: u32) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+/// A valid card event (owner 311) with id `id` and event id number `n`.
+pub fn card(id: i64, n: u32) -> Value {
+    serde_json::json!({
+        "payload": {"id": id, "user_id": 311, "created_by_name": "A B",
+                    "updated_at": "2024-05-01 12:00:03", "created_at": "2024-05-01 11:58:40",
+                    "active": true},
+        "metadata": {"type": "card", "event_at": "2024-05-01 12:00:03", "event_id": event_id(n)}
+    })
+}
