@@ -35,6 +35,10 @@ pub enum Point {
     LoadCommitted,
     /// The schema migrations are applied inside their transaction, not committed yet.
     Migrated,
+    /// `etl forward`: the broker has acknowledged a publish; the event's file is not moved yet.
+    ForwardPublished,
+    /// An HTTP pull has stored its position after a settled page (its events committed).
+    HttpPageSaved,
     /// A raw lake export has written rows into a temporary (dot-named) Parquet file.
     LakeExportWritten,
     /// A raw lake export has published a Parquet file (renamed into place) and not yet moved
@@ -46,10 +50,12 @@ pub enum Point {
 }
 
 /// Every point, with the name `FAULT_POINTS` uses for it.
-const POINTS: [(Point, &str); 6] = [
+const POINTS: [(Point, &str); 8] = [
     (Point::Move, "move"),
     (Point::LoadCommitted, "load.committed"),
     (Point::Migrated, "migrated"),
+    (Point::ForwardPublished, "forward.published"),
+    (Point::HttpPageSaved, "http.page.saved"),
     (Point::LakeExportWritten, "lake.export.written"),
     (Point::LakeExportPublished, "lake.export.published"),
     (Point::LakeRetire, "lake.retire"),

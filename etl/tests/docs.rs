@@ -14,6 +14,7 @@
 //!   its address answers, and stopped after the file's last block.
 //! - `text output` right after a block: that block's expected standard output, compared after
 //!   normalising times, dates, UUIDs and runs of spaces.
+//!
 //! Blocks in other languages (`json` shapes, `mermaid` drawings, unlabelled text) are shown,
 //! not run.
 //!

@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -384,14 +383,7 @@ fn a_crash_in_the_middle_of_a_retention_pass_loses_and_duplicates_nothing() {
     for (i, step) in steps.into_iter().enumerate() {
         let armed = [&vars[..], &[("FAULT_POINTS", step.to_owned())]].concat();
         let mut daemon = env.spawn_etl(&format!("killed-{i}"), &["run"], &armed);
-        let status = daemon.exit_within(Duration::from_secs(60));
-        let point = step.split_once(':').map_or(step, |(point, _)| point);
-        assert!(
-            status.signal() == Some(libc::SIGKILL)
-                && daemon.log().contains(&format!("FAULT_POINTS: {point}")),
-            "{step}: the daemon did not die at its point ({status}): {}",
-            daemon.log_tail(20)
-        );
+        daemon.dies_at(step, Duration::from_secs(60));
         let retired = env.scalar("SELECT count(*) FROM retired_events");
         if retired < everything.len() as i64 && !daemon.log().contains("lake export") {
             cut_short += 1;

@@ -9,7 +9,6 @@ mod common;
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -146,13 +145,7 @@ fn sigkill_at_any_moment_loses_and_duplicates_nothing() {
             );
             break;
         }
-        let point = step.split_once(':').map_or(step, |(point, _)| point);
-        assert!(
-            status.signal() == Some(libc::SIGKILL)
-                && etl.log().contains(&format!("FAULT_POINTS: {point}")),
-            "run {run} did not die at {step} ({status}): {}",
-            etl.log_tail(20)
-        );
+        etl.dies_at(step, Duration::from_secs(1));
         killed += 1;
         assert_done_implies_committed(&env, &env.db.url);
         if files_in(&env, "inbox").is_empty() {
