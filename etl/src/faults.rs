@@ -1,8 +1,8 @@
 //! Named fault points, so a test fails or kills the daemon at an exact step of its work instead
 //! of hoping a sleep lands there. Compiled only with the `failpoints` cargo feature, which the
 //! test build turns on (the crate's dev-dependency on itself) and release builds and the Docker
-//! images leave off: without it the module does not exist and every [`fault_point!`] or
-//! [`crash_point!`] expands to nothing.
+//! images leave off: without it the module does not exist and every `fault_point!` or
+//! `crash_point!` (the macros in `lib.rs` that mark the points in the code) expands to nothing.
 //!
 //! The environment arms them at start-up, `FAULT_POINTS=point:action[:N]`, comma-separated:
 //!
@@ -16,9 +16,6 @@
 //! Hand-written rather than the `fail` crate: the tests drive the real binary from outside, and
 //! need to release an error fault while it runs, and a death that is a real SIGKILL (no
 //! unwinding, no destructors, no flush) rather than a panic the runtime could catch.
-//!
-//! [`fault_point!`]: crate::fault_point
-//! [`crash_point!`]: crate::crash_point
 
 use std::io;
 use std::path::PathBuf;
