@@ -28,7 +28,8 @@ FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
 COPY . .
 # The caches keep downloaded crates and compiled dependencies between builds; the binaries are
-# copied out because a cache mount is not part of the image.
+# copied out because a cache mount is not part of the image. No `--features`: the `failpoints`
+# feature (the tests' fault points, etl/src/faults.rs) stays off, so the image has no fault code.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p etl -p services \

@@ -113,6 +113,7 @@ async fn publish(
                     tracing::info!(subject, "the broker takes publishes again");
                 }
                 outcome::forwarded(1, u64::from(ack.duplicate));
+                crash_point!(ForwardPublished);
                 event.ack.resolve(Fate::Committed);
                 return;
             }

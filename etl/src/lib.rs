@@ -13,6 +13,25 @@
 //! command waits for what it needs. [`names`] is the one lossless text form of a file name
 //! wherever one is stored or shown.
 
+/// A named fault point where an I/O error can be injected (or the process killed): `?` returns
+/// the injected error from the enclosing function, whose error type takes an `io::Error`.
+/// Expands to nothing without the `failpoints` feature, so release builds carry no fault code.
+macro_rules! fault_point {
+    ($point:ident) => {{
+        #[cfg(feature = "failpoints")]
+        crate::faults::check(crate::faults::Point::$point)?;
+    }};
+}
+
+/// A named point where a test can kill the process (nothing else): for steps whose callers have
+/// no I/O error to return. Expands to nothing without the `failpoints` feature.
+macro_rules! crash_point {
+    ($point:ident) => {{
+        #[cfg(feature = "failpoints")]
+        crate::faults::crash(crate::faults::Point::$point);
+    }};
+}
+
 pub mod backoff;
 pub mod broker;
 pub mod catalog;
@@ -21,6 +40,7 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod extract;
+#[cfg(feature = "failpoints")]
 pub mod faults;
 pub mod folder_retention;
 pub mod forward;

@@ -411,10 +411,20 @@ fn a_replica_killed_mid_stream_leaves_its_messages_to_the_other() {
     } = Case::new(2, 200, 6_000, 7);
     forward_all(&env, &host, &vars);
 
+    // The doomed replica SIGKILLs itself right after its 5th batch commits, before it
+    // acknowledges that batch (see `etl/src/faults.rs`): the broker holds unacknowledged
+    // messages of it at that moment whatever the machine's speed.
+    let step = "load.committed:kill:5";
     let mut doomed = replica(
         &env,
         "replica-a",
-        &with(&vars, &[("ETL_BATCH_SIZE", "50".into())]),
+        &with(
+            &vars,
+            &[
+                ("ETL_BATCH_SIZE", "50".into()),
+                ("FAULT_POINTS", step.into()),
+            ],
+        ),
     );
     let other = replica(
         &env,
@@ -429,7 +439,7 @@ fn a_replica_killed_mid_stream_leaves_its_messages_to_the_other() {
         "{}",
         doomed.log_tail(20)
     );
-    doomed.kill();
+    doomed.dies_at(step, Duration::from_secs(60));
     assert_settled_and_loaded(
         &env,
         &server,
@@ -762,7 +772,16 @@ fn a_forwarder_killed_mid_publish_republishes_and_the_broker_drops_the_repeats()
         host,
         files,
     } = Case::new(5, 200, 8_000, 21);
-    let mut first = forward(&env, &host, &vars, "forward-1");
+    // The first forwarder SIGKILLs itself once the broker has acknowledged its 1,001st
+    // publish, before that event's file is moved (see `etl/src/faults.rs`): mid-publish by
+    // construction, not by how far it got before a kill from outside.
+    let step = "forward.published:kill:1001";
+    let mut first = forward(
+        &env,
+        &host,
+        &with(&vars, &[("FAULT_POINTS", step.into())]),
+        "forward-1",
+    );
     assert!(
         wait_until(Duration::from_secs(60), || server
             .stream(STREAM)
@@ -770,7 +789,7 @@ fn a_forwarder_killed_mid_publish_republishes_and_the_broker_drops_the_repeats()
         "{}",
         first.log_tail(20)
     );
-    first.kill();
+    first.dies_at(step, Duration::from_secs(60));
     let published = server.stream(STREAM).expect("stream").state.last_seq;
     assert!(
         (published as usize) < files.len(),

@@ -651,13 +651,17 @@ fn a_pull_killed_mid_window_resumes_from_its_stored_position_without_a_gap() {
     Source::of(&api).write(&env);
     let pages_asked = |requests: &[Request]| requests.iter().filter(|r| r.page.is_some()).count();
 
-    let mut first = pull(&env, "first", &days.date(1), &days.date(3), &key_vars(&key));
+    // The first pull SIGKILLs itself right after storing its position for the 6th page (see
+    // `etl/src/faults.rs`): mid-window whatever the machine's speed.
+    let step = "http.page.saved:kill:6";
+    let armed = [key_vars(&key), vec![("FAULT_POINTS", step.to_owned())]].concat();
+    let mut first = pull(&env, "first", &days.date(1), &days.date(3), &armed);
     assert!(
         wait_until(PATIENCE, || pages_asked(&api.requests()) >= 6),
         "the pull did not get to its sixth page: {}",
         first.log_tail(40)
     );
-    first.kill();
+    first.dies_at(step, PATIENCE);
     let mark = api.requests().len();
     assert!(
         lines_with(&first, "pull complete").is_empty(),
@@ -915,7 +919,11 @@ fn an_expired_stored_cursor_restarts_the_window_from_its_first_page() {
     migrate(&env);
     Source::of(&api).write(&env);
 
-    let mut first = pull(&env, "first", &days.date(1), &days.date(3), &key_vars(&key));
+    // Killed right after storing its position for the 4th of 12 pages (see
+    // `etl/src/faults.rs`): a cursor is stored and the window is not done.
+    let step = "http.page.saved:kill:4";
+    let armed = [key_vars(&key), vec![("FAULT_POINTS", step.to_owned())]].concat();
+    let mut first = pull(&env, "first", &days.date(1), &days.date(3), &armed);
     assert!(
         wait_until(PATIENCE, || {
             env.scalar("SELECT count(*) FROM http_positions WHERE next IS NOT NULL") > 0
@@ -924,7 +932,7 @@ fn an_expired_stored_cursor_restarts_the_window_from_its_first_page() {
         "no position stored: {}",
         first.log_tail(40)
     );
-    first.kill();
+    first.dies_at(step, PATIENCE);
     let stored = pgtest::psql(
         &env.db.url,
         "SELECT next->>'cursor' FROM http_positions WHERE source = 'crm'",

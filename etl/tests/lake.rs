@@ -366,23 +366,36 @@ fn a_crash_in_the_middle_of_a_retention_pass_loses_and_duplicates_nothing() {
         ("ETL_LAKE_EXPORT_INTERVAL_SECS", "1".to_owned()),
         ("ETL_RAW_RETENTION_DAYS", "30".to_owned()),
     ];
-    // SIGKILL at moments spread over a pass (start-up, export, retirement batches).
+    // More rows than one retirement batch (5,000), so a pass has a step between two batches.
+    assert!(everything.len() > 5_000, "{} rows", everything.len());
+    // The daemon SIGKILLs itself at each named step of a pass (see `etl/src/faults.rs`), in
+    // the order a pass reaches them: rows written to a temporary Parquet file; a file
+    // published, its watermark not yet moved; export done, nothing retired; one batch
+    // retired, the next not. Named points rather than sleeps: a pass takes a few hundred
+    // milliseconds, so a timer lands wherever the machine's speed puts it.
+    let steps = [
+        "lake.export.written:kill:1",
+        "lake.export.published:kill:1",
+        "lake.retire:kill:1",
+        "lake.retire:kill:2",
+    ];
     let mut cut_short = 0;
-    for (i, delay_ms) in [300u64, 700, 1100, 1500, 1900, 2400]
-        .into_iter()
-        .enumerate()
-    {
-        let mut daemon = env.spawn_etl(&format!("killed-{i}"), &["run"], &vars);
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        daemon.kill();
+    for (i, step) in steps.into_iter().enumerate() {
+        let armed = [&vars[..], &[("FAULT_POINTS", step.to_owned())]].concat();
+        let mut daemon = env.spawn_etl(&format!("killed-{i}"), &["run"], &armed);
+        daemon.dies_at(step, Duration::from_secs(60));
         let retired = env.scalar("SELECT count(*) FROM retired_events");
         if retired < everything.len() as i64 && !daemon.log().contains("lake export") {
             cut_short += 1;
         }
-        // At every moment: each raw row is in the warehouse, or retired and then in the lake.
+        // At every step: each raw row is in the warehouse, or retired and then in the lake.
         let in_warehouse = env.scalar("SELECT count(*) FROM events");
         assert_eq!(in_warehouse + retired, everything.len() as i64);
+        // A kill before the first retirement retires nothing; the one after it, one batch.
+        let expected = if i < 3 { 0 } else { 5_000 };
+        assert_eq!(retired, expected, "{step}");
     }
+    assert_eq!(cut_short, steps.len(), "every kill landed inside a pass");
     assert!(cut_short >= 1, "no kill landed before a pass ended");
 
     let mut daemon = env.spawn_etl("final", &["run"], &vars);

@@ -178,6 +178,7 @@ pub async fn raw(
             }
             if let Some((_, file)) = open.as_mut() {
                 file.write(&rows[start..end])?;
+                crash_point!(LakeExportWritten);
             }
             start = end;
         }
@@ -186,6 +187,7 @@ pub async fn raw(
         export.rows += file.rows;
         export.files.push(file.publish()?);
     }
+    crash_point!(LakeExportPublished);
     tx.commit().await?;
     Watermark {
         from: state.from.or(since),

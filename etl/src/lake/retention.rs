@@ -49,6 +49,7 @@ pub async fn retire(
         .await?;
     let mut retired = 0u64;
     loop {
+        crash_point!(LakeRetire);
         let row = client
             .query_one(&statement, &[&bound, &lake.from, &BATCH])
             .await?;

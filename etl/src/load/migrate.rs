@@ -126,6 +126,7 @@ pub async fn migrate(
             applied.push(migration.version.clone());
         }
     }
+    crash_point!(Migrated);
     tx.commit().await?;
     Ok(applied)
 }

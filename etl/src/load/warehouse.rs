@@ -167,6 +167,7 @@ impl Warehouse {
             counts.changed = tx.execute(&upsert, &columns.params()).await?;
         }
         tx.commit().await?;
+        crash_point!(LoadCommitted);
         Ok(applied)
     }
 }

@@ -461,6 +461,21 @@ impl Daemon {
         }
     }
 
+    /// Waits for a daemon started with `FAULT_POINTS=<step>` (`point:kill:N`, see
+    /// `etl/src/faults.rs`) to die at that point: by SIGKILL, with the fault module's line
+    /// naming the point in its log (any other death, or none, fails the test).
+    pub fn dies_at(&mut self, step: &str, limit: Duration) {
+        use std::os::unix::process::ExitStatusExt;
+        let status = self.exit_within(limit);
+        let point = step.split_once(':').map_or(step, |(point, _)| point);
+        assert!(
+            status.signal() == Some(libc::SIGKILL)
+                && self.log().contains(&format!("FAULT_POINTS: {point} hit")),
+            "the daemon did not die at {step} ({status}): {}",
+            self.log_tail(20)
+        );
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("wait on etl").is_none()
     }

@@ -390,6 +390,7 @@ impl HttpSource {
                 tracing::error!(source = %name, %error, "pull stopped: cannot store the position; the next pull asks for this page again");
                 return Pulled::Failed;
             }
+            crash_point!(HttpPageSaved);
             if at.done {
                 tracing::info!(source = %name, from = %at.window.from.to_rfc3339(), to = %at.window.to.to_rfc3339(), pages = at.pages, items = at.items, "pull complete");
                 return Pulled::Complete;

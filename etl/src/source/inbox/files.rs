@@ -96,7 +96,7 @@ impl DayFolders {
     /// (an operator, or the retention of a replica whose clock is ahead) makes `op` fail with
     /// `NotFound`: the folder is made again and `op` tried once more.
     fn within<T>(&self, type_folder: &Path, op: impl Fn(&Path) -> io::Result<T>) -> io::Result<T> {
-        crate::faults::check(crate::faults::Point::Move)?;
+        fault_point!(Move);
         let day = self.today(type_folder)?;
         match op(&day) {
             Err(e) if e.kind() == io::ErrorKind::NotFound && !day.is_dir() => {
