@@ -10,7 +10,8 @@
 //! [`folder_retention`] removes old day folders of `done/`, `failed/` and the landing zone.
 //! [`serve`] is the read API (`etl serve`). [`outcome`] records what happened, [`pipeline`]
 //! wires it all together and [`shutdown`] stops it; [`startup`] bounds how long a one-shot
-//! command waits for what it needs. [`names`] is the one lossless text form of a file name
+//! command waits for what it needs; [`commands`] holds one file per `etl` command and the exit
+//! status each result gives. [`names`] is the one lossless text form of a file name
 //! wherever one is stored or shown.
 
 /// A named fault point where an I/O error can be injected (or the process killed): `?` returns
@@ -37,6 +38,7 @@ pub mod broker;
 pub mod catalog;
 pub mod check;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod event;
 pub mod extract;

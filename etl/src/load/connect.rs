@@ -457,6 +457,19 @@ pub fn fatal_at_startup(error: &DbError) -> Option<String> {
     }
 }
 
+/// [`fatal_at_startup`] for an error or any of its causes (the typed form of [`fatal_in`]).
+pub fn fatal_in_chain(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    std::iter::successors(Some(error), |cause| cause.source()).find_map(|cause| {
+        if let Some(db) = cause.downcast_ref::<DbError>() {
+            fatal_at_startup(db)
+        } else if let Some(types) = cause.downcast_ref::<crate::catalog::CatalogError>() {
+            Some(types.to_string())
+        } else {
+            cause.downcast_ref::<SetupError>().map(ToString::to_string)
+        }
+    })
+}
+
 /// [`fatal_at_startup`] for whatever an `anyhow` error holds.
 pub fn fatal_in(error: &anyhow::Error) -> Option<String> {
     error.chain().find_map(|cause| {
