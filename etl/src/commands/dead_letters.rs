@@ -61,10 +61,7 @@ pub async fn dead_letters(
 }
 
 /// `etl dead-letters list`: a header row, then one tab-separated row per dead letter.
-async fn list(
-    warehouse: &Warehouse,
-    filter: &deadletter::Filter,
-) -> Result<Outcome, CommandError> {
+async fn list(warehouse: &Warehouse, filter: &deadletter::Filter) -> Result<Outcome, CommandError> {
     let letters = deadletter::list(warehouse, filter).await?;
     // A header row, so the tab-separated columns can be read (and cut) by name.
     println!("id\trejected_at\tsource\ttype\tevent_id\tcode\treason");

@@ -44,8 +44,7 @@ pub async fn pull(
 
 /// The window `etl pull --from --to` names.
 fn window(from: &str, to: Option<&str>) -> Result<Window, CommandError> {
-    let from =
-        parse_instant(from).map_err(|e| CommandError::Refused(format!("--from: {e}")))?;
+    let from = parse_instant(from).map_err(|e| CommandError::Refused(format!("--from: {e}")))?;
     let to = match to {
         Some(to) => parse_instant(to).map_err(|e| CommandError::Refused(format!("--to: {e}")))?,
         None => now_in_seconds(),
