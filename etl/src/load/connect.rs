@@ -472,15 +472,7 @@ pub fn fatal_in_chain(error: &(dyn std::error::Error + 'static)) -> Option<Strin
 
 /// [`fatal_at_startup`] for whatever an `anyhow` error holds.
 pub fn fatal_in(error: &anyhow::Error) -> Option<String> {
-    error.chain().find_map(|cause| {
-        if let Some(db) = cause.downcast_ref::<DbError>() {
-            fatal_at_startup(db)
-        } else if let Some(types) = cause.downcast_ref::<crate::catalog::CatalogError>() {
-            Some(types.to_string())
-        } else {
-            cause.downcast_ref::<SetupError>().map(ToString::to_string)
-        }
-    })
+    fatal_in_chain(&**error)
 }
 
 fn fatal_connect_error(error: &tokio_postgres::Error) -> Option<String> {
