@@ -3,7 +3,8 @@
 
 use tokio_postgres::GenericClient;
 
-use super::{Catalog, Clock, EventType, SqlType, GUARD_COLUMNS};
+use super::kind::{Clock, EventType, Kind, GUARD_COLUMNS};
+use super::SqlType;
 
 /// `schema.table` or `table`, each part quoted.
 pub fn quoted_table(table: &str) -> String {
@@ -81,10 +82,10 @@ pub fn upsert_sql(kind: &EventType) -> String {
 /// each a sentence naming the type, the table and the column.
 pub async fn check(
     client: &impl GenericClient,
-    catalog: &Catalog,
+    kinds: impl IntoIterator<Item = &Kind>,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     let mut problems = Vec::new();
-    for kind in catalog.iter() {
+    for kind in kinds {
         let table = quoted_table(&kind.table);
         let columns = client
             .query(

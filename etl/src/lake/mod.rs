@@ -5,82 +5,25 @@
 //! [`export`] writes the files, [`retention`] retires old raw rows and keeps their ids;
 //! [`schedule`] runs both inside `etl run`, one replica at a time (a PostgreSQL advisory lock).
 
+pub mod error;
 pub mod export;
 pub mod parquet;
 pub mod retention;
+pub mod watermark;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::load::connect;
-use crate::load::DbError;
 use crate::ops::metrics::{LAKE_EXPORTED_ROWS, LAKE_LAST_EXPORT, RAW_RETIRED};
+pub use error::LakeError;
 pub use retention::Horizon;
-
-#[derive(Debug, thiserror::Error)]
-pub enum LakeError {
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error("database error: {}", crate::load::error::causes(.0))]
-    Postgres(#[from] tokio_postgres::Error),
-    #[error("lake file error: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("parquet: {0}")]
-    Parquet(#[from] ::parquet::errors::ParquetError),
-    #[error("arrow: {0}")]
-    Arrow(#[from] arrow_schema::ArrowError),
-    /// A request that would break the lake's guarantees; the sentence says why.
-    #[error("{0}")]
-    Refused(String),
-}
-
-/// What the raw zone of a lake folder holds: every row ingested in `[from, through)` (`from`
-/// unset: since the beginning). Kept in `<lake>/events/_etl_watermark.json`, written after the
-/// files it covers, so it is the export's commit point.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Watermark {
-    pub from: Option<DateTime<Utc>>,
-    pub through: Option<DateTime<Utc>>,
-}
-
-const WATERMARK_FILE: &str = "_etl_watermark.json";
-
-impl Watermark {
-    /// The watermark of the raw zone folder `zone` (empty if it has none yet).
-    pub fn read(zone: &Path) -> Result<Watermark, LakeError> {
-        match std::fs::read(zone.join(WATERMARK_FILE)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                LakeError::Refused(format!(
-                    "{} is not a watermark this version can read ({e}); move the folder aside",
-                    zone.join(WATERMARK_FILE).display()
-                ))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Watermark::default()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Writes it atomically (temporary file, fsync, rename, fsync of the folder).
-    pub fn write(&self, zone: &Path) -> Result<(), LakeError> {
-        use std::io::Write;
-        std::fs::create_dir_all(zone)?;
-        let path = zone.join(WATERMARK_FILE);
-        let temporary = zone.join(format!(".{WATERMARK_FILE}.{}.tmp", std::process::id()));
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temporary, &path)?;
-        parquet::sync_dir(&path)?;
-        Ok(())
-    }
-}
+pub use watermark::Watermark;
 
 /// The lake's advisory lock: one export or retention pass at a time, over every replica and
 /// `etl export`. Session-level, so a process that dies releases it with its connection.

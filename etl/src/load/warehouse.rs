@@ -111,7 +111,7 @@ impl Warehouse {
         catalog: &Catalog,
     ) -> Result<Vec<String>, DbError> {
         let applied = crate::load::migrate::migrate(client, migrations).await?;
-        let problems = crate::catalog::table::check(&***client, catalog).await?;
+        let problems = crate::catalog::table::check(&***client, catalog.iter()).await?;
         if !problems.is_empty() {
             return Err(DbError::Tables(problems));
         }
