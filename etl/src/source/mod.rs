@@ -120,5 +120,5 @@ pub enum SourceConfig {
     /// top-level `nats_*` keys.
     Jetstream {},
     /// An HTTP API polled on a schedule (see [`http`]); any number of them, each named.
-    Http(Box<http::HttpConfig>),
+    Http(Box<http::config::HttpConfig>),
 }

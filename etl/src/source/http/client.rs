@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{HttpConfig, Pagination, Window};
 use super::page::{self, Next, Page};
 use crate::backoff::{self, Backoff};
-use crate::load::connect::SetupError;
+use crate::load::error::SetupError;
 use crate::ops::metrics::HTTP_RETRIES;
 
 /// The longest `Retry-After` honoured: an API asking for more is asked again sooner.

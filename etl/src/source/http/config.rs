@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::load::connect::SetupError;
+use crate::load::error::SetupError;
 
 /// `kind = "http"`: an HTTP API polled on a schedule (see docs/src/guide/http-apis.md).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

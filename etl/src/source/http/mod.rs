@@ -36,7 +36,7 @@ use super::deadletter::{self, DeadLetter};
 use super::{Ack, Acknowledge, Fate, Intake, Mode, Record, Source, Started};
 use crate::catalog::{Catalog, Kind};
 use crate::config::Config;
-use crate::load::connect::SetupError;
+use crate::load::error::SetupError;
 use crate::load::Warehouse;
 use crate::ops::metrics::HTTP_SINCE_SUCCESS;
 use crate::outcome;
