@@ -152,17 +152,32 @@ fn stdout_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A broker dead letter of `type_name` stored as the daemon stores one (`event_id` is SQL: a
+/// quoted literal or `NULL`).
+fn store_dead_letter(env: &Env, type_name: &str, event_id: &str, code: &str, reason: &str) {
+    let reason = reason.replace('\'', "''");
+    pgtest::psql(
+        &env.db.url,
+        &format!(
+            "INSERT INTO rejected_events (source, origin, subject, type, event_id, code, reason, bytes)
+             VALUES ('jetstream', 'nats://broker:4222', 'events.{type_name}', '{type_name}', {event_id},
+                     '{code}', jsonb_build_object('reason', '{reason}'), '\\x7b7d'::bytea)"
+        ),
+    )
+    .expect("a dead letter");
+}
+
 #[test]
 fn listings_have_a_header_row() {
     let env = Env::new();
     stdout_of(&env.run_etl(&["migrate"]));
-    pgtest::psql(
-        &env.db.url,
-        "INSERT INTO rejected_events (source, origin, subject, type, event_id, code, reason, bytes)
-         VALUES ('jetstream', 'nats://broker:4222', 'events.cards', 'cards', 'e-1', 'schema',
-                 jsonb_build_object('reason', '\"user_id\" is a required property'), '\\x7b7d'::bytea)",
-    )
-    .expect("a dead letter");
+    store_dead_letter(
+        &env,
+        "cards",
+        "'e-1'",
+        "schema",
+        "\"user_id\" is a required property",
+    );
 
     // `etl dead-letters list`: a header naming the tab-separated columns, then one row each,
     // then the count.
@@ -253,13 +268,7 @@ fn a_start_on_a_migrated_warehouse_logs_no_notice_about_the_migrations_table() {
 fn an_unknown_type_exits_2_with_the_declared_names_in_every_command() {
     let env = Env::new();
     stdout_of(&env.run_etl(&["migrate"]));
-    pgtest::psql(
-        &env.db.url,
-        "INSERT INTO rejected_events (source, origin, subject, type, event_id, code, reason, bytes)
-         VALUES ('jetstream', 'nats://broker:4222', 'events.nonsense', 'nonsense', NULL,
-                 'wrong_folder', jsonb_build_object('reason', 'no such type'), '\\x7b7d'::bytea)",
-    )
-    .expect("a dead letter of an undeclared type");
+    store_dead_letter(&env, "nonsense", "NULL", "wrong_folder", "no such type");
     let lake = env.dir.path().join("lake");
     let lake = lake.to_str().expect("UTF-8 path");
     for args in [

@@ -52,6 +52,21 @@ fn fill_inbox(env: &Env) {
         .expect("write event");
     }
 }
+/// The daemon, given no broker on `port`, exited 1 after one ERROR line that names the broker
+/// with its password redacted, and never showed the password.
+fn assert_gave_up_on_the_broker(etl: &mut common::Daemon, port: u16) {
+    assert_eq!(etl.exit_within(LIMIT).code(), Some(1), "{}", etl.log());
+    let errors = etl.lines_at("ERROR");
+    assert_eq!(errors.len(), 1, "one ERROR line: {}", etl.log());
+    assert!(
+        errors[0]
+            .to_string()
+            .contains(&format!("nats://etl:***@127.0.0.1:{port}")),
+        "{}",
+        etl.log()
+    );
+    assert!(!etl.log().contains(SECRET), "{}", etl.log());
+}
 
 fn text(out: &Output) -> String {
     format!(
@@ -171,17 +186,7 @@ fn a_forwarder_drain_with_no_broker_gives_up_after_wait_and_keeps_its_files() {
             format!("nats://etl:{SECRET}@127.0.0.1:{port}"),
         )],
     );
-    assert_eq!(etl.exit_within(LIMIT).code(), Some(1), "{}", etl.log());
-    let errors = etl.lines_at("ERROR");
-    assert_eq!(errors.len(), 1, "one ERROR line: {}", etl.log());
-    assert!(
-        errors[0]
-            .to_string()
-            .contains(&format!("nats://etl:***@127.0.0.1:{port}")),
-        "{}",
-        etl.log()
-    );
-    assert!(!etl.log().contains(SECRET), "{}", etl.log());
+    assert_gave_up_on_the_broker(&mut etl, port);
     assert_eq!(
         files(&env, "inbox"),
         before,
@@ -202,17 +207,7 @@ fn a_replica_drain_with_no_broker_gives_up_after_wait() {
             format!("nats://etl:{SECRET}@127.0.0.1:{port}"),
         )],
     );
-    assert_eq!(etl.exit_within(LIMIT).code(), Some(1), "{}", etl.log());
-    let errors = etl.lines_at("ERROR");
-    assert_eq!(errors.len(), 1, "one ERROR line: {}", etl.log());
-    assert!(
-        errors[0]
-            .to_string()
-            .contains(&format!("nats://etl:***@127.0.0.1:{port}")),
-        "{}",
-        etl.log()
-    );
-    assert!(!etl.log().contains(SECRET), "{}", etl.log());
+    assert_gave_up_on_the_broker(&mut etl, port);
 }
 
 #[test]
