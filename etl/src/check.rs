@@ -7,9 +7,8 @@ use std::path::Path;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::extract::decode::Decoder;
-use crate::extract::Rejection;
-use crate::source::inbox::discover;
+use crate::decode::Decoder;
+use crate::rejection::Rejection;
 use crate::source::inbox::read::{read_untrusted, Contents};
 
 /// The verdict on one file, as printed. The file is read exactly as the daemon reads it (no
@@ -83,13 +82,13 @@ fn undeclared_inbox_folder(path: &Path, catalog: &Catalog, config: &Config) -> O
     let root = folder.parent()?;
     let shaped_like_an_inbox = root.file_name() == Some(OsStr::new("inbox"))
         && root.parent().and_then(Path::file_name) == Some(OsStr::new("events"));
-    let is_the_inbox = || discover::inbox_root(config).canonicalize().ok().as_deref() == Some(root);
+    let is_the_inbox = || config.inbox_root().canonicalize().ok().as_deref() == Some(root);
     (shaped_like_an_inbox || is_the_inbox()).then(|| name.to_owned())
 }
 
 /// The `metadata.type` a document declares, if it is JSON and has one.
 fn declared_type(bytes: &[u8]) -> Option<String> {
-    let document = crate::extract::json::parse(std::str::from_utf8(bytes).ok()?).ok()?;
+    let document = crate::decode::json::parse(std::str::from_utf8(bytes).ok()?).ok()?;
     Some(document.pointer("/metadata/type")?.as_str()?.to_owned())
 }
 

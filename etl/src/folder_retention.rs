@@ -22,9 +22,10 @@ use chrono::{Datelike, NaiveDate, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::layout::{day_of, is_event_file, sidecar_name};
 use crate::load::connect;
 use crate::ops::metrics::{RETENTION_LEGACY_FILED, RETENTION_REMOVED};
-use crate::source::inbox::files::{day_folders, day_of, is_event_file, sidecar_name};
+use crate::source::inbox::files::day_folders;
 
 /// The advisory lock of this job: one pass at a time over every replica sharing the folders.
 const LOCK: &str = "etl folder retention";

@@ -7,7 +7,6 @@ use std::fmt::Display;
 use std::path::Path;
 
 use crate::event::Kind;
-use crate::extract::Rejection;
 use crate::load::Applied;
 use crate::names;
 use crate::ops::metrics::{
@@ -15,6 +14,7 @@ use crate::ops::metrics::{
     EVENTS_STALE, FILES_MOVED, FORWARD_DUPLICATES, HTTP_ITEMS, HTTP_PAGES, PUBLISH_ERRORS,
     UNDECLARED_FILES,
 };
+use crate::rejection::Rejection;
 use crate::stats::Stats;
 
 /// A rejected file has reached `failed/` with its reason file: the one WARN line per rejection,

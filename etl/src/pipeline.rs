@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::extract::decode::Decoder;
+use crate::decode::Decoder;
 use crate::forward::Publisher;
 use crate::load::connect::Target;
 use crate::load::fault::Health;

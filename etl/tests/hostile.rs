@@ -210,7 +210,7 @@ fn assert_rejected(env: &Env, case: &Case) {
         common::finished(&failed, name).exists(),
         "{name} not in failed/"
     );
-    let sidecar = common::finished(&failed, etl::source::inbox::files::sidecar_name(name));
+    let sidecar = common::finished(&failed, etl::layout::sidecar_name(name));
     let record: Value = serde_json::from_str(
         &fs::read_to_string(&sidecar).unwrap_or_else(|e| panic!("{name}: no reason file: {e}")),
     )
@@ -233,10 +233,7 @@ fn assert_rejected(env: &Env, case: &Case) {
 
 /// The reason file of the rejected file `name` of type `kind`, parsed.
 fn reason_record(env: &Env, kind: Kind, name: &str) -> Value {
-    let sidecar = common::finished(
-        &env.config.failed(kind),
-        etl::source::inbox::files::sidecar_name(name),
-    );
+    let sidecar = common::finished(&env.config.failed(kind), etl::layout::sidecar_name(name));
     let text = fs::read_to_string(&sidecar).unwrap_or_else(|e| panic!("{name}: no reason: {e}"));
     serde_json::from_str(&text).expect("reason file is JSON")
 }
@@ -569,7 +566,7 @@ fn a_bad_file_with_the_longest_possible_name_is_still_rejected() {
     let failed = env.config.failed("cards");
     assert!(common::finished(&failed, &name).is_file());
     assert!(!env.inbox("cards").join(&name).exists());
-    let sidecar = common::finished(&failed, etl::source::inbox::files::sidecar_name(&name));
+    let sidecar = common::finished(&failed, etl::layout::sidecar_name(&name));
     let record: Value =
         serde_json::from_str(&fs::read_to_string(sidecar).expect("reason file")).expect("JSON");
     assert_eq!(record["file"], name.as_str());

@@ -1,4 +1,4 @@
-//! The crate's import structure, checked: which source file imports which (`use crate::…`,
+//! The crates' import structure, checked: which source file imports which (`use crate::…`,
 //! `super::…`, `self::…` and inline `crate::…` paths), and the circles in that graph. Within
 //! one crate the compiler allows a module to import one that imports it back; this test is the
 //! repository's own check that such circles only shrink.
@@ -16,18 +16,22 @@ use std::path::{Path, PathBuf};
 /// ones, and the parent/child circles of `catalog/` and `lake/` are gone; keep it so.
 const KNOWN_CIRCLES: &[&[&str]] = &[];
 
-fn src() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+/// The `src` folder of the workspace's crate `name` (`etl`, `etl-core`).
+fn src_of(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(name)
+        .join("src")
 }
 
-/// Every `.rs` file under `dir`, relative to `src()`.
-fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Every `.rs` file under `dir`, relative to `root`.
+fn sources(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read src") {
         let path = entry.expect("entry").path();
         if path.is_dir() {
-            sources(&path, out);
+            sources(root, &path, out);
         } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path.strip_prefix(src()).expect("under src").to_path_buf());
+            out.push(path.strip_prefix(root).expect("under src").to_path_buf());
         }
     }
 }
@@ -213,17 +217,18 @@ fn inline_paths(code: &str, start: &str) -> Vec<String> {
     paths
 }
 
-/// The file-level import graph of `etl/src`.
-fn graph() -> BTreeMap<PathBuf, BTreeSet<PathBuf>> {
+/// The file-level import graph of one crate's `src` folder (paths into other crates, such as
+/// `etl_core::…` from `etl`, are not edges: the compiler already forbids circles between crates).
+fn graph(src: &Path) -> BTreeMap<PathBuf, BTreeSet<PathBuf>> {
     let mut files = Vec::new();
-    sources(&src(), &mut files);
+    sources(src, src, &mut files);
     let known: BTreeSet<PathBuf> = files.iter().cloned().collect();
     // What each file re-exports (`pub use x::Item;`): item → its absolute path. A path to an
     // item a module only re-exports leads to the file that defines it, so a module's `mod.rs`
     // listing its children's items is not an import of them by everyone who names the item.
     let mut reexports: BTreeMap<PathBuf, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for file in &files {
-        let text = std::fs::read_to_string(src().join(file)).expect("read source");
+        let text = std::fs::read_to_string(src.join(file)).expect("read source");
         let here = module_of(file);
         let mut items = BTreeMap::new();
         for line in code_of(&text).lines() {
@@ -243,7 +248,7 @@ fn graph() -> BTreeMap<PathBuf, BTreeSet<PathBuf>> {
     }
     let mut edges = BTreeMap::new();
     for file in &files {
-        let text = std::fs::read_to_string(src().join(file)).expect("read source");
+        let text = std::fs::read_to_string(src.join(file)).expect("read source");
         let here = module_of(file);
         let mut targets = BTreeSet::new();
         let code = code_of(&text);
@@ -342,12 +347,61 @@ fn circles(graph: &BTreeMap<PathBuf, BTreeSet<PathBuf>>) -> Vec<Vec<PathBuf>> {
 
 #[test]
 fn the_import_circles_are_exactly_the_known_ones() {
-    let graph = graph();
-    assert!(graph.len() > 40, "only {} files read", graph.len());
-    // The reader must see the imports, or no circle could ever be found.
-    let edges: usize = graph.values().map(BTreeSet::len).sum();
-    assert!(edges > 150, "only {edges} imports read");
-    let found = circles(&graph);
+    // The reader must see the files and their imports, or no circle could ever be found: each
+    // crate's least number of each.
+    for (krate, least_files, least_edges) in [("etl", 60, 150), ("etl-core", 12, 20)] {
+        let src = src_of(krate);
+        let graph = graph(&src);
+        assert!(
+            graph.len() > least_files,
+            "{krate}: only {} files read",
+            graph.len()
+        );
+        let edges: usize = graph.values().map(BTreeSet::len).sum();
+        assert!(edges > least_edges, "{krate}: only {edges} imports read");
+        check_circles(krate, &graph);
+    }
+}
+
+/// The core's dependencies name no database, broker, HTTP or runtime crate: that is what keeps
+/// it free of I/O, whatever a later change imports.
+#[test]
+fn the_core_depends_on_no_database_broker_or_http_crate() {
+    let manifest = std::fs::read_to_string(src_of("etl-core").join("../Cargo.toml"))
+        .expect("read etl-core/Cargo.toml");
+    let manifest: toml::Table = manifest.parse().expect("etl-core/Cargo.toml parses");
+    let mut names: Vec<&String> = Vec::new();
+    for table in ["dependencies", "build-dependencies"] {
+        if let Some(deps) = manifest.get(table).and_then(toml::Value::as_table) {
+            names.extend(deps.keys());
+        }
+    }
+    assert!(names.iter().any(|n| *n == "serde_json"), "read {names:?}");
+    const FORBIDDEN: &[&str] = &[
+        "tokio",
+        "tokio-postgres",
+        "deadpool-postgres",
+        "postgres",
+        "async-nats",
+        "axum",
+        "reqwest",
+        "hyper",
+        "notify",
+        "parquet",
+        "etl",
+    ];
+    let found: Vec<&&String> = names
+        .iter()
+        .filter(|n| FORBIDDEN.contains(&n.as_str()) || n.starts_with("tokio"))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "etl-core depends on {found:?}: move that code up into etl"
+    );
+}
+
+fn check_circles(krate: &str, graph: &BTreeMap<PathBuf, BTreeSet<PathBuf>>) {
+    let found = circles(graph);
     let described: Vec<String> = found
         .iter()
         .map(|circle| {
@@ -375,7 +429,7 @@ fn the_import_circles_are_exactly_the_known_ones() {
     assert_eq!(
         as_names,
         known,
-        "the import circles changed; today's, with the edges that close them:\n{}",
+        "{krate}: the import circles changed; today's, with the edges that close them:\n{}",
         described.join("\n")
     );
 }

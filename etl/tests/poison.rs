@@ -32,10 +32,7 @@ fn write_card(dir: &Path, name: &str, doc: &Value) -> PathBuf {
 }
 
 fn reason_of(env: &Env, name: &str) -> Value {
-    let path = common::finished(
-        &env.config.failed("cards"),
-        etl::source::inbox::files::sidecar_name(name),
-    );
+    let path = common::finished(&env.config.failed("cards"), etl::layout::sidecar_name(name));
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("reason file is JSON")
 }

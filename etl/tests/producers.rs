@@ -98,9 +98,8 @@ fn producers_feed_a_running_daemon(write_mode: &[&str]) {
     for file in &failed {
         let name = file.file_name().and_then(|n| n.to_str()).expect("name");
         // Beside the file, in the same day folder.
-        let reason =
-            fs::read_to_string(file.with_file_name(etl::source::inbox::files::sidecar_name(name)))
-                .expect("reason file");
+        let reason = fs::read_to_string(file.with_file_name(etl::layout::sidecar_name(name)))
+            .expect("reason file");
         assert!(
             reason.contains("\"schema\"") && reason.contains("user_id"),
             "{reason}"

@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 
 use common::{feed_in_order, oracle, Env, Kind};
 use etl::catalog::{Catalog, Cell};
-use etl::extract::decode;
+use etl::decode;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -21,7 +21,7 @@ static CATALOG: LazyLock<Catalog> =
     LazyLock::new(|| Catalog::builtin().expect("built-in types load"));
 
 /// Decodes `bytes` as the daemon does for a file in the folder of type `kind`.
-fn decode(kind: Kind, bytes: &[u8]) -> Result<etl::event::Event, etl::extract::Rejection> {
+fn decode(kind: Kind, bytes: &[u8]) -> Result<etl::event::Event, etl::rejection::Rejection> {
     decode::decode(CATALOG.get(kind).expect("a shipped type"), bytes)
 }
 

@@ -77,7 +77,7 @@ fn assert_all_settled(env: &Env, valid: usize, invalid: &[(Kind, &str)]) {
             "{name} not in failed/"
         );
         assert!(
-            common::finished(&failed, etl::source::inbox::files::sidecar_name(name)).exists(),
+            common::finished(&failed, etl::layout::sidecar_name(name)).exists(),
             "{name} has no reason file"
         );
     }
@@ -432,10 +432,7 @@ fn a_truncated_file_that_never_completes_is_rejected_after_the_settle_window() {
         r#"{"payload": {"id": 7, "user_id": 1, "created_by_"#,
     )
     .expect("write");
-    let sidecar = common::finished(
-        &env.config.failed("cards"),
-        etl::source::inbox::files::sidecar_name(name),
-    );
+    let sidecar = common::finished(&env.config.failed("cards"), etl::layout::sidecar_name(name));
     assert!(
         wait_until(PATIENCE, || sidecar.exists()),
         "truncated file never rejected: {}",

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use super::{no_such_type, wait_for_warehouse, CommandError, Outcome};
 use crate::catalog::Catalog;
+use crate::config::http::parse_instant;
 use crate::config::Config;
 use crate::lake::LakeError;
-use crate::source::http::config::parse_instant;
 
 /// `Done` once the files are in place.
 pub async fn export(

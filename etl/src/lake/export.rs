@@ -8,8 +8,8 @@ use tokio_postgres::{Client, IsolationLevel, Row, Transaction};
 
 use super::parquet::{select_list, LakeColumn, LakeType, ParquetFile};
 use super::{LakeError, Watermark};
-use crate::catalog::table::quoted_table;
 use crate::catalog::Catalog;
+use crate::load::upsert::quoted_table;
 
 /// Rows fetched from the server at a time: the export streams, whatever the table's size.
 const FETCH_ROWS: i32 = 8192;

@@ -169,7 +169,7 @@ pub async fn follow_horizon(
     loop {
         let loaded = async {
             let client = warehouse.client().await?;
-            horizon.load(&client).await
+            retention::load_horizon(&horizon, &client).await
         };
         let before = horizon.get();
         match loaded.await {

@@ -97,21 +97,19 @@ pub async fn forget(client: &Client, keep: Duration) -> Result<u64, LakeError> {
 }
 
 // The horizon itself is the decoder's (it refuses events at it); retention stores and loads it.
-pub use crate::extract::decode::Horizon;
+pub use crate::decode::Horizon;
 
-impl Horizon {
-    /// Reads the stored horizon into this one.
-    pub async fn load(&self, client: &Client) -> Result<(), LakeError> {
-        let row = client
-            .query_opt("SELECT forgotten_through FROM raw_horizon", &[])
-            .await?;
-        let through = match row {
-            Some(row) => row.try_get::<_, Option<NaiveDateTime>>(0)?,
-            None => None,
-        };
-        self.set(through);
-        Ok(())
-    }
+/// Reads the stored horizon into `horizon`.
+pub async fn load_horizon(horizon: &Horizon, client: &Client) -> Result<(), LakeError> {
+    let row = client
+        .query_opt("SELECT forgotten_through FROM raw_horizon", &[])
+        .await?;
+    let through = match row {
+        Some(row) => row.try_get::<_, Option<NaiveDateTime>>(0)?,
+        None => None,
+    };
+    horizon.set(through);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -47,8 +47,4 @@ pub(crate) fn causes(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// A connection setting that cannot work (bad URL, unreadable secret or CA file): a
-/// configuration mistake, never retried. The message never holds a password.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SetupError(pub String);
+pub use etl_core::config::SetupError;

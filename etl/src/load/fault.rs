@@ -7,7 +7,7 @@ use deadpool_postgres::PoolError;
 use super::DbError;
 // The refusal is part of a rejection's reason, so it lives with the reasons; the loader only
 // fills it in.
-pub use crate::extract::Refusal;
+pub use crate::rejection::Refusal;
 
 /// The class of a failed attempt to apply a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,7 +100,7 @@ impl Fault {
             table: db.table().map(str::to_owned),
             constraint: db.constraint().map(str::to_owned),
             column: db.column().map(str::to_owned),
-            message: crate::extract::shortened(message),
+            message: crate::rejection::shortened(message),
         };
         if ROW_CLASSES.contains(&class) {
             Fault::Refused(refusal)

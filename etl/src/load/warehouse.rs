@@ -15,6 +15,7 @@ use crate::event::Event;
 use crate::load::connect::Target;
 pub use crate::load::error::DbError;
 use crate::load::migrate::Migration;
+use crate::load::upsert::Upserts;
 use crate::transform::Batch;
 
 /// What a committed batch did, per type present in it.
@@ -41,7 +42,7 @@ pub struct TypeApplied {
 // -25%, the etl's own CPU -12%. Binary COPY into a temp table was not adopted: one unnest of the
 // whole backlog already costs the server what the bench's COPY + merge floor does, and per batch
 // COPY would add a temp table and more round trips. Each type's upsert is generated from its
-// declaration (`catalog::table::upsert_sql`).
+// declaration (`load::upsert::upsert_sql`).
 
 //
 // A known event id adds no raw row: the row is there (ON CONFLICT), or it was retired to the
@@ -57,6 +58,7 @@ ON CONFLICT (event_id) DO NOTHING";
 #[derive(Clone)]
 pub struct Warehouse {
     pool: Pool,
+    upserts: Upserts,
     /// The target's connect timeout: what one start-up attempt may take to get a connection.
     connect_timeout: std::time::Duration,
 }
@@ -82,6 +84,7 @@ impl Warehouse {
             .build()?;
         Ok(Warehouse {
             pool,
+            upserts: Upserts::default(),
             connect_timeout,
         })
     }
@@ -111,7 +114,7 @@ impl Warehouse {
         catalog: &Catalog,
     ) -> Result<Vec<String>, DbError> {
         let applied = crate::load::migrate::migrate(client, migrations).await?;
-        let problems = crate::catalog::table::check(&***client, catalog.iter()).await?;
+        let problems = crate::load::upsert::check(&***client, catalog.iter()).await?;
         if !problems.is_empty() {
             return Err(DbError::Tables(problems));
         }
@@ -163,7 +166,7 @@ impl Warehouse {
         let insert_events = tx.prepare_cached(INSERT_EVENTS).await?;
         tx.execute(&insert_events, &raw.params()).await?;
         for ((kind, columns), counts) in tables.iter().zip(&mut applied.types) {
-            let upsert = tx.prepare_cached(&kind.upsert_sql).await?;
+            let upsert = tx.prepare_cached(&self.upserts.sql_for(kind)).await?;
             counts.changed = tx.execute(&upsert, &columns.params()).await?;
         }
         tx.commit().await?;

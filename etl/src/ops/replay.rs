@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::layout::{is_event_file, sidecar_name};
 use crate::names;
-use crate::source::inbox::files::{day_folders, is_event_file, move_into, sidecar_name, Moved};
+use crate::source::inbox::files::{day_folders, move_into, Moved};
 
 /// What to replay: all failed files, or those of one type and/or whose reason contains a text.
 #[derive(Debug, Default, Clone)]

@@ -10,14 +10,15 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::catalog::table::quoted_table;
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::layout::is_event_file;
 use crate::load::connect::{self, Target};
+use crate::load::upsert::quoted_table;
 use crate::load::DbError;
 use crate::names;
-use crate::source::inbox::discover::{inbox_root, undeclared};
-use crate::source::inbox::files::{day_folders, is_event_file};
+use crate::source::inbox::discover::undeclared;
+use crate::source::inbox::files::day_folders;
 
 /// Renders the status report, and whether the warehouse could be read (the caller exits
 /// non-zero when it could not).
@@ -73,7 +74,7 @@ pub async fn report(config: &Config, catalog: &Catalog) -> (String, Result<(), D
         }
         Err(error) => out.push_str(&format!(
             "\ncannot list {} for folders that name no declared type: {error}\n",
-            names::encode_path(&inbox_root(config))
+            names::encode_path(&config.inbox_root())
         )),
     }
     match in_flight(&config.http_addr) {

@@ -182,7 +182,7 @@ pub async fn run(
 
     let pool = pool(config)?;
     let client = pool.get().await.map_err(DbError::from)?;
-    let problems = crate::catalog::table::check(&**client, catalog.iter())
+    let problems = crate::load::upsert::check(&**client, catalog.iter())
         .await
         .map_err(DbError::from)?;
     if !problems.is_empty() {

@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::catalog::table::quoted_table;
 use crate::catalog::{Cell, Clock, Kind, SqlType};
+use crate::load::upsert::quoted_table;
 
 /// How a column travels from PostgreSQL to JSON.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

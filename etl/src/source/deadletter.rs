@@ -8,8 +8,8 @@ use async_nats::jetstream;
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::extract::Rejection;
 use crate::load::{DbError, Warehouse};
+use crate::rejection::Rejection;
 
 /// One record that could not be loaded.
 pub struct DeadLetter<'a> {

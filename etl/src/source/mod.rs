@@ -14,22 +14,14 @@ pub mod http;
 pub mod inbox;
 pub mod jetstream;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::decode::Decoder;
 use crate::event::Event;
-use crate::extract::decode::Decoder;
 
-/// How long a source runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Until a shutdown signal: for the inbox, scan, then follow the watcher and rescan.
-    Follow,
-    /// Until the source has nothing left: for the inbox, scan and process until a scan finds
-    /// nothing.
-    Drain,
-}
+// How long a source runs: a setting of the run, so the configuration holds it.
+pub use etl_core::config::{Mode, SourceConfig};
 
 /// A place records come from. The pipeline starts each configured source and knows nothing
 /// else about it than this.
@@ -106,19 +98,4 @@ impl Intake {
             }
         }
     }
-}
-
-/// One `[[sources]]` table of `etl.toml`. With none configured the daemon reads the inbox, as
-/// it always has.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum SourceConfig {
-    /// The `events/inbox/<type>/` folders (see [`inbox`]); its settings are the top-level
-    /// `settle_ms`, `readers`, `max_file_bytes`, `rescan_interval_secs`.
-    Inbox {},
-    /// The JetStream stream's durable pull consumer (see [`jetstream`]); its settings are the
-    /// top-level `nats_*` keys.
-    Jetstream {},
-    /// An HTTP API polled on a schedule (see [`http`]); any number of them, each named.
-    Http(Box<http::config::HttpConfig>),
 }

@@ -18,11 +18,11 @@ use super::Batch;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::event::{Event, Kind};
-use crate::extract::Rejection;
 use crate::load::fault::{Fault, Health, Refusal};
 use crate::load::{Applied, Warehouse};
 use crate::ops::metrics::{BATCH_SIZE, CHANNEL_DEPTH, COMMIT_SECONDS};
 use crate::outcome;
+use crate::rejection::Rejection;
 use crate::source::Fate;
 use crate::stats::Stats;
 

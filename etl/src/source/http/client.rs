@@ -9,9 +9,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use tokio_util::sync::CancellationToken;
 
-use super::config::{HttpConfig, Pagination, Window};
 use super::page::{self, Next, Page};
 use crate::backoff::{self, Backoff};
+use crate::config::http::{HttpConfig, Pagination, Window};
 use crate::load::error::SetupError;
 use crate::ops::metrics::HTTP_RETRIES;
 
@@ -366,8 +366,8 @@ mod tests {
 
     fn window() -> Window {
         Window {
-            from: super::super::config::parse_instant("2026-11-20").expect("date"),
-            to: super::super::config::parse_instant("2026-11-21").expect("date"),
+            from: crate::config::http::parse_instant("2026-11-20").expect("date"),
+            to: crate::config::http::parse_instant("2026-11-21").expect("date"),
         }
     }
 

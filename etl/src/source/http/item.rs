@@ -5,10 +5,10 @@ use chrono::{DateTime, NaiveDateTime};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::config::ItemMapping;
 use crate::catalog::Kind;
+use crate::config::http::ItemMapping;
 use crate::event::timestamp;
-use crate::extract::{RejectCode, Rejection};
+use crate::rejection::{RejectCode, Rejection};
 
 /// The namespace of derived event ids (an arbitrary constant: changing it would make every
 /// item pulled again a new event).
@@ -24,7 +24,7 @@ pub fn envelope(
 ) -> Result<Vec<u8>, Rejection> {
     // The same strict reading as the decoder's: an item that repeats a key is refused here,
     // before its key or clock could be read from the wrong one of the two.
-    let value: Value = crate::extract::json::parse(item)?;
+    let value: Value = crate::decode::json::parse(item)?;
     let key = required(&value, &mapping.key, "the key")?;
     let version = required(&value, &mapping.version, "the version clock")?;
     let event_at_pointer = mapping.event_at.as_deref().unwrap_or(&mapping.version);

@@ -14,7 +14,6 @@
 //! asking again changes nothing.
 
 pub mod client;
-pub mod config;
 pub mod item;
 pub mod landing;
 pub mod page;
@@ -35,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use super::deadletter::{self, DeadLetter};
 use super::{Ack, Acknowledge, Fate, Intake, Mode, Record, Source, Started};
 use crate::catalog::{Catalog, Kind};
+pub use crate::config::http::{HttpConfig, Window};
 use crate::config::Config;
 use crate::load::error::SetupError;
 use crate::load::Warehouse;
@@ -42,7 +42,6 @@ use crate::ops::metrics::HTTP_SINCE_SUCCESS;
 use crate::outcome;
 use crate::stats::Stats;
 use client::{ApiClient, FetchError};
-pub use config::{HttpConfig, Window};
 use position::Position;
 
 /// The run name of the scheduled pulls' position.
@@ -278,7 +277,7 @@ impl HttpSource {
                 return Pulled::Failed;
             }
         };
-        let now = config::now_in_seconds();
+        let now = crate::config::http::now_in_seconds();
         let interval = chrono::TimeDelta::from_std(self.config.interval())
             .unwrap_or(chrono::TimeDelta::hours(1));
         let mut at = match (fixed, stored) {
@@ -352,7 +351,10 @@ impl HttpSource {
                     return Pulled::Failed;
                 }
             };
-            if matches!(self.config.pagination, config::Pagination::Page { .. }) {
+            if matches!(
+                self.config.pagination,
+                crate::config::http::Pagination::Page { .. }
+            ) {
                 let digest = digest(&page.items);
                 if !page.items.is_empty() && previous_page == Some(digest) {
                     tracing::error!(source = %name, page = page_no, reason = "the API answered with the same items as the page before: it ignores the page parameter", advice = "check pagination.param", "pull stopped");

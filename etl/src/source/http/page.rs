@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::config::{HttpConfig, Pagination};
+use crate::config::http::{HttpConfig, Pagination};
 
 /// The request for a page after the first: what a position stores.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

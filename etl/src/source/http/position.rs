@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::config::Window;
 use super::page::Next;
+use crate::config::http::Window;
 use crate::load::DbError;
 
 /// A run's position: its window, the next page to ask for, and what it has pulled so far.

@@ -7,7 +7,7 @@
 //! folder once with a WARN line and keeps its file count in a metric, and `etl status` and
 //! `etl check` say the same.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,19 +19,13 @@ use tokio_util::sync::CancellationToken;
 use super::tracker::Tracker;
 use crate::catalog::{Catalog, Kind};
 use crate::config::Config;
+use crate::layout::is_candidate;
 
 /// One file to look at.
 #[derive(Clone, Debug)]
 pub struct Job {
     pub kind: Kind,
     pub path: PathBuf,
-}
-
-/// Regular `*.json` files that are not dotfiles. Everything else in an inbox (the producer's
-/// `__id_counter`, temp dotfiles of atomic writers) belongs to someone else.
-pub fn is_candidate(name: &OsStr) -> bool {
-    let bytes = name.as_encoded_bytes();
-    !bytes.starts_with(b".") && bytes.ends_with(b".json")
 }
 
 /// Lists every inbox once, sending each untracked candidate to `jobs`. Streams the directory,
@@ -85,7 +79,7 @@ pub fn watch(
     rescan: Arc<Notify>,
 ) -> notify::Result<RecommendedWatcher> {
     let types = catalog.clone();
-    let root = inbox_root(config);
+    let root = config.inbox_root();
     let watched_root = root.clone();
     let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
         let event = match result {
@@ -153,11 +147,6 @@ fn kind_of_folder(catalog: &Catalog, folder: &Path) -> Option<Kind> {
     catalog.get(folder.file_name()?.to_str()?).cloned()
 }
 
-/// `events/inbox/`: the folder holding one folder per declared type.
-pub fn inbox_root(config: &Config) -> PathBuf {
-    config.events_dir().join("inbox")
-}
-
 /// A folder of the inbox root that names no declared type, and how many files in it the
 /// daemon would load if it did (regular `*.json` files that are not dotfiles).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,7 +161,7 @@ pub struct Undeclared {
 /// (never the declared ones, which may hold a million files); nothing in them is touched. A
 /// missing inbox root has none.
 pub fn undeclared(config: &Config, catalog: &Catalog) -> std::io::Result<Vec<Undeclared>> {
-    let entries = match std::fs::read_dir(inbox_root(config)) {
+    let entries = match std::fs::read_dir(config.inbox_root()) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
@@ -209,6 +198,7 @@ pub fn undeclared(config: &Config, catalog: &Catalog) -> std::io::Result<Vec<Und
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
 
     #[test]
     fn only_visible_json_files_are_candidates() {
@@ -230,7 +220,7 @@ mod tests {
         let catalog = Catalog::builtin().expect("built-in types");
         assert_eq!(undeclared(&config, &catalog).expect("no inbox yet"), []);
         super::super::files::ensure_layout(&config, &catalog).expect("layout");
-        let root = inbox_root(&config);
+        let root = config.inbox_root();
         let widgets = root.join("widgets");
         std::fs::create_dir(&widgets).expect("mkdir");
         for name in ["a.json", "b.json", ".c.json", "notes.txt"] {

@@ -9,20 +9,20 @@
 //! leaves every unfinished file where a restart will find it, and reprocessing a file whose
 //! transaction did commit changes nothing (the warehouse upsert is idempotent).
 
-use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use chrono::NaiveDate;
 
+use crate::layout::{day_of, sidecar_name};
+
 use serde::Serialize;
 
 use crate::catalog::{Catalog, Kind};
 use crate::config::Config;
-use crate::extract::Rejection;
+use crate::rejection::Rejection;
 
 /// Creates `events/{inbox,done,failed}/<type>/` and `logs/` if missing (day folders are made
 /// when their first file arrives).
@@ -33,14 +33,6 @@ pub fn ensure_layout(config: &Config, catalog: &Catalog) -> io::Result<()> {
         std::fs::create_dir_all(config.failed(kind.name()))?;
     }
     std::fs::create_dir_all(config.logs_dir())
-}
-
-/// The day a folder's name says (`2026-11-23`), if it is a day folder.
-pub fn day_of(name: &std::ffi::OsStr) -> Option<NaiveDate> {
-    let name = name.to_str()?;
-    (name.len() == 10)
-        .then(|| NaiveDate::parse_from_str(name, crate::config::DAY_FORMAT).ok())
-        .flatten()
 }
 
 /// The day folders of a `done/` or `failed/` type folder, oldest first. Reads the type folder
@@ -166,56 +158,6 @@ pub struct RejectionRecord<'a> {
     pub rejected_at: chrono::DateTime<chrono::Utc>,
 }
 
-const SIDECAR_SUFFIX: &str = ".error.json";
-
-/// An event file (as the inbox sees one) that is not a reason file: what `done/` and `failed/`
-/// hold besides reasons.
-pub fn is_event_file(name: &std::ffi::OsStr) -> bool {
-    super::discover::is_candidate(name)
-        && !name.as_encoded_bytes().ends_with(SIDECAR_SUFFIX.as_bytes())
-}
-
-/// The name of the reason file of a failed file: `<name>.error.json`, made of the real bytes of
-/// the file's name (not a lossy text copy of them), so each failed file has its own reason file
-/// and `etl replay` finds it again from the file's name alone.
-///
-/// A name too long for the suffix to fit in `NAME_MAX` is shortened and made unique again with
-/// a hash of the whole name: otherwise the reason file could not be written, the file could not
-/// be rejected, and it would stay in the inbox for ever. (The record's `file` field keeps the
-/// full name.)
-pub fn sidecar_name(file_name: impl AsRef<OsStr>) -> OsString {
-    let name = file_name.as_ref().as_bytes();
-    let suffix = SIDECAR_SUFFIX.as_bytes();
-    if name.len() + suffix.len() <= NAME_MAX {
-        return OsString::from_vec([name, suffix].concat());
-    }
-    // Room for `~` and 16 hex digits.
-    let mut cut = NAME_MAX - suffix.len() - 17;
-    // Never cut a UTF-8 character in two, so a name that is text keeps a text reason file: step
-    // back over continuation bytes (0b10xx_xxxx; at most three in a valid character). Bytes
-    // that are not UTF-8 may be cut anywhere.
-    for _ in 0..3 {
-        if name[cut] & 0xC0 != 0x80 {
-            break;
-        }
-        cut -= 1;
-    }
-    let tail = format!("~{:016x}{SIDECAR_SUFFIX}", fnv1a(name));
-    OsString::from_vec([&name[..cut], tail.as_bytes()].concat())
-}
-
-/// The longest file name Linux file systems accept, in bytes.
-const NAME_MAX: usize = 255;
-
-/// FNV-1a: a hash that, unlike std's `DefaultHasher`, is specified, so a shortened reason file
-/// name stays the same across Rust releases (`etl replay` recomputes it). Over the name's bytes,
-/// which for a UTF-8 name are its text's: reason files of earlier versions keep their names.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// rename(2) into `folder` under the very same name (bytes, not a lossy UTF-8 copy of them):
 /// atomic, and a no-op report if the file is already gone.
 pub fn move_into(path: &Path, folder: &Path) -> io::Result<Moved> {
@@ -242,47 +184,4 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.write_all(bytes)?;
     drop(file);
     std::fs::rename(&tmp, path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reason_file_is_named_after_its_file() {
-        assert_eq!(sidecar_name("a.json"), "a.json.error.json");
-    }
-
-    #[test]
-    fn a_reason_file_name_always_fits_and_stays_distinct() {
-        let long = |c: &str| format!("{}.json", c.repeat(250 / c.len()));
-        let (a, b, accents) = (long("a"), long("b"), long("é"));
-        for name in [&a, &b, &accents] {
-            let sidecar = sidecar_name(name);
-            assert!(sidecar.len() <= NAME_MAX, "{sidecar:?}");
-            let text = sidecar
-                .to_str()
-                .expect("a text name keeps a text reason file");
-            assert!(text.ends_with(".error.json"));
-            assert_eq!(sidecar, sidecar_name(name), "deterministic");
-        }
-        assert_ne!(sidecar_name(&a), sidecar_name(format!("{a}x")));
-    }
-
-    #[test]
-    fn names_that_differ_only_in_a_byte_that_is_not_utf8_have_their_own_reason_files() {
-        let ff = OsStr::from_bytes(b"bad\xff.json");
-        let fe = OsStr::from_bytes(b"bad\xfe.json");
-        assert_eq!(sidecar_name(ff).as_bytes(), b"bad\xff.json.error.json");
-        assert_ne!(sidecar_name(ff), sidecar_name(fe));
-        let long = |byte: u8| {
-            let mut name = vec![b'x'; 240];
-            name.push(byte);
-            name.extend_from_slice(b".json");
-            OsString::from_vec(name)
-        };
-        let (long_ff, long_fe) = (long(0xff), long(0xfe));
-        assert!(sidecar_name(&long_ff).len() <= NAME_MAX);
-        assert_ne!(sidecar_name(&long_ff), sidecar_name(&long_fe));
-    }
 }

@@ -42,9 +42,9 @@ use self::tracker::Tracker;
 use super::{Ack, Acknowledge, Fate, Intake, Mode, Record, Source, Started};
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::extract::Rejection;
 use crate::names;
 use crate::outcome;
+use crate::rejection::Rejection;
 use crate::stats::Stats;
 
 /// The inbox source, and what it knows while it runs (read by `/status`, progress lines and
@@ -263,13 +263,13 @@ impl Inbox {
         let found = match discover::undeclared(&self.config, &self.catalog) {
             Ok(found) => found,
             Err(error) => {
-                let root = discover::inbox_root(&self.config);
+                let root = self.config.inbox_root();
                 tracing::warn!(folder = %names::encode_path(&root), %error, "cannot list the inbox folder to look for folders that name no declared type; check its permissions (tried again at the next scan)");
                 return;
             }
         };
         let mut seen = self.undeclared.lock().unwrap_or_else(|p| p.into_inner());
-        let root = discover::inbox_root(&self.config);
+        let root = self.config.inbox_root();
         for folder in &found {
             outcome::undeclared_folder(
                 &folder.folder,
@@ -510,9 +510,9 @@ fn spawn_thread(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::Decoder;
     use crate::event::Event;
-    use crate::extract::decode::Decoder;
-    use crate::extract::RejectCode;
+    use crate::rejection::RejectCode;
 
     fn user(id: i64) -> String {
         format!(
@@ -588,7 +588,7 @@ mod tests {
         assert_eq!(valid[0].origin, "users/a.json");
         let failed = Config::day_folder(&config.failed("users"), chrono::Utc::now().date_naive());
         eventually("bad.json in failed/", || failed.join("bad.json").exists()).await;
-        let reason = std::fs::read_to_string(failed.join(files::sidecar_name("bad.json")))
+        let reason = std::fs::read_to_string(failed.join(crate::layout::sidecar_name("bad.json")))
             .expect("reason file");
         assert!(
             reason.contains(RejectCode::InvalidJson.as_str()),

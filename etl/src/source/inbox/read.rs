@@ -7,7 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::extract::{RejectCode, Rejection};
+use crate::rejection::{RejectCode, Rejection};
 
 /// What reading a file gave.
 #[derive(Debug)]

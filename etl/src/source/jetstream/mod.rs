@@ -31,10 +31,10 @@ use super::deadletter::{self, DeadLetter};
 use super::{Ack, Acknowledge, Fate, Intake, Mode, Record, Source, Started};
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::extract::{RejectCode, Rejection};
 use crate::load::Warehouse;
 use crate::ops::metrics::BROKER_PENDING;
 use crate::outcome;
+use crate::rejection::{RejectCode, Rejection};
 use crate::stats::Stats;
 
 /// The pull's idle heartbeat: a pull that misses two is renewed.

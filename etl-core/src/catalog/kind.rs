@@ -1,7 +1,7 @@
 //! An event type as the rest of the daemon sees it once declared: its columns, key, version
-//! clock, compiled schema and generated upsert ([`EventType`]), and the cheap handle every
-//! record and event carries ([`Kind`]). The catalog (`catalog/mod.rs`) builds them; the table
-//! check and the upsert (`table.rs`) read them.
+//! clock and compiled schema ([`EventType`]), and the cheap handle every
+//! record and event carries ([`Kind`]). The catalog (`catalog/mod.rs`) builds them; the
+//! warehouse generates each type's upsert and checks its table from them.
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ pub enum Clock {
     EventId,
 }
 
-/// An event type, ready to use: compiled schema, typed columns, generated SQL.
+/// An event type, ready to use: compiled schema, typed columns, version clock.
 pub struct EventType {
     /// The one name of the type everywhere: inbox/done/failed folders, `--type`, metric labels,
     /// the raw zone's `events.type`.
@@ -37,8 +37,6 @@ pub struct EventType {
     pub schema: Validator,
     /// Where the schema came from (a file, or the built-in copy), for the start-up log.
     pub schema_origin: String,
-    /// The batched guarded upsert (see `catalog::table::upsert_sql`).
-    pub upsert_sql: String,
 }
 
 impl EventType {

@@ -4,7 +4,7 @@
 use jsonschema::Validator;
 use serde_json::Value;
 
-use super::{shortened, RejectCode, Rejection};
+use crate::rejection::{shortened, RejectCode, Rejection};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {

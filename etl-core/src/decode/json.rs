@@ -19,6 +19,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::rejection::{RejectCode, Rejection};
+
 /// Why a document is not acceptable JSON.
 #[derive(Debug)]
 pub enum JsonError {
@@ -191,6 +193,19 @@ impl<'de> Visitor<'de> for Strict<'_> {
             map.insert(key, value);
         }
         Ok(Value::Object(map))
+    }
+}
+
+// A document that is not JSON is the event's fault: its rejection says where.
+impl From<JsonError> for Rejection {
+    fn from(error: JsonError) -> Rejection {
+        match &error {
+            JsonError::Syntax(_) => Rejection::new(RejectCode::InvalidJson, error.to_string()),
+            JsonError::DuplicateKey { pointer, .. } => {
+                let pointer = pointer.clone();
+                Rejection::new(RejectCode::DuplicateKey, error.to_string()).at(pointer)
+            }
+        }
     }
 }
 

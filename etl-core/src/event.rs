@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 pub use crate::catalog::Kind;
 use crate::catalog::{Cell, Clock};
-use crate::extract::Rejection;
+use crate::rejection::Rejection;
 
 /// Producers write naive local times with one-second resolution (`2024-05-01 12:00:03`).
 pub mod timestamp {

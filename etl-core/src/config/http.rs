@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::load::error::SetupError;
+use super::error::SetupError;
 
 /// `kind = "http"`: an HTTP API polled on a schedule (see docs/src/guide/http-apis.md).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,7 +178,7 @@ impl HttpConfig {
         if !matches!(self.method.to_ascii_uppercase().as_str(), "GET" | "POST") {
             return bad(format!("method {:?}: use GET or POST", self.method));
         }
-        match reqwest::Url::parse(&self.url) {
+        match url::Url::parse(&self.url) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => {}
             _ => return bad(format!("url {:?} is not an http(s) URL", self.url)),
         }

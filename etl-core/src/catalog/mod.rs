@@ -5,7 +5,6 @@
 
 pub mod column;
 pub mod kind;
-pub mod table;
 
 use std::fmt;
 use std::path::Path;
@@ -173,7 +172,7 @@ impl Catalog {
                 origin: origin.clone(),
                 message,
             };
-            let schema = crate::extract::schema::compile(&schema_origin, &schema_text)
+            let schema = crate::decode::schema::compile(&schema_origin, &schema_text)
                 .map_err(|e| invalid(e.to_string()))?;
             let kind = build(&name, &text, schema, schema_origin.clone()).map_err(invalid)?;
             if let Some(other) = types
@@ -333,7 +332,7 @@ fn build(
         version.push(Clock::EventAt);
     }
     version.push(Clock::EventId);
-    let mut kind = EventType {
+    Ok(EventType {
         name: name.to_owned(),
         envelope_type: declaration.envelope_type.unwrap_or_else(|| name.to_owned()),
         table,
@@ -342,10 +341,7 @@ fn build(
         version,
         schema,
         schema_origin,
-        upsert_sql: String::new(),
-    };
-    kind.upsert_sql = table::upsert_sql(&kind);
-    Ok(kind)
+    })
 }
 
 #[cfg(test)]

@@ -1,12 +1,6 @@
-//! Extraction: turn a record's bytes into a typed event or a reasoned rejection, the same way
-//! whatever source the record came from.
-//!
-//! `decode` parses and validates against the JSON Schemas in `schema`; [`Rejection`] is the
-//! reason a record is refused, whoever refuses it (the decoder or the database).
-
-pub mod decode;
-pub mod json;
-pub mod schema;
+//! Why a record is refused, whoever refuses it (the decoder or the database): the one list of
+//! reason codes ([`RejectCode`]), the reason written next to a failed file ([`Rejection`]) and
+//! what the server said of a row it refused ([`Refusal`]).
 
 use serde::Serialize;
 
@@ -100,20 +94,6 @@ impl RejectCode {
     }
 }
 
-impl From<json::JsonError> for Rejection {
-    fn from(error: json::JsonError) -> Rejection {
-        match &error {
-            json::JsonError::Syntax(_) => {
-                Rejection::new(RejectCode::InvalidJson, error.to_string())
-            }
-            json::JsonError::DuplicateKey { pointer, .. } => {
-                let pointer = pointer.clone();
-                Rejection::new(RejectCode::DuplicateKey, error.to_string()).at(pointer)
-            }
-        }
-    }
-}
-
 impl Rejection {
     pub fn new(code: RejectCode, reason: impl Into<String>) -> Rejection {
         Rejection {
@@ -152,7 +132,7 @@ impl Rejection {
 const MAX_REASON_BYTES: usize = 512;
 
 /// `reason`, cut at [`MAX_REASON_BYTES`] if longer.
-pub(crate) fn shortened(mut reason: String) -> String {
+pub fn shortened(mut reason: String) -> String {
     if reason.len() > MAX_REASON_BYTES {
         let mut cut = MAX_REASON_BYTES;
         while !reason.is_char_boundary(cut) {

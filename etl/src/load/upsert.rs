@@ -1,10 +1,29 @@
-//! What a type's declaration means in SQL: the batched guarded upsert generated from it, and
-//! the start-up check that its table really has the declared columns.
+//! Where a row is written: the batched guarded upsert generated from each type's declaration
+//! (run by [`crate::load::warehouse::Warehouse::apply`]), and the start-up check that its
+//! table really has the declared columns.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio_postgres::GenericClient;
 
-use super::kind::{Clock, EventType, Kind, GUARD_COLUMNS};
-use super::SqlType;
+use crate::catalog::{Clock, EventType, Kind, SqlType, GUARD_COLUMNS};
+
+/// Each type's upsert, generated on first use and kept for the life of the pool (the
+/// statement itself is prepared once per connection).
+#[derive(Clone, Default)]
+pub struct Upserts(Arc<Mutex<HashMap<Kind, Arc<str>>>>);
+
+impl Upserts {
+    /// The upsert of `kind`'s table.
+    pub fn sql_for(&self, kind: &Kind) -> Arc<str> {
+        // A panic elsewhere cannot leave the map half-written: an entry is inserted whole.
+        let mut sqls = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        sqls.entry(kind.clone())
+            .or_insert_with(|| upsert_sql(kind).into())
+            .clone()
+    }
+}
 
 /// `schema.table` or `table`, each part quoted.
 pub fn quoted_table(table: &str) -> String {

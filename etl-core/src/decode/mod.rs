@@ -5,11 +5,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{RejectCode, Rejection};
+pub mod json;
+pub mod schema;
+
 use crate::catalog::column::parse_timestamp;
 use crate::catalog::{Cell, Clock, Kind};
 use crate::event::{Ack, Record};
 use crate::event::{Event, Metadata};
+use crate::rejection::{RejectCode, Rejection};
 
 /// Turns records into events: [`decode`], then [`refuse_future`] against the daemon's clock.
 pub struct Decoder {
@@ -65,11 +68,11 @@ impl Decoder {
 pub fn decode(kind: &Kind, bytes: &[u8]) -> Result<Event, Rejection> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| Rejection::new(RejectCode::NotUtf8, format!("not UTF-8 text: {e}")))?;
-    if super::json::without_bom(text).trim().is_empty() {
+    if json::without_bom(text).trim().is_empty() {
         return Err(Rejection::new(RejectCode::InvalidJson, "the file is empty"));
     }
     // Strict: a repeated key is refused rather than half loaded; a leading BOM is skipped.
-    let mut document: Value = super::json::parse(text)?;
+    let mut document: Value = json::parse(text)?;
 
     // Checked before the schema so the reason names the real mistake (a misplaced file), not
     // the `const` keyword it trips.
@@ -87,7 +90,7 @@ pub fn decode(kind: &Kind, bytes: &[u8]) -> Result<Event, Rejection> {
         }
     }
 
-    super::schema::validate(&kind.schema, &document)?;
+    schema::validate(&kind.schema, &document)?;
 
     // PostgreSQL text and jsonb cannot hold U+0000, so such an event could never be stored:
     // it is the event's fault, and must not be retried as if the database were down.

@@ -2,7 +2,7 @@
 //! replaced, for logs, `etl status` and the configuration's logged form. The configuration and
 //! the connection both use it, so it sits below both.
 
-use crate::load::error::SetupError;
+use crate::config::error::SetupError;
 
 /// `url` with any password replaced by `***`: the `user:password@` part and a `password`
 /// parameter of a `postgres://` URL, or the `password=` of a `key=value` string.
@@ -61,14 +61,14 @@ pub fn redact(url: &str) -> String {
 }
 
 /// One `key=value` of a libpq connection string: the text as written, and its decoded parts.
-pub(crate) struct KeyValue<'a> {
+pub struct KeyValue<'a> {
     pub text: &'a str,
     pub key: String,
     pub value: String,
 }
 
 /// Splits a libpq `key = value …` string (values may be 'quoted', with `\` escapes).
-pub(crate) fn key_values(s: &str) -> Result<Vec<KeyValue<'_>>, SetupError> {
+pub fn key_values(s: &str) -> Result<Vec<KeyValue<'_>>, SetupError> {
     let invalid = |what: &str| SetupError(format!("invalid database connection string: {what}"));
     let bytes = s.as_bytes();
     let mut tokens = Vec::new();

@@ -9,7 +9,22 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::source::SourceConfig;
+pub mod error;
+pub mod http;
+pub mod source;
+
+pub use error::SetupError;
+pub use source::SourceConfig;
+
+/// How long a run lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Until a shutdown signal: for the inbox, scan, then follow the watcher and rescan.
+    Follow,
+    /// Until the source has nothing left: for the inbox, scan and process until a scan finds
+    /// nothing.
+    Drain,
+}
 
 /// The warehouse when nothing names one: a local server's default database. A command that
 /// cannot reach it says it used this default (the likely cause is a forgotten setting).
@@ -17,9 +32,6 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/postg
 
 /// The broker when nothing names one.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
-
-/// How a day folder is named (`2026-11-23`): sorts as the days do.
-pub const DAY_FORMAT: &str = "%Y-%m-%d";
 
 /// Every setting of the daemon. Each field `foo` can be set as `foo = …` in `etl.toml` or as
 /// `ETL_FOO` in the environment (docs/src/reference/configuration.md lists them all).
@@ -258,43 +270,6 @@ impl Config {
         } else {
             self.sources.clone()
         }
-    }
-
-    pub fn events_dir(&self) -> PathBuf {
-        self.data_dir.join("events")
-    }
-
-    pub fn inbox(&self, type_name: &str) -> PathBuf {
-        self.events_dir().join("inbox").join(type_name)
-    }
-
-    pub fn done(&self, type_name: &str) -> PathBuf {
-        self.events_dir().join("done").join(type_name)
-    }
-
-    pub fn failed(&self, type_name: &str) -> PathBuf {
-        self.events_dir().join("failed").join(type_name)
-    }
-
-    /// The day folder of a `done/` or `failed/` type folder: `<folder>/<YYYY-MM-DD>` (the UTC
-    /// date files were moved there), so no folder holds more than a day of files.
-    pub fn day_folder(type_folder: &Path, day: chrono::NaiveDate) -> PathBuf {
-        type_folder.join(day.format(DAY_FORMAT).to_string())
-    }
-
-    /// The HTTP sources' landing zone: `<landing>/<source>/<yyyy>/<mm>/<dd>/…ndjson`.
-    pub fn landing_dir(&self) -> PathBuf {
-        self.data_dir.join("lake").join("raw")
-    }
-
-    pub fn lake_dir(&self) -> PathBuf {
-        self.lake_dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("lake").join("parquet"))
-    }
-
-    pub fn logs_dir(&self) -> PathBuf {
-        self.data_dir.join("logs")
     }
 
     pub fn settle(&self) -> Duration {
@@ -587,10 +562,10 @@ impl Config {
     /// How long a run in `mode` waits at start-up for the warehouse or the broker: a drain is
     /// a one-shot command and gives up after `--wait`; a daemon following its sources waits for
     /// ever (it may be started before its database, as a service is).
-    pub fn startup_wait_for(&self, mode: crate::source::Mode) -> Wait {
+    pub fn startup_wait_for(&self, mode: Mode) -> Wait {
         match mode {
-            crate::source::Mode::Drain => self.startup_wait,
-            crate::source::Mode::Follow => Wait::Forever,
+            Mode::Drain => self.startup_wait,
+            Mode::Follow => Wait::Forever,
         }
     }
 }
