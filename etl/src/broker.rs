@@ -4,13 +4,12 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer, stream};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Kind;
 use crate::config::{Config, DEFAULT_NATS_URL};
-use crate::startup::{retry, within, Failed, Needed, Wait, CONNECT_TIMEOUT};
+use crate::startup::{retry, within, Failed, Needed, StartupError, Wait, CONNECT_TIMEOUT};
 
 /// The subject a type's events are published on: `<prefix>.<type name>`.
 pub fn subject(config: &Config, kind: &Kind) -> String {
@@ -32,7 +31,7 @@ pub async fn connect(
     config: &Config,
     wait: Wait,
     stop: &CancellationToken,
-) -> anyhow::Result<Option<async_nats::Client>> {
+) -> Result<Option<async_nats::Client>, StartupError> {
     retry(
         &needed(config),
         wait,
@@ -173,26 +172,46 @@ pub fn consumer_config(config: &Config) -> consumer::pull::Config {
 pub async fn ensure_stream(
     js: &jetstream::Context,
     config: &Config,
-) -> anyhow::Result<stream::Stream> {
+) -> Result<stream::Stream, BrokerError> {
     js.get_or_create_stream(stream_config(config))
         .await
-        .with_context(|| format!("cannot create or find the stream {}", config.nats_stream))
+        .map_err(|source| BrokerError::Stream {
+            stream: config.nats_stream.clone(),
+            source,
+        })
+}
+
+/// What can go wrong with the broker once connected, as types.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("{0}")]
+    Startup(#[from] StartupError),
+    #[error("cannot create or find the stream {stream}: {source}")]
+    Stream {
+        stream: String,
+        source: async_nats::jetstream::context::CreateStreamError,
+    },
+    #[error("cannot create or find the consumer {consumer}: {source}")]
+    Consumer {
+        consumer: String,
+        source: async_nats::jetstream::stream::ConsumerError,
+    },
+    #[error("cannot publish to the broker: {0}")]
+    Publish(#[from] async_nats::jetstream::context::PublishError),
 }
 
 /// The stream and the shared consumer, created if missing.
 pub async fn ensure_consumer(
     js: &jetstream::Context,
     config: &Config,
-) -> anyhow::Result<consumer::Consumer<consumer::pull::Config>> {
+) -> Result<consumer::Consumer<consumer::pull::Config>, BrokerError> {
     let stream = ensure_stream(js, config).await?;
     stream
         .get_or_create_consumer(&config.nats_consumer, consumer_config(config))
         .await
-        .with_context(|| {
-            format!(
-                "cannot create or find the consumer {}",
-                config.nats_consumer
-            )
+        .map_err(|source| BrokerError::Consumer {
+            consumer: config.nats_consumer.clone(),
+            source,
         })
 }
 

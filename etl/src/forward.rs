@@ -105,7 +105,7 @@ async fn publish(
     loop {
         let attempt = async {
             let acked = js.send_publish(subject.clone(), message.clone()).await?;
-            anyhow::Ok(acked.await?)
+            acked.await
         };
         match attempt.await {
             Ok(ack) => {

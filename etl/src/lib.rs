@@ -7,8 +7,9 @@
 //! batches, [`load`] the warehouse; each record's acknowledgement goes back to its source once
 //! its transaction committed. `etl forward` replaces the pool with [`forward`]'s publisher to
 //! the [`broker`]. The [`lake`] exports the warehouse as Parquet and retires old raw rows;
-//! [`folder_retention`] removes old day folders of `done/`, `failed/` and the landing zone.
-//! [`serve`] is the read API (`etl serve`). [`outcome`] records what happened, [`pipeline`]
+//! [`housekeeping`] runs every scheduled pass (folder retention, the lake's export and raw
+//! retention, the horizon), each under its lock.
+//! [`serve`] is the read API (`etl serve`). [`outcome`] records what happened, [`daemon`]
 //! wires it all together and [`shutdown`] stops it; [`startup`] bounds how long a one-shot
 //! command waits for what it needs; [`commands`] holds one file per `etl` command and the exit
 //! status each result gives. [`names`] is the one lossless text form of a file name
@@ -42,19 +43,18 @@ pub mod broker;
 pub mod check;
 pub mod cli;
 pub mod commands;
+pub mod daemon;
 #[cfg(feature = "failpoints")]
 pub mod faults;
-pub mod folder_retention;
 pub mod forward;
+pub mod housekeeping;
 pub mod lake;
 pub mod load;
 pub mod ops;
 pub mod outcome;
-pub mod pipeline;
 pub mod serve;
 pub mod shutdown;
 pub mod source;
 pub mod startup;
 pub mod stats;
 pub mod telemetry;
-pub mod transform;

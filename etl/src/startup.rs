@@ -47,9 +47,27 @@ pub struct Needed {
 /// One attempt that did not succeed.
 pub enum Failed {
     /// No retry can fix it (a wrong password, an unknown database…): returned at once.
-    Fatal(anyhow::Error),
+    Fatal(DbError),
     /// It may pass (refused, no answer, the server still starting): retried within the bound.
     Retry(String),
+}
+
+/// Why a start-up wait ended without what it waited for. (Each variant shows its cause and
+/// keeps it as its source, so the exit status can tell a fatal database error by its type.)
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    // Boxed: the give-up holds the whole story, and errors travel by value.
+    #[error("{0}")]
+    GaveUp(#[source] Box<GaveUp>),
+    /// An error no retry fixes, or a setting that cannot work.
+    #[error("{0}")]
+    Fatal(#[from] DbError),
+}
+
+impl From<GaveUp> for StartupError {
+    fn from(gave_up: GaveUp) -> StartupError {
+        StartupError::GaveUp(Box::new(gave_up))
+    }
 }
 
 /// The command waited as long as `--wait` allows, and what it needs never answered.
@@ -83,7 +101,7 @@ pub async fn retry<T, F, Fut>(
     max_backoff: Duration,
     stop: &CancellationToken,
     mut attempt: F,
-) -> anyhow::Result<Option<T>>
+) -> Result<Option<T>, StartupError>
 where
     F: FnMut(Duration) -> Fut,
     Fut: Future<Output = Result<T, Failed>>,
@@ -107,7 +125,7 @@ where
                 }
                 return Ok(Some(value));
             }
-            Err(Failed::Fatal(error)) => return Err(error),
+            Err(Failed::Fatal(error)) => return Err(error.into()),
             Err(Failed::Retry(last)) => last,
         };
         attempts += 1;
@@ -178,7 +196,7 @@ pub fn warehouse(config: &Config) -> Needed {
 /// A failed database step: retried, unless no retry can fix it ([`connect::fatal_at_startup`]).
 fn classify(error: DbError) -> Failed {
     if connect::fatal_at_startup(&error).is_some() {
-        Failed::Fatal(error.into())
+        Failed::Fatal(error)
     } else {
         Failed::Retry(error.to_string())
     }
@@ -193,7 +211,7 @@ pub async fn prepare_warehouse(
     config: &Config,
     wait: Wait,
     stop: &CancellationToken,
-) -> anyhow::Result<Option<Vec<String>>> {
+) -> Result<Option<Vec<String>>, StartupError> {
     let needed = Needed {
         verb: "migrate",
         ..self::warehouse(config)
@@ -223,8 +241,8 @@ pub async fn warehouse_answers(
     config: &Config,
     wait: Wait,
     stop: &CancellationToken,
-) -> anyhow::Result<bool> {
-    let target = Target::from_config(config)?;
+) -> Result<bool, StartupError> {
+    let target = Target::from_config(config).map_err(DbError::from)?;
     let needed = self::warehouse(config);
     let answered = retry(
         &needed,
@@ -293,7 +311,7 @@ mod tests {
             |_| async { Err(Failed::Retry("refused".into())) },
         )
         .await;
-        let text = format!("{:#}", gave_up.expect_err("gives up"));
+        let text = gave_up.expect_err("gives up").to_string();
         assert!(text.contains("postgres://u@h/db: refused"), "{text}");
         assert!(text.contains("--wait 0"), "{text}");
     }
@@ -307,10 +325,10 @@ mod tests {
             CONNECT_TIMEOUT,
             Duration::from_millis(50),
             &stop,
-            |_| async { Err(Failed::Fatal(anyhow::anyhow!("wrong password"))) },
+            |_| async { Err(Failed::Fatal(DbError::Internal("wrong password".into()))) },
         )
         .await;
-        assert!(fatal.is_err_and(|e| e.to_string() == "wrong password"));
+        assert!(fatal.is_err_and(|e| e.to_string() == "internal error: wrong password"));
         let mut tries = 0;
         let ok = retry(
             &needed(),

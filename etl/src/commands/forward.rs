@@ -3,7 +3,7 @@
 use super::run::run_pipeline;
 use super::{CommandError, Outcome};
 use crate::config::Config;
-use crate::pipeline::Sink;
+use crate::daemon::Sink;
 use crate::source::SourceConfig;
 
 /// Reads the inbox like `etl run`, publishing each valid event to the broker.

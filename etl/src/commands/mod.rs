@@ -13,7 +13,6 @@ pub mod run;
 pub mod serve;
 pub mod status;
 
-use std::error::Error as _;
 use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
@@ -64,9 +63,14 @@ pub enum CommandError {
         #[source]
         source: std::io::Error,
     },
-    /// The pipeline's, the start-up waits' and the broker's errors, not typed yet.
     #[error(transparent)]
-    Other(#[from] anyhow::Error),
+    Daemon(#[from] crate::daemon::DaemonError),
+    #[error(transparent)]
+    Startup(#[from] crate::startup::StartupError),
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
+    #[error(transparent)]
+    Replay(#[from] crate::source::deadletter::ReplayError),
 }
 
 impl CommandError {
@@ -75,7 +79,10 @@ impl CommandError {
     fn fatal(&self) -> Option<String> {
         let error: &(dyn std::error::Error + 'static) = match self {
             Self::Refused(_) | Self::Config(_) => return None,
-            Self::Other(error) => return connect::fatal_in(error),
+            Self::Daemon(error) => error,
+            Self::Startup(error) => error,
+            Self::Broker(error) => error,
+            Self::Replay(error) => error,
             Self::Db(error) => error,
             Self::Catalog(error) => error,
             Self::Setup(error) => error,
@@ -87,19 +94,10 @@ impl CommandError {
         connect::fatal_in_chain(error)
     }
 
-    /// The error and its causes on one line, `: `-separated.
+    /// The error and its causes on one line, `: `-separated (a cause its error already
+    /// shows is not repeated).
     fn chain_text(&self) -> String {
-        if let Self::Other(error) = self {
-            return format!("{error:#}");
-        }
-        let mut text = self.to_string();
-        let mut cause = self.source();
-        while let Some(error) = cause {
-            text.push_str(": ");
-            text.push_str(&error.to_string());
-            cause = error.source();
-        }
-        text
+        crate::load::error::causes(self)
     }
 }
 

@@ -5,7 +5,7 @@ use super::run::run_pipeline;
 use super::{CommandError, Outcome};
 use crate::config::http::{now_in_seconds, parse_instant};
 use crate::config::Config;
-use crate::pipeline::Sink;
+use crate::daemon::Sink;
 use crate::source::http::Window;
 use crate::source::SourceConfig;
 

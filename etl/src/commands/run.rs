@@ -4,7 +4,7 @@
 use super::{stop_on_signal, CommandError, Outcome};
 use crate::cli::SourceArg;
 use crate::config::Config;
-use crate::pipeline::{self, Mode, Sink};
+use crate::daemon::{self, Mode, Sink};
 use crate::source::SourceConfig;
 
 /// `etl run`: the configured sources, or only the one `--source` names.
@@ -30,7 +30,7 @@ pub(super) async fn run_pipeline(
 ) -> Result<Outcome, CommandError> {
     let shutdown = stop_on_signal();
     let mode = if drain { Mode::Drain } else { Mode::Follow };
-    let summary = pipeline::run_to(config, mode, shutdown, sink).await?;
+    let summary = daemon::run_to(config, mode, shutdown, sink).await?;
     let s = summary.stats;
     let secs = summary.elapsed.as_secs_f64();
     tracing::info!(

@@ -176,33 +176,6 @@ pub async fn session(config: &Config) -> Result<tokio_postgres::Client, DbError>
     Target::from_config(config)?.connect().await
 }
 
-/// Waits for the session-level advisory lock called `name` (one scheduled job at a time over
-/// every replica).
-pub async fn advisory_lock(
-    client: &tokio_postgres::Client,
-    name: &str,
-) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&name])
-        .await
-        .map(drop)
-}
-
-/// Takes the session-level advisory lock called `name` if no other session holds it: false
-/// means another replica runs that job now, and this one skips its turn.
-pub async fn try_advisory_lock(
-    client: &tokio_postgres::Client,
-    name: &str,
-) -> Result<bool, tokio_postgres::Error> {
-    client
-        .query_one(
-            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
-            &[&name],
-        )
-        .await?
-        .try_get(0)
-}
-
 /// The warehouse URL of `config` as it may be shown: password redacted, or the name of the
 /// file that holds it.
 pub fn describe(config: &Config) -> String {
@@ -457,7 +430,7 @@ pub fn fatal_at_startup(error: &DbError) -> Option<String> {
     }
 }
 
-/// [`fatal_at_startup`] for an error or any of its causes (the typed form of [`fatal_in`]).
+/// [`fatal_at_startup`] for an error or any of its causes.
 pub fn fatal_in_chain(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     std::iter::successors(Some(error), |cause| cause.source()).find_map(|cause| {
         if let Some(db) = cause.downcast_ref::<DbError>() {
@@ -468,11 +441,6 @@ pub fn fatal_in_chain(error: &(dyn std::error::Error + 'static)) -> Option<Strin
             cause.downcast_ref::<SetupError>().map(ToString::to_string)
         }
     })
-}
-
-/// [`fatal_at_startup`] for whatever an `anyhow` error holds.
-pub fn fatal_in(error: &anyhow::Error) -> Option<String> {
-    fatal_in_chain(&**error)
 }
 
 fn fatal_connect_error(error: &tokio_postgres::Error) -> Option<String> {

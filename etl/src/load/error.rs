@@ -33,7 +33,7 @@ pub enum DbError {
 
 /// An error and its sources on one line: tokio-postgres says only "error connecting to server"
 /// and keeps the useful part ("Connection refused") in its source.
-pub(crate) fn causes(error: &dyn std::error::Error) -> String {
+pub fn causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -12,11 +12,11 @@ use uuid::Uuid;
 
 use crate::catalog::{Catalog, Cell, Kind, SqlType};
 use crate::event::Event;
+use crate::load::batch::Batch;
 use crate::load::connect::Target;
 pub use crate::load::error::DbError;
 use crate::load::migrate::Migration;
 use crate::load::upsert::Upserts;
-use crate::transform::Batch;
 
 /// What a committed batch did, per type present in it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

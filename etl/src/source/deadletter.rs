@@ -7,6 +7,7 @@
 use async_nats::jetstream;
 use serde_json::Value;
 
+use crate::broker::BrokerError;
 use crate::config::Config;
 use crate::load::{DbError, Warehouse};
 use crate::rejection::Rejection;
@@ -130,6 +131,16 @@ pub async fn list(warehouse: &Warehouse, filter: &Filter) -> Result<Vec<Stored>,
         .collect())
 }
 
+/// Why a replay of broker dead letters stopped (those replayed before it are gone from the
+/// table; the rest stay).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("{0}")]
+    Broker(#[from] BrokerError),
+    #[error("{0}")]
+    Db(#[from] DbError),
+}
+
 /// Publishes each matching broker dead letter back to its subject, then deletes its row. The
 /// publish's message id is `replay-<row id>`, not the event id (which the broker's duplicate
 /// window may still hold from the first delivery), so a replay interrupted between publish and
@@ -139,7 +150,7 @@ pub async fn replay(
     js: &jetstream::Context,
     config: &Config,
     filter: &Filter,
-) -> anyhow::Result<usize> {
+) -> Result<usize, ReplayError> {
     crate::broker::ensure_stream(js, config).await?;
     let filter = Filter {
         source: Some("jetstream".into()),
@@ -152,11 +163,14 @@ pub async fn replay(
             .payload(letter.bytes.clone().into())
             .message_id(format!("replay-{}", letter.id));
         js.send_publish(letter.subject.clone(), publish)
-            .await?
-            .await?;
+            .await
+            .map_err(BrokerError::from)?
+            .await
+            .map_err(BrokerError::from)?;
         client
             .execute("DELETE FROM rejected_events WHERE id = $1", &[&letter.id])
-            .await?;
+            .await
+            .map_err(DbError::from)?;
     }
     Ok(letters.len())
 }

@@ -48,11 +48,26 @@ pub trait Source: Send + Sync + 'static {
     fn stuck(&self) -> usize;
 }
 
+/// Why a source cannot run at all (it stops the daemon; a bad record never does).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot watch the inbox folders: {0}")]
+    Watch(#[from] notify::Error),
+    #[error("{0}")]
+    Broker(#[from] crate::broker::BrokerError),
+}
+
+impl From<crate::startup::StartupError> for SourceError {
+    fn from(error: crate::startup::StartupError) -> SourceError {
+        SourceError::Broker(error.into())
+    }
+}
+
 /// A started source.
 pub struct Started {
     /// Ends when the source stops looking for records (on `stop`, or drained); an error if it
     /// cannot run at all (the inbox cannot be watched).
-    pub discovery: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub discovery: tokio::task::JoinHandle<Result<(), SourceError>>,
     /// Each fires when one of the source's threads has ended, after the last ack it waits for.
     pub finished: Vec<oneshot::Receiver<()>>,
 }

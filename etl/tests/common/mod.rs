@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use etl::config::Config;
-use etl::pipeline::{self, Mode, Summary};
+use etl::daemon::{self, Mode, Summary};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -63,15 +63,15 @@ impl Env {
     }
 
     pub async fn drain_with(&self, config: Config) -> Summary {
-        pipeline::run(config, Mode::Drain, CancellationToken::new())
+        daemon::run(config, Mode::Drain, CancellationToken::new())
             .await
             .expect("drain runs")
     }
 
     /// Starts the real pipeline in follow mode, in this process; stop it with
-    /// [`pipeline::Handle::shutdown`].
-    pub fn follow(&self) -> pipeline::Handle {
-        pipeline::spawn(self.config.clone(), Mode::Follow)
+    /// [`daemon::Handle::shutdown`].
+    pub fn follow(&self) -> daemon::Handle {
+        daemon::spawn(self.config.clone(), Mode::Follow)
     }
 
     /// The `etl` binary with this environment's settings, as an operator would run it.

@@ -3,7 +3,7 @@
 //!
 //! Finished files go into day folders, `done/<type>/<YYYY-MM-DD>/` and
 //! `failed/<type>/<YYYY-MM-DD>/` (the UTC date of the move): no folder grows past a day of files,
-//! and retention ([`crate::folder_retention`]) removes whole days without listing their files.
+//! and retention ([`crate::housekeeping::folders`]) removes whole days without listing their files.
 //!
 //! A file stays in the inbox until then, so the inbox itself is the queue: a crash at any point
 //! leaves every unfinished file where a restart will find it, and reprocessing a file whose

@@ -31,7 +31,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +38,7 @@ use self::discover::Job;
 use self::files::Moved;
 use self::read::Contents;
 use self::tracker::Tracker;
-use super::{Ack, Acknowledge, Fate, Intake, Mode, Record, Source, Started};
+use super::{Ack, Acknowledge, Fate, Intake, Mode, Record, Source, SourceError, Started};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::names;
@@ -192,7 +191,7 @@ impl Inbox {
         self: &Arc<Self>,
         jobs: &flume::Sender<Job>,
         stop: &CancellationToken,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), SourceError> {
         let rescan = Arc::new(Notify::new());
         // Started before the first scan so nothing written during the scan is missed.
         let _watcher = discover::watch(
@@ -201,8 +200,7 @@ impl Inbox {
             self.tracker.clone(),
             jobs.clone(),
             rescan.clone(),
-        )
-        .context("cannot watch the inbox folders")?;
+        )?;
         self.watching.store(true, Ordering::Relaxed);
         loop {
             self.scan(jobs, stop, true).await;

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::deadletter::{self, DeadLetter};
-use super::{Ack, Acknowledge, Fate, Intake, Mode, Record, Source, Started};
+use super::{Ack, Acknowledge, Fate, Intake, Mode, Record, Source, SourceError, Started};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::load::Warehouse;
@@ -154,7 +154,7 @@ impl JetStream {
         mode: Mode,
         intake: Intake,
         stop: CancellationToken,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), SourceError> {
         let wait = self.config.startup_wait_for(mode);
         let Some(client) = crate::broker::connect(&self.config, wait, &stop).await? else {
             return Ok(());

@@ -87,7 +87,7 @@ mod tests {
             raw_payload: serde_json::Value::Null,
             origin: format!("cards/{event_id}.json"),
             bytes: None,
-            ack: crate::source::Ack::detached(),
+            ack: crate::event::Ack::detached(),
         }
     }
 

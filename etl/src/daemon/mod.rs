@@ -1,6 +1,8 @@
-//! Wiring only: builds the sources, the decoder and the worker pool from a [`Config`], connects
-//! them, and shuts them down. `main` and the tests start the very same pipeline through [`run`]
-//! (or [`spawn`], which returns a handle to stop it).
+//! The daemon's wiring, and only that: builds the sink (the worker pool and the warehouse, or
+//! the broker's publisher), the sources ([`sources`]), the decoder, the housekeeping passes
+//! and the ops endpoints from a [`Config`], connects them, and shuts them down. The commands
+//! and the tests start the very same daemon through [`run`] (or [`spawn`], which returns a
+//! handle to stop it). Policy lives in the modules it wires.
 //!
 //! ```text
 //! sources ──Record──▶ Intake: decode ──Event──▶ pool router ──▶ workers ──▶ PostgreSQL
@@ -11,7 +13,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
@@ -20,14 +21,17 @@ use crate::decode::Decoder;
 use crate::forward::Publisher;
 use crate::load::connect::Target;
 use crate::load::fault::Health;
-use crate::load::Warehouse;
+use crate::load::pool::Pool;
+use crate::load::{DbError, Warehouse};
 use crate::shutdown::Shutdown;
-use crate::source::http::HttpSource;
-use crate::source::inbox::{self, Inbox};
-use crate::source::jetstream::JetStream;
-use crate::source::{Intake, Source, SourceConfig};
+use crate::source::{Intake, SourceConfig};
 use crate::stats::{Snapshot, Stats};
-use crate::transform::pool::Pool;
+
+pub mod error;
+pub mod progress;
+pub mod sources;
+
+pub use error::DaemonError;
 
 pub use crate::ops::http::Shared;
 pub use crate::source::Mode;
@@ -47,7 +51,7 @@ pub struct Summary {
 /// A pipeline running on its own task, as [`spawn`] returns it.
 pub struct Handle {
     signal: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<Summary>>,
+    task: tokio::task::JoinHandle<Result<Summary, DaemonError>>,
 }
 
 impl Handle {
@@ -57,12 +61,12 @@ impl Handle {
     }
 
     /// Waits for the run to end (a drain ends by itself; a follow after [`Handle::stop`]).
-    pub async fn finished(self) -> anyhow::Result<Summary> {
-        self.task.await.context("the pipeline task failed")?
+    pub async fn finished(self) -> Result<Summary, DaemonError> {
+        self.task.await.map_err(DaemonError::Task)?
     }
 
     /// Stops the pipeline and waits for it.
-    pub async fn shutdown(self) -> anyhow::Result<Summary> {
+    pub async fn shutdown(self) -> Result<Summary, DaemonError> {
         self.stop();
         self.finished().await
     }
@@ -89,65 +93,14 @@ pub fn spawn_to(config: Config, mode: Mode, sink: Sink) -> Handle {
     Handle { signal, task }
 }
 
-/// The sources the configuration names; the inbox when it names none.
-fn build_sources(
-    config: &Config,
-    catalog: &Catalog,
-    stats: &Arc<Stats>,
-    warehouse: Option<&Warehouse>,
-) -> anyhow::Result<Vec<Arc<dyn Source>>> {
-    let mut sources: Vec<Arc<dyn Source>> = Vec::new();
-    let mut inbox_seen = false;
-    let mut names = std::collections::HashSet::new();
-    for source in config.sources() {
-        match source {
-            SourceConfig::Inbox {} => {
-                // Two inbox sources would race each other for the same files.
-                anyhow::ensure!(!inbox_seen, "the inbox source is configured twice");
-                inbox_seen = true;
-                inbox::files::ensure_layout(config, catalog)
-                    .context("cannot create the data folder layout")?;
-                sources.push(Arc::new(Inbox::new(config, catalog, stats.clone())));
-            }
-            SourceConfig::Jetstream {} => {
-                let Some(warehouse) = warehouse else {
-                    anyhow::bail!(
-                        "etl forward reads the inbox; the jetstream source is for etl run"
-                    );
-                };
-                sources.push(Arc::new(JetStream::new(
-                    config,
-                    catalog,
-                    stats.clone(),
-                    warehouse.clone(),
-                )));
-            }
-            SourceConfig::Http(source) => {
-                let Some(warehouse) = warehouse else {
-                    anyhow::bail!("etl forward reads the inbox; http sources are for etl run");
-                };
-                anyhow::ensure!(
-                    names.insert(source.name.clone()),
-                    "two http sources are named {:?}; each needs its own name (its position, its landing folder)",
-                    source.name
-                );
-                sources.push(Arc::new(HttpSource::new(
-                    &source,
-                    config,
-                    catalog,
-                    stats.clone(),
-                    warehouse.clone(),
-                )?));
-            }
-        }
-    }
-    Ok(sources)
-}
-
 /// Runs the pipeline until `signal` fires (or, in drain mode, every source is drained), then
 /// stops intake, commits what is in flight, lets the sources finish it, and returns within the
 /// shutdown bound.
-pub async fn run(config: Config, mode: Mode, signal: CancellationToken) -> anyhow::Result<Summary> {
+pub async fn run(
+    config: Config,
+    mode: Mode,
+    signal: CancellationToken,
+) -> Result<Summary, DaemonError> {
     run_to(config, mode, signal, Sink::Warehouse).await
 }
 
@@ -157,7 +110,7 @@ pub async fn run_to(
     mode: Mode,
     signal: CancellationToken,
     sink: Sink,
-) -> anyhow::Result<Summary> {
+) -> Result<Summary, DaemonError> {
     let started = Instant::now();
     let not_started = || Summary {
         stats: Snapshot::default(),
@@ -174,7 +127,7 @@ pub async fn run_to(
     // configuration error, not a warning an hour later. (`etl forward` keeps its folders: it
     // has no warehouse to take the retention's lock in.)
     let retention_plan = match sink {
-        Sink::Warehouse => crate::folder_retention::Plan::from_config(&config)?,
+        Sink::Warehouse => crate::housekeeping::folders::Plan::from_config(&config)?,
         Sink::Broker => None,
     };
     let shutdown = Shutdown::new(&signal);
@@ -183,16 +136,23 @@ pub async fn run_to(
     // The sink first: nothing is read before its destination is ready.
     let (warehouse, events, sink_task, broker) = match sink {
         Sink::Warehouse => {
-            let migrations = crate::load::migrate::read(&config.migrations_dir)
-                .with_context(|| format!("cannot read {}", config.migrations_dir.display()))?;
+            let migrations =
+                crate::load::migrate::read(&config.migrations_dir).map_err(|source| {
+                    DaemonError::Io {
+                        what: format!("cannot read {}", config.migrations_dir.display()),
+                        source,
+                    }
+                })?;
             // Each API source holds one connection while it pulls (its lock, its positions).
             let apis = config
                 .sources()
                 .iter()
                 .filter(|s| matches!(s, SourceConfig::Http(_)))
                 .count();
-            let warehouse =
-                Warehouse::open(Target::from_config(&config)?, config.workers + 2 + apis)?;
+            let warehouse = Warehouse::open(
+                Target::from_config(&config).map_err(DbError::from)?,
+                config.workers + 2 + apis,
+            )?;
             let prepared = crate::startup::prepare_warehouse(
                 &warehouse,
                 &migrations,
@@ -233,7 +193,7 @@ pub async fn run_to(
             )
         }
     };
-    let sources = build_sources(&config, &catalog, &stats, warehouse.as_ref())?;
+    let sources = sources::build(&config, &catalog, &stats, warehouse.as_ref())?;
 
     let shared = Arc::new(Shared {
         stats,
@@ -250,13 +210,13 @@ pub async fn run_to(
     let horizon = crate::lake::Horizon::default();
     let mut lake_tasks = Vec::new();
     if let Some(warehouse) = &shared.warehouse {
-        lake_tasks.push(tokio::spawn(crate::lake::follow_horizon(
+        lake_tasks.push(tokio::spawn(crate::housekeeping::horizon::follow_horizon(
             warehouse.clone(),
             horizon.clone(),
             shutdown.intake().clone(),
         )));
-        if let Some(schedule) = crate::lake::Schedule::from_config(config) {
-            lake_tasks.push(tokio::spawn(crate::lake::schedule(
+        if let Some(schedule) = crate::housekeeping::lake::Schedule::from_config(config) {
+            lake_tasks.push(tokio::spawn(crate::housekeeping::lake::schedule(
                 config.clone(),
                 catalog.clone(),
                 schedule,
@@ -264,7 +224,7 @@ pub async fn run_to(
             )));
         }
         if let Some(plan) = retention_plan {
-            lake_tasks.push(tokio::spawn(crate::folder_retention::schedule(
+            lake_tasks.push(tokio::spawn(crate::housekeeping::folders::schedule(
                 config.clone(),
                 plan,
                 shutdown.intake().clone(),
@@ -289,7 +249,7 @@ pub async fn run_to(
     // The sources hold the only senders to the pool now: it ends once they have all stopped.
     drop(intake);
 
-    let progress = tokio::spawn(progress(shared.clone(), shutdown.intake().clone()));
+    let progress = tokio::spawn(progress::report(shared.clone(), shutdown.intake().clone()));
     let webhook = crate::ops::webhook::Webhook::from_config(config);
     let probe = shared.warehouse.clone().map(|warehouse| {
         let alert = webhook
@@ -328,11 +288,12 @@ pub async fn run_to(
     // All at once: a source that fails (or panics) is noticed at once, not only after the
     // sources before it in the list have ended (in follow mode the inbox never does).
     let discovered = async {
-        futures::future::try_join_all(
-            discoveries
-                .into_iter()
-                .map(|discovery| async { discovery.await.context("a source failed")? }),
-        )
+        futures::future::try_join_all(discoveries.into_iter().map(|discovery| async {
+            discovery
+                .await
+                .map_err(DaemonError::Task)?
+                .map_err(DaemonError::from)
+        }))
         .await
         .map(|_| ())
     };
@@ -382,39 +343,4 @@ pub async fn run_to(
         graceful,
         stuck: shared.sources.iter().map(|s| s.stuck()).sum(),
     })
-}
-
-/// An INFO line every few seconds while work is pending: done, rate, records left and ETA.
-async fn progress(shared: Arc<Shared>, stop: CancellationToken) {
-    let every = Duration::from_secs(shared.config.progress_interval_secs.max(1));
-    let mut last = shared.stats.snapshot();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.cancelled() => return,
-        }
-        shared.publish_gauges();
-        let now = shared.stats.snapshot();
-        let left = shared.backlog();
-        if now == last && left == 0 {
-            continue;
-        }
-        let rate = (now.finished() - last.finished()) as f64 / every.as_secs_f64();
-        let eta = if rate > 0.0 {
-            format!("{:.0}s", left as f64 / rate)
-        } else {
-            "-".into()
-        };
-        tracing::info!(
-            done = now.done,
-            failed = now.rejected,
-            applied = now.applied,
-            stale = now.stale,
-            left,
-            rate = format!("{rate:.0}/s"),
-            eta,
-            "progress"
-        );
-        last = now;
-    }
 }

@@ -3,7 +3,7 @@
 //! the events, and isolating the events it refuses so that they never stall the others.
 //!
 //! The pool knows nothing of sources: once a transaction has committed it resolves the
-//! [`Ack`](crate::source::Ack) of each of its events, and a refused event's ack with the
+//! [`Ack`](crate::event::Ack) of each of its events, and a refused event's ack with the
 //! database's reason. Nothing is acknowledged before its commit.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -14,16 +14,16 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::Batch;
 use crate::backoff::Backoff;
 use crate::config::Config;
+use crate::event::Fate;
 use crate::event::{Event, Kind};
+use crate::load::batch::Batch;
 use crate::load::fault::{Fault, Health, Refusal};
 use crate::load::{Applied, Warehouse};
 use crate::ops::metrics::{BATCH_SIZE, CHANNEL_DEPTH, COMMIT_SECONDS};
 use crate::outcome;
 use crate::rejection::Rejection;
-use crate::source::Fate;
 use crate::stats::Stats;
 
 /// The worker owning an entity. One entity is only ever written by one worker, so two workers

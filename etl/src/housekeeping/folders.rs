@@ -22,13 +22,11 @@ use chrono::{Datelike, NaiveDate, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::housekeeping::lock;
 use crate::layout::{day_of, is_event_file, sidecar_name};
 use crate::load::connect;
 use crate::ops::metrics::{RETENTION_LEGACY_FILED, RETENTION_REMOVED};
 use crate::source::inbox::files::day_folders;
-
-/// The advisory lock of this job: one pass at a time over every replica sharing the folders.
-const LOCK: &str = "etl folder retention";
 
 /// Most flat files of an older version filed into day folders per type folder and pass: a big
 /// legacy `done/` is worked off over several passes instead of stalling one.
@@ -169,7 +167,7 @@ pub async fn schedule(config: Config, plan: Plan, stop: CancellationToken) {
 /// blocking thread while this task keeps the locked connection open.
 pub async fn locked_pass(config: &Config, plan: &Plan) -> Result<Option<Report>, RetentionError> {
     let client = connect::session(config).await?;
-    if !connect::try_advisory_lock(&client, LOCK).await? {
+    if !lock::take(&client, lock::FOLDERS).await? {
         return Ok(None);
     }
     let plan = plan.clone();
