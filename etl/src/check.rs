@@ -13,24 +13,21 @@ use crate::source::inbox::read::{read_untrusted, Contents};
 
 /// The verdict on one file, as printed. The file is read exactly as the daemon reads it (no
 /// symlinks, no FIFOs, bounded), so `etl check` is as safe to point at anything.
-pub fn check_file(path: &Path, catalog: &Catalog, config: &Config) -> Result<(), String> {
+pub fn check_file(path: &Path, catalog: &Catalog, config: &Config) -> Result<(), Unloadable> {
     // No settle window: offline, a truncated file is simply invalid.
     let bytes = match read_untrusted(path, config.max_file_bytes) {
         Ok(Contents::Bytes { bytes, .. }) => bytes,
-        Ok(Contents::TooLarge(r)) => return Err(explained(&r)),
-        Ok(Contents::Gone) => return Err("no such file".into()),
-        Ok(Contents::Ignored(why)) => return Err(format!("ignored by the daemon: {why}")),
-        Err(e) => return Err(format!("cannot read: {e}")),
+        Ok(Contents::TooLarge(r)) => return Err(Unloadable::Rejected(r)),
+        Ok(Contents::Gone) => return Err(Unloadable::Gone),
+        Ok(Contents::Ignored(why)) => return Err(Unloadable::Ignored(why)),
+        Err(e) => return Err(Unloadable::Unreadable(e)),
     };
     // A file the daemon would never read: in an inbox folder that names no declared type.
     if let Some(folder) = undeclared_inbox_folder(path, catalog, config) {
-        return Err(format!(
-            "ignored by the daemon: it is in the inbox folder {}/, which names no declared type \
-             (declared: {}); it stays there unread until a type of that name is declared (types/, \
-             then a restart) or it is moved into its type's folder",
-            crate::names::encode(&folder),
-            catalog.names()
-        ));
+        return Err(Unloadable::Undeclared {
+            folder: crate::names::encode(&folder).into_owned(),
+            declared: catalog.names(),
+        });
     }
     let decoder = Decoder {
         max_future_skew: config.max_future_skew(),
@@ -50,22 +47,47 @@ pub fn check_file(path: &Path, catalog: &Catalog, config: &Config) -> Result<(),
         (None, Some(declared)) => match catalog.by_envelope(declared) {
             Some(kind) => Some(kind),
             None => {
-                return Err(format!(
-                    "metadata.type is {declared:?}, which no declared type ({}) uses",
-                    catalog.names()
-                ))
+                return Err(Unloadable::UnknownType {
+                    envelope: declared.to_owned(),
+                    declared: catalog.names(),
+                })
             }
         },
         // Not JSON, or no type in it: any type's decoder says what is wrong with it first.
         (None, None) => catalog.iter().next(),
     };
     let Some(kind) = kind else {
-        return Err("no event type is declared".into());
+        return Err(Unloadable::NoTypes);
     };
     decoder
         .check(kind, &bytes)
         .map(drop)
-        .map_err(|r| explained(&r))
+        .map_err(Unloadable::Rejected)
+}
+
+/// Why the daemon would not load a file, as `etl check` prints it.
+#[derive(Debug, thiserror::Error)]
+pub enum Unloadable {
+    /// The daemon would refuse it, for this reason.
+    #[error("{}", explained(.0))]
+    Rejected(Rejection),
+    #[error("no such file")]
+    Gone,
+    /// Not a file the daemon reads (a FIFO, a symlink…).
+    #[error("ignored by the daemon: {0}")]
+    Ignored(&'static str),
+    #[error("cannot read: {0}")]
+    Unreadable(std::io::Error),
+    #[error(
+        "ignored by the daemon: it is in the inbox folder {folder}/, which names no declared type \
+         (declared: {declared}); it stays there unread until a type of that name is declared \
+         (types/, then a restart) or it is moved into its type's folder"
+    )]
+    Undeclared { folder: String, declared: String },
+    #[error("metadata.type is {envelope:?}, which no declared type ({declared}) uses")]
+    UnknownType { envelope: String, declared: String },
+    #[error("no event type is declared")]
+    NoTypes,
 }
 
 /// The name of the folder `path` is in, if that folder is an inbox folder naming no declared
