@@ -1,19 +1,19 @@
 //! `etl`: watches the event inbox, validates every file against a JSON Schema, applies it to the
 //! PostgreSQL warehouse with a timestamp-guarded upsert, and files it under `done/` or `failed/`.
 //!
-//! The modules follow the data: the [`catalog`] of declared event types says what each type is
-//! and where it goes; a [`source`] yields records (the inbox folders, or the broker's stream),
-//! [`extract`] decodes them into typed events, [`transform`] is the worker pool and its
-//! batches, [`load`] the warehouse; each record's acknowledgement goes back to its source once
-//! its transaction committed. `etl forward` replaces the pool with [`forward`]'s publisher to
-//! the [`broker`]. The [`lake`] exports the warehouse as Parquet and retires old raw rows;
-//! [`housekeeping`] runs every scheduled pass (folder retention, the lake's export and raw
-//! retention, the horizon), each under its lock.
-//! [`serve`] is the read API (`etl serve`). [`outcome`] records what happened, [`daemon`]
-//! wires it all together and [`shutdown`] stops it; [`startup`] bounds how long a one-shot
-//! command waits for what it needs; [`commands`] holds one file per `etl` command and the exit
-//! status each result gives. [`names`] is the one lossless text form of a file name
-//! wherever one is stored or shown.
+//! The event, its rejections, the catalog, decoding, the configuration and the folder layout
+//! are the `etl-core` crate's (re-exported here: [`event`], [`rejection`], [`catalog`],
+//! [`decode`], [`config`], [`layout`], [`names`], [`secrets`]); this crate holds what talks to
+//! the world. A [`source`] yields records (the inbox folders, the broker's stream, HTTP APIs),
+//! the core's decoder turns them into typed events, [`load`] is the worker pool and the
+//! warehouse; each record's acknowledgement goes back to its source once its transaction
+//! committed. `etl forward` replaces the pool with [`forward`]'s publisher to the [`broker`].
+//! The [`lake`] exports the warehouse as Parquet and retires old raw rows; [`housekeeping`]
+//! runs every scheduled pass (folder retention, the lake's export and raw retention, the
+//! horizon), each under its lock. [`serve`] is the read API (`etl serve`). [`outcome`] records
+//! what happened, [`daemon`] wires it all together and [`shutdown`] stops it; [`startup`]
+//! bounds how long a one-shot command waits for what it needs; [`commands`] holds one file per
+//! `etl` command and the exit status each result gives.
 
 /// A named fault point where an I/O error can be injected (or the process killed): `?` returns
 /// the injected error from the enclosing function, whose error type takes an `io::Error`.
