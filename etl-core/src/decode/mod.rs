@@ -116,7 +116,7 @@ pub fn decode(kind: &Kind, bytes: &[u8]) -> Result<Event, Rejection> {
         let cell = column
             .sql_type
             .cell(column.field.get(&document))
-            .map_err(|e| invalid(pointer, e))?;
+            .map_err(|e| invalid(pointer, e.to_string()))?;
         if cell == Cell::Null && !column.optional {
             return Err(invalid(
                 pointer,
@@ -158,7 +158,7 @@ fn metadata(document: &Value) -> Result<Metadata, Rejection> {
     const EVENT_AT: &str = "/metadata/event_at";
     const EVENT_ID: &str = "/metadata/event_id";
     let text = field("event_at", EVENT_AT)?;
-    let event_at = parse_timestamp(text).map_err(|e| invalid(EVENT_AT, e))?;
+    let event_at = parse_timestamp(text).map_err(|e| invalid(EVENT_AT, e.to_string()))?;
     let text = field("event_id", EVENT_ID)?;
     let event_id = uuid::Uuid::parse_str(text)
         .map_err(|e| invalid(EVENT_ID, format!("`{text}` is not a UUID: {e}")))?;

@@ -171,7 +171,7 @@ impl Target {
 }
 
 /// A connection of its own, outside the warehouse's pool: a session-level advisory lock taken
-/// on it ([`try_advisory_lock`]) ends with it, also when the process dies.
+/// on it (`crate::housekeeping::lock::take`) ends with it, also when the process dies.
 pub async fn session(config: &Config) -> Result<tokio_postgres::Client, DbError> {
     Target::from_config(config)?.connect().await
 }

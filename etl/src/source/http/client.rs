@@ -286,7 +286,7 @@ impl ApiClient {
         let body = self.body(response).await?;
         page::parse(&body, &self.config, next, url).map_err(|detail| Failure::Transient {
             status: "invalid_body".into(),
-            detail,
+            detail: detail.to_string(),
             retry_after: None,
         })
     }

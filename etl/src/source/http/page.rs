@@ -25,6 +25,27 @@ pub struct Page {
     pub next: Option<Next>,
 }
 
+/// A page that is not what the configuration describes: the API's fault, never the events'.
+#[derive(Debug, thiserror::Error)]
+pub enum BadPage {
+    #[error("the response body is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("the response has nothing at {0:?} (items)")]
+    NoItems(String),
+    #[error("the response's {0:?} (items) is not a list")]
+    ItemsNotAList(String),
+    #[error("the API answered the cursor {0:?} with the same cursor again (it would loop)")]
+    SameCursor(String),
+    #[error("the next-page link is not a URL: {0}")]
+    LinkNotUrl(url::ParseError),
+    #[error(
+        "the next-page link leads to {0}, another origin than the configured URL's; the API key is never sent there"
+    )]
+    OtherOrigin(String),
+    #[error("the next-page link is the page just read (it would loop)")]
+    SameLink,
+}
+
 /// Reads `body`, the answer to the request for `asked` (none: the first page) sent to
 /// `requested`. An error is the API's fault (a body that is not what the configuration
 /// describes): the page is asked for again, and after the last attempt the pull stops.
@@ -33,13 +54,11 @@ pub fn parse(
     config: &HttpConfig,
     asked: Option<&Next>,
     requested: &reqwest::Url,
-) -> Result<Page, String> {
-    let root: &RawValue =
-        serde_json::from_slice(body).map_err(|e| format!("the response body is not JSON: {e}"))?;
-    let list = find(root, &config.items)
-        .ok_or_else(|| format!("the response has nothing at {:?} (items)", config.items))?;
+) -> Result<Page, BadPage> {
+    let root: &RawValue = serde_json::from_slice(body).map_err(BadPage::NotJson)?;
+    let list = find(root, &config.items).ok_or_else(|| BadPage::NoItems(config.items.clone()))?;
     let items: Vec<&RawValue> = serde_json::from_str(list.get())
-        .map_err(|_| format!("the response's {:?} (items) is not a list", config.items))?;
+        .map_err(|_| BadPage::ItemsNotAList(config.items.clone()))?;
     let next = match &config.pagination {
         Pagination::None => None,
         Pagination::Cursor { field, .. } => {
@@ -50,18 +69,14 @@ pub fn parse(
             };
             if let (Some(c), Some(Next::Cursor(before))) = (&cursor, asked) {
                 if c == before {
-                    return Err(format!(
-                        "the API answered the cursor {c:?} with the same cursor again (it would loop)"
-                    ));
+                    return Err(BadPage::SameCursor(c.clone()));
                 }
             }
             cursor.map(Next::Cursor)
         }
         Pagination::Link { field } => match value_at(root, field) {
             Some(Value::String(link)) if !link.is_empty() => {
-                let url = requested
-                    .join(&link)
-                    .map_err(|e| format!("the next-page link is not a URL: {e}"))?;
+                let url = requested.join(&link).map_err(BadPage::LinkNotUrl)?;
                 // The key, when sent as a parameter, is added to each request, never stored in
                 // a position or compared (an API may copy it into its links).
                 let url = match &config.api_key_param {
@@ -73,13 +88,10 @@ pub fn parse(
                     None => requested.clone(),
                 };
                 if url.origin() != requested.origin() {
-                    return Err(format!(
-                        "the next-page link leads to {}, another origin than the configured URL's; the API key is never sent there",
-                        url.origin().ascii_serialization()
-                    ));
+                    return Err(BadPage::OtherOrigin(url.origin().ascii_serialization()));
                 }
                 if url.as_str() == requested.as_str() {
-                    return Err("the next-page link is the page just read (it would loop)".into());
+                    return Err(BadPage::SameLink);
                 }
                 Some(Next::Url(url.into()))
             }
@@ -208,7 +220,7 @@ mod tests {
         );
         let elsewhere = br#"{"items":[],"next":"http://evil.test/steal"}"#;
         let error = parse(elsewhere, &c, None, &here).expect_err("other origin");
-        assert!(error.contains("another origin"), "{error}");
+        assert!(error.to_string().contains("another origin"), "{error}");
     }
 
     #[test]
