@@ -18,20 +18,18 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::decode::Decoder;
-use crate::forward::Publisher;
-use crate::load::connect::Target;
 use crate::load::fault::Health;
-use crate::load::pool::Pool;
-use crate::load::{DbError, Warehouse};
 use crate::shutdown::Shutdown;
-use crate::source::{Intake, SourceConfig};
+use crate::source::Intake;
 use crate::stats::{Snapshot, Stats};
 
 pub mod error;
 pub mod progress;
+pub mod sink;
 pub mod sources;
 
 pub use error::DaemonError;
+pub use sink::Sink;
 
 pub use crate::ops::http::Shared;
 pub use crate::source::Mode;
@@ -70,15 +68,6 @@ impl Handle {
         self.stop();
         self.finished().await
     }
-}
-
-/// Where valid events go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sink {
-    /// The worker pool and the warehouse (`etl run`).
-    Warehouse,
-    /// The broker (`etl forward`).
-    Broker,
 }
 
 /// Starts [`run`] on its own task.
@@ -134,65 +123,18 @@ pub async fn run_to(
     let health = Arc::new(Health::default());
 
     // The sink first: nothing is read before its destination is ready.
-    let (warehouse, events, sink_task, broker) = match sink {
-        Sink::Warehouse => {
-            let migrations =
-                crate::load::migrate::read(&config.migrations_dir).map_err(|source| {
-                    DaemonError::Io {
-                        what: format!("cannot read {}", config.migrations_dir.display()),
-                        source,
-                    }
-                })?;
-            // Each API source holds one connection while it pulls (its lock, its positions).
-            let apis = config
-                .sources()
-                .iter()
-                .filter(|s| matches!(s, SourceConfig::Http(_)))
-                .count();
-            let warehouse = Warehouse::open(
-                Target::from_config(&config).map_err(DbError::from)?,
-                config.workers + 2 + apis,
-            )?;
-            let prepared = crate::startup::prepare_warehouse(
-                &warehouse,
-                &migrations,
-                &catalog,
-                &config,
-                config.startup_wait_for(mode),
-                &signal,
-            )
-            .await?;
-            let Some(applied) = prepared else {
-                return Ok(not_started());
-            };
-            tracing::info!(?applied, "database ready");
-            let pool = Pool::start(
-                &config,
-                warehouse.clone(),
-                stats.clone(),
-                health.clone(),
-                shutdown.hard().clone(),
-            );
-            (Some(warehouse), pool.sender, pool.task, None)
-        }
-        Sink::Broker => {
-            let Some(client) =
-                crate::broker::connect(&config, config.startup_wait_for(mode), &signal).await?
-            else {
-                return Ok(not_started());
-            };
-            let js = async_nats::jetstream::new(client.clone());
-            crate::broker::ensure_stream(&js, &config).await?;
-            let publisher = Publisher::start(client, &config, shutdown.hard().clone());
-            tracing::info!(stream = %config.nats_stream, url = %crate::broker::shown_url(&config), "forwarding to the broker");
-            (
-                None,
-                publisher.sender,
-                publisher.task,
-                Some(publisher.health),
-            )
-        }
+    let started_sink = sink::start(
+        sink, &config, &catalog, mode, &stats, &health, &shutdown, &signal,
+    );
+    let Some(started_sink) = started_sink.await? else {
+        return Ok(not_started());
     };
+    let sink::Started {
+        warehouse,
+        events,
+        task: sink_task,
+        broker,
+    } = started_sink;
     let sources = sources::build(&config, &catalog, &stats, warehouse.as_ref())?;
 
     let shared = Arc::new(Shared {
@@ -205,32 +147,17 @@ pub async fn run_to(
     });
     let config = &shared.config;
 
-    // The lake (exports, raw retention), the file folders' retention and the horizon the
-    // decoders refuse old events at belong with the warehouse, so only `etl run` has them.
+    // The horizon the decoders refuse old events at is kept by the housekeeping, which only
+    // `etl run` has (it belongs with the warehouse).
     let horizon = crate::lake::Horizon::default();
-    let mut lake_tasks = Vec::new();
-    if let Some(warehouse) = &shared.warehouse {
-        lake_tasks.push(tokio::spawn(crate::housekeeping::horizon::follow_horizon(
-            warehouse.clone(),
-            horizon.clone(),
-            shutdown.intake().clone(),
-        )));
-        if let Some(schedule) = crate::housekeeping::lake::Schedule::from_config(config) {
-            lake_tasks.push(tokio::spawn(crate::housekeeping::lake::schedule(
-                config.clone(),
-                catalog.clone(),
-                schedule,
-                shutdown.intake().clone(),
-            )));
-        }
-        if let Some(plan) = retention_plan {
-            lake_tasks.push(tokio::spawn(crate::housekeeping::folders::schedule(
-                config.clone(),
-                plan,
-                shutdown.intake().clone(),
-            )));
-        }
-    }
+    let housekeeping = crate::housekeeping::start(
+        config,
+        &catalog,
+        shared.warehouse.as_ref(),
+        retention_plan,
+        &horizon,
+        shutdown.intake(),
+    );
     let decoder = Arc::new(Decoder {
         max_future_skew: config.max_future_skew(),
         keep_bytes: sink == Sink::Broker,
@@ -250,38 +177,7 @@ pub async fn run_to(
     drop(intake);
 
     let progress = tokio::spawn(progress::report(shared.clone(), shutdown.intake().clone()));
-    let webhook = crate::ops::webhook::Webhook::from_config(config);
-    let probe = shared.warehouse.clone().map(|warehouse| {
-        let alert = webhook
-            .clone()
-            .map(|w| crate::ops::webhook::DatabaseAlert::new(w, config));
-        // The ping comes often enough to honour a short alert threshold.
-        let every = crate::ops::probe::EVERY
-            .min(Duration::from_secs(config.alert_database_down_secs.max(1)));
-        tokio::spawn(crate::ops::probe::database(
-            warehouse,
-            alert,
-            every,
-            shutdown.intake().clone(),
-        ))
-    });
-    let summaries = webhook.map(|webhook| {
-        let (stats, config, stop) = (
-            shared.stats.clone(),
-            shared.config.clone(),
-            shutdown.intake().clone(),
-        );
-        tokio::spawn(
-            async move { crate::ops::webhook::rejections(webhook, stats, &config, stop).await },
-        )
-    });
-    let http = (!config.http_addr.is_empty()).then(|| {
-        tokio::spawn(crate::ops::http::serve(
-            config.http_addr.clone(),
-            shared.clone(),
-            shutdown.intake().clone(),
-        ))
-    });
+    let ops = crate::ops::start(&shared, shutdown.intake());
     tracing::info!(?mode, workers = config.workers, readers = config.readers, data_dir = %config.data_dir.display(), "pipeline started");
     // The shutdown clock starts at the signal, even if intake is blocked on full queues (a
     // database outage with a backlog): the hard stop then unblocks every stage in turn.
@@ -303,15 +199,10 @@ pub async fn run_to(
     }
     shutdown.stop_intake();
     progress.abort();
-    if let Some(probe) = probe {
-        probe.abort();
-    }
-    if let Some(summaries) = summaries {
-        summaries.abort();
-    }
+    let http = ops.stop_all_but_http();
     // A lake pass cut short leaves temporary files and an unmoved watermark: the next pass
     // removes the former and exports the same rows again.
-    for task in lake_tasks {
+    for task in housekeeping {
         task.abort();
     }
 
