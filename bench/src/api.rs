@@ -129,7 +129,7 @@ pub fn pull(etl: &Etl, url: &str, items: usize) -> anyhow::Result<HttpRun> {
         bail!("etl pull failed:\n{}", etl.log_tail());
     }
     let count = |sql: &str| -> anyhow::Result<u64> {
-        Ok(pgtest::psql(&etl.database_url, sql)?.trim().parse()?)
+        Ok(testkit::pg::psql(&etl.database_url, sql)?.trim().parse()?)
     };
     let loaded = count("SELECT count(*) FROM events")?;
     let dead_lettered = count("SELECT count(*) FROM rejected_events")?;

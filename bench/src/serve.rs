@@ -154,7 +154,7 @@ pub struct Spec<'a> {
 pub fn run(spec: &Spec) -> anyhow::Result<ServeRun> {
     wrk()?;
     let ids_file = spec.scratch.join("card-ids.txt");
-    let ids = pgtest::psql(&spec.follower.database_url, "SELECT id FROM cards")
+    let ids = testkit::pg::psql(&spec.follower.database_url, "SELECT id FROM cards")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let count = ids.lines().count();
     if count == 0 {
