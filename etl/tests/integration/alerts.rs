@@ -8,7 +8,7 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{copy_samples, free_addr, http_get, wait_until, Env};
+use common::{copy_samples, free_addr, try_get, wait_until, Env};
 
 const RULES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -80,7 +80,7 @@ fn every_metric_the_alerts_and_the_dashboard_use_is_exported_by_a_running_daemon
     // Every name, and the reachability gauge at 1: it is refreshed every 5 s, and its first
     // ping may lose the race with the start-up's own connections on a loaded machine.
     let all_there = wait_until(Duration::from_secs(30), || {
-        exported = http_get(&addr, "/metrics")
+        exported = try_get(&addr, "/metrics")
             .map(|(_, body)| body)
             .unwrap_or_default();
         let names = metric_names(&exported);

@@ -753,7 +753,7 @@ fn invalid_messages_published_directly_are_dead_lettered_and_replayed_after_a_fi
 
 /// A counter's value in a daemon's `/metrics` (0 when absent or unreachable).
 fn metric(addr: &str, name: &str) -> f64 {
-    common::http_get(addr, "/metrics")
+    common::try_get(addr, "/metrics")
         .map(|(_, body)| {
             body.lines()
                 .filter(|l| l.starts_with(name))
@@ -879,10 +879,10 @@ fn the_broker_restarted_mid_stream_keeps_what_it_stored() {
     // The forwarder says so: not ready while the broker is away.
     let readiness = |code: u16| {
         wait_until(Duration::from_secs(20), || {
-            common::http_get(&addr, "/readyz").is_some_and(|(c, _)| c == code)
+            common::try_get(&addr, "/readyz").is_some_and(|(c, _)| c == code)
         })
     };
-    assert!(readiness(503), "{:?}", common::http_get(&addr, "/readyz"));
+    assert!(readiness(503), "{:?}", common::try_get(&addr, "/readyz"));
     // Files keep arriving while the broker is down: they wait in the inbox.
     parked.deliver(late);
     std::thread::sleep(Duration::from_secs(3));
@@ -897,7 +897,7 @@ fn the_broker_restarted_mid_stream_keeps_what_it_stored() {
         kept.messages as usize >= early.len() && kept.first_seq == 1,
         "{kept:?}"
     );
-    assert!(readiness(200), "{:?}", common::http_get(&addr, "/readyz"));
+    assert!(readiness(200), "{:?}", common::try_get(&addr, "/readyz"));
     let replica = replica(&env, "replica", &vars);
     assert_settled_and_loaded(
         &env,

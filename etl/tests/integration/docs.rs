@@ -232,7 +232,7 @@ impl Reader {
             .expect("etl run starts");
         let drained = wait_until(Duration::from_secs(120), || {
             files_in(&reader.env, "inbox").is_empty()
-                && common::http_get(&reader.daemon_addr, "/readyz").is_some_and(|(c, _)| c == 200)
+                && common::try_get(&reader.daemon_addr, "/readyz").is_some_and(|(c, _)| c == 200)
         });
         assert!(drained, "the daemon did not drain the samples");
         reader

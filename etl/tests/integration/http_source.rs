@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use api::{Api, Item, Request};
 use chrono::{NaiveDate, NaiveDateTime};
-use common::{free_addr, http_get, wait_until, Daemon, Env};
+use common::{free_addr, try_get, wait_until, Daemon, Env};
 use serde_json::Value;
 
 /// Limit for every wait on an outcome (each test is meant to take well under it).
@@ -580,7 +580,7 @@ fn a_scheduled_pull_counts_pages_items_and_retries_in_metrics() {
         etl.log_tail(40)
     );
     let scrape = || {
-        http_get(&addr, "/metrics")
+        try_get(&addr, "/metrics")
             .map(|(_, body)| body)
             .unwrap_or_default()
     };
@@ -1086,11 +1086,11 @@ fn the_api_key_is_never_logged_stored_or_exposed_and_a_wrong_key_stops_the_pull(
     );
     assert!(answered(&api.requests(), 200) >= 2, "the key was sent");
     let counted = wait_until(Duration::from_secs(10), || {
-        http_get(&addr, "/metrics").is_some_and(|(_, body)| body.contains("etl_http_pages_total"))
+        try_get(&addr, "/metrics").is_some_and(|(_, body)| body.contains("etl_http_pages_total"))
     });
     let mut exposed = Vec::new();
     for path in ["/metrics", "/status", "/readyz", "/healthz"] {
-        let (_, body) = http_get(&addr, path).unwrap_or_default();
+        let (_, body) = try_get(&addr, path).unwrap_or_default();
         exposed.push((path.to_owned(), body));
     }
     assert!(counted, "/metrics: {}", exposed[0].1);

@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{card, event_id, free_addr, http_get, project, wait_until, Daemon, Env};
+use common::{card, event_id, free_addr, try_get, project, wait_until, Daemon, Env};
 use serde_json::{json, Value};
 
 /// Generous bounds for a loaded machine; each is a deadline for a condition, never a delay.
@@ -70,7 +70,7 @@ fn undeclared_lines(etl: &Daemon, folder: &str) -> Vec<Value> {
 
 /// The value of the gauge `etl_undeclared_files{folder="<folder>"}` in `/metrics`, if listed.
 fn undeclared_gauge(addr: &str, folder: &str) -> Option<f64> {
-    let (_, body) = http_get(addr, "/metrics")?;
+    let (_, body) = try_get(addr, "/metrics")?;
     let series = format!("etl_undeclared_files{{folder=\"{folder}\"}} ");
     body.lines()
         .find_map(|line| line.strip_prefix(&series))

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{files_in, free_addr, http_get as get, oracle, wait_until, Env};
+use common::{files_in, free_addr, try_get as get, oracle, wait_until, Env};
 use serde_json::{json, Value};
 
 const PATIENCE: Duration = Duration::from_secs(90);

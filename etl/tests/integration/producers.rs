@@ -6,14 +6,13 @@ use crate::common;
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{
     committed_event_ids, event_files, event_id_of, files_in, oracle, ownerless_cards,
-    producer_binary, stray_files, wait_until, Daemon, Env,
+    free_port, producer_binary, stray_files, wait_until, Daemon, Env,
 };
 
 /// How long the producers write while the daemon follows: the cards producer's fast cycle gives a
@@ -111,7 +110,7 @@ fn producers_feed_a_running_daemon(write_mode: &[&str]) {
         );
     }
     // The rejection counter operators alert on says the same.
-    let metrics = common::http_get(&http, "/metrics")
+    let metrics = common::try_get(&http, "/metrics")
         .map(|r| r.1)
         .unwrap_or_default();
     let counted: f64 = metrics
@@ -408,11 +407,4 @@ fn world_readable_tempdir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
     dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }

@@ -733,7 +733,7 @@ fn a_read_only_data_folder_is_reported_per_cause_not_per_file_and_makes_readyz_5
         "{}",
         etl.log_tail(20)
     );
-    let readyz = common::http_get(&addr, "/readyz");
+    let readyz = common::try_get(&addr, "/readyz");
     let (code, body) = readyz.clone().expect("/readyz answers");
     assert_eq!(code, 503, "{body}");
     let done_folder = env.config.done("users");
@@ -761,10 +761,10 @@ fn a_read_only_data_folder_is_reported_per_cause_not_per_file_and_makes_readyz_5
         etl.log_tail(20)
     );
     assert!(
-        wait_until(PATIENCE, || common::http_get(&addr, "/readyz")
+        wait_until(PATIENCE, || common::try_get(&addr, "/readyz")
             .is_some_and(|(code, _)| code == 200)),
         "{:?}",
-        common::http_get(&addr, "/readyz")
+        common::try_get(&addr, "/readyz")
     );
     let elapsed = started.elapsed().as_secs();
     etl.signal(libc::SIGTERM);

@@ -83,7 +83,7 @@ fn one_pass(env: &Env, vars: &[(&str, String)]) -> (Value, String) {
         .into_iter()
         .find(|l| l["message"] == PASS)
         .expect("the pass line");
-    let metrics = http_get(&addr, "/metrics").map(|r| r.1).unwrap_or_default();
+    let metrics = try_get(&addr, "/metrics").map(|r| r.1).unwrap_or_default();
     etl.signal(libc::SIGTERM);
     assert!(etl.exit_within(Duration::from_secs(30)).success());
     (line, metrics)

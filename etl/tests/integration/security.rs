@@ -406,10 +406,8 @@ fn a_missing_config_file_is_fatal() {
 #[test]
 fn status_with_nothing_listening_fails() {
     let case = Case::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    // Nothing listens there: a port that was free a moment ago.
+    let port = testkit::ports::free_port();
     let url = format!("postgres://{ROLE}:{PASSWORD}@127.0.0.1:{port}/db");
     let ran = case.run(&url, &["status"]);
     assert_eq!(ran.code, Some(1), "{}", ran.all());

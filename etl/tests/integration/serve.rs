@@ -8,7 +8,7 @@
 
 use crate::common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,24 +18,13 @@ use serde_json::{json, Value};
 
 /// A GET with an optional bearer token: (status, body as JSON, or the text as a JSON string).
 fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, Value) {
-    let mut stream = std::net::TcpStream::connect(addr).expect("the server accepts");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n{auth}\r\n").expect("request sent");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("a response");
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
-    let body = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()));
-    (code, body)
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer.iter().map(|b| ("Authorization", b.as_str())).collect();
+    let response = testkit::http::request(addr, "GET", path, &headers, "")
+        .unwrap_or_else(|e| panic!("GET {path}: {e:#}"));
+    let body = serde_json::from_str(&response.body)
+        .unwrap_or_else(|_| Value::String(response.body.clone()));
+    (response.status, body)
 }
 
 /// `etl serve` on a free loopback port, ready to answer.
@@ -48,7 +37,7 @@ fn serve(env: &Env, name: &str, vars: &[(&str, String)]) -> Served {
     let addr = free_addr();
     let daemon = env.spawn_etl(name, &["serve", "--listen", &addr], vars);
     let ready = wait_until(Duration::from_secs(30), || {
-        http_get(&addr, "/api/v1/openapi.json").is_some_and(|(code, _)| code == 200)
+        try_get(&addr, "/api/v1/openapi.json").is_some_and(|(code, _)| code == 200)
     });
     assert!(ready, "etl serve did not start: {}", daemon.log_tail(20));
     Served { daemon, addr }
@@ -361,7 +350,7 @@ fn the_token_guards_the_data_and_never_reaches_the_log() {
     let token = "s3cr3t-t0ken-4f1d9a";
     let file = env.dir.path().join("api-token");
     std::fs::write(&file, format!("{token}\n")).expect("token file");
-    let port = free_addr().rsplit(':').next().expect("port").to_owned();
+    let port = free_port();
     let vars = [
         ("ETL_API_TOKEN_FILE", file.display().to_string()),
         ("RUST_LOG", "trace".to_owned()),
@@ -373,7 +362,7 @@ fn the_token_guards_the_data_and_never_reaches_the_log() {
     );
     let addr = format!("127.0.0.1:{port}");
     assert!(
-        wait_until(Duration::from_secs(30), || http_get(
+        wait_until(Duration::from_secs(30), || try_get(
             &addr,
             "/api/v1/openapi.json"
         )
@@ -727,26 +716,12 @@ fn the_openapi_document_describes_every_type_and_the_live_server_conforms() {
     );
 }
 
-/// A request with any method: (status, the headers' lines, lower-cased, and the body).
+/// A request with any method and a body of `{}`: (status, the headers' lines, lower-cased, and
+/// the body).
 fn request(addr: &str, method: &str, path: &str) -> (u16, String, String) {
-    let mut stream = std::net::TcpStream::connect(addr).expect("the server accepts");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Length: 2\r\n\r\n{{}}"
-    )
-    .expect("request sent");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("a response");
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
-    (code, head.to_ascii_lowercase(), body.to_owned())
+    let response = testkit::http::request(addr, method, path, &[], "{}")
+        .unwrap_or_else(|e| panic!("{method} {path}: {e:#}"));
+    (response.status, response.head.to_ascii_lowercase(), response.body)
 }
 
 /// Every error answer is JSON, `{"error": code, "message": sentence}` with a JSON content type,

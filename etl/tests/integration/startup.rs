@@ -14,21 +14,13 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{event_files, Env, TYPES};
+use common::{event_files, free_port, Env, TYPES};
 
 /// The safety net around a command that should end by itself within a few seconds.
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// A password that must never appear in any output.
 const SECRET: &str = "hunter2-s3cret";
-
-/// A loopback port with nothing listening on it (bound, then released).
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// Every event file under `events/<stage>/` of both shipped types.
 fn files(env: &Env, stage: &str) -> Vec<PathBuf> {
@@ -85,7 +77,7 @@ fn a_drain_with_no_warehouse_gives_up_after_wait_and_touches_no_file() {
     let env = Env::new();
     fill_inbox(&env);
     let before = files(&env, "inbox");
-    let port = closed_port();
+    let port = free_port();
     let url = format!("postgres://etl:{SECRET}@127.0.0.1:{port}/dwh");
     let mut etl = env.spawn_etl(
         "drain",
@@ -151,7 +143,7 @@ fn migrate_against_a_peer_that_never_answers_gives_up_after_wait() {
 #[test]
 fn export_with_no_warehouse_gives_up_after_wait_and_writes_nothing() {
     let env = Env::new();
-    let port = closed_port();
+    let port = free_port();
     let lake = env.dir.path().join("lake");
     let lake_arg = lake.display().to_string();
     let mut etl = env.spawn_etl(
@@ -177,7 +169,7 @@ fn a_forwarder_drain_with_no_broker_gives_up_after_wait_and_keeps_its_files() {
     let env = Env::new();
     fill_inbox(&env);
     let before = files(&env, "inbox");
-    let port = closed_port();
+    let port = free_port();
     let mut etl = env.spawn_etl(
         "forward",
         &["--wait", "2", "forward", "--drain"],
@@ -198,7 +190,7 @@ fn a_forwarder_drain_with_no_broker_gives_up_after_wait_and_keeps_its_files() {
 #[test]
 fn a_replica_drain_with_no_broker_gives_up_after_wait() {
     let env = Env::new();
-    let port = closed_port();
+    let port = free_port();
     let mut etl = env.spawn_etl(
         "replica",
         &["--wait", "2", "run", "--source", "jetstream", "--drain"],
@@ -214,7 +206,7 @@ fn a_replica_drain_with_no_broker_gives_up_after_wait() {
 fn a_following_daemon_waits_past_wait_for_its_warehouse() {
     let env = Env::new();
     fill_inbox(&env);
-    let port = closed_port();
+    let port = free_port();
     let mut etl = env.spawn_etl(
         "follow",
         &["--wait", "1", "run"],
@@ -273,7 +265,7 @@ fn migrated() -> Env {
 fn replaying_only_http_dead_letters_needs_no_broker_and_says_how_they_are_replayed() {
     let env = migrated();
     dead_letter(&env, "http", "crm");
-    let nats = format!("nats://etl:{SECRET}@127.0.0.1:{}", closed_port());
+    let nats = format!("nats://etl:{SECRET}@127.0.0.1:{}", free_port());
     let mut etl = env.spawn_etl(
         "replay",
         &["dead-letters", "replay"],
@@ -298,7 +290,7 @@ fn replaying_only_http_dead_letters_needs_no_broker_and_says_how_they_are_replay
 fn replaying_broker_dead_letters_with_no_broker_gives_up_after_wait() {
     let env = migrated();
     dead_letter(&env, "jetstream", "events.cards");
-    let port = closed_port();
+    let port = free_port();
     let nats = format!("nats://etl:{SECRET}@127.0.0.1:{port}");
     let mut etl = env.spawn_etl(
         "replay",

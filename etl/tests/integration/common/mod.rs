@@ -12,6 +12,10 @@ use etl::pipeline::{self, Mode, Summary};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+/// A daemon's HTTP endpoints are polled with the kit's client, on a port from the kit.
+pub use testkit::http::try_get;
+pub use testkit::ports::{free_addr, free_port};
+
 pub const SAMPLES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/reference-events"
@@ -585,25 +589,6 @@ impl Env {
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Daemon { child, log }
     }
-}
-
-/// A free loopback address for a daemon's HTTP endpoints.
-pub fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").to_string()
-}
-
-/// A plain HTTP GET: (status code, body), or None if nothing answers.
-pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    Some((code, body))
 }
 
 /// Generates a producer backlog into `events_dir` (`users/`, `cards/`) without the producer's

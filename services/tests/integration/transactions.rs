@@ -2,7 +2,7 @@
 //! example's schema, reproducible, independent of the users and cards, and versioned by
 //! `updated_at`.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

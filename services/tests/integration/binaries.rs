@@ -1,6 +1,6 @@
 //! The `users`, `cards` and `loadgen` binaries, run as real processes.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::BTreeSet;

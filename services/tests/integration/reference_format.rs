@@ -1,6 +1,6 @@
 //! Generated files are indistinguishable in layout from the reference producers' files.
 
-mod common;
+use crate::common;
 
 use common::*;
 use services::{generate_backlog, CardEvent, Event, UserEvent};

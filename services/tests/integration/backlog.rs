@@ -1,6 +1,6 @@
 //! `generate_backlog`: reproducible, with the producers' mix and card semantics.
 
-mod common;
+use crate::common;
 
 use common::*;
 use services::generate_backlog;

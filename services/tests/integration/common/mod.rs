@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: reading event files back and describing their layout.
 
-#![allow(dead_code)] // each test binary uses its own subset
+#![allow(dead_code)]
 
 use services::{CardEvent, TransactionEvent, UserEvent};
 use std::fs;
