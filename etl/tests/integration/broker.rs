@@ -751,18 +751,6 @@ fn invalid_messages_published_directly_are_dead_lettered_and_replayed_after_a_fi
     stop(replica_b, "the replica");
 }
 
-/// A counter's value in a daemon's `/metrics` (0 when absent or unreachable).
-fn metric(addr: &str, name: &str) -> f64 {
-    common::try_get(addr, "/metrics")
-        .map(|(_, body)| {
-            body.lines()
-                .filter(|l| l.starts_with(name))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum()
-        })
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn a_forwarder_killed_mid_publish_republishes_and_the_broker_drops_the_repeats() {
     let Case {
@@ -837,7 +825,7 @@ fn a_forwarder_killed_mid_publish_republishes_and_the_broker_drops_the_repeats()
         files.len(),
         "no event stored twice"
     );
-    let duplicates = metric(&addr, "etl_forward_duplicates_total");
+    let duplicates = common::metric_total(&addr, "etl_forward_duplicates_total");
     assert!(
         duplicates >= lost_moves as f64,
         "the restarted forwarder's re-publishes were dropped as duplicates: {duplicates} of at least {lost_moves}"
@@ -930,7 +918,7 @@ fn a_full_stream_refuses_publishes_and_the_files_wait_in_the_inbox() {
         "forward",
     );
     assert!(
-        wait_until(Duration::from_secs(60), || metric(
+        wait_until(Duration::from_secs(60), || common::metric_total(
             &addr,
             "etl_publish_errors_total"
         ) > 0.0),

@@ -296,7 +296,13 @@ fn retention_moves_old_raw_rows_to_the_lake_and_still_knows_their_ids() {
         wait_until(Duration::from_secs(20), || count(&env.inbox("cards")) == 0),
         "the replayed files were not processed"
     );
-    std::thread::sleep(Duration::from_secs(3)); // two more passes
+    // Two more passes, after the replayed files were processed.
+    let passes = daemon.log_count("\"lake export\"");
+    assert!(
+        daemon.wait_for_log_count("\"lake export\"", passes + 2, Duration::from_secs(30)),
+        "{}",
+        daemon.log_tail(20)
+    );
     assert_eq!(
         env.scalar("SELECT count(*) FROM events"),
         everything.len() as i64 - old

@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{card, event_id, free_addr, try_get, project, wait_until, Daemon, Env};
+use common::{card, event_id, free_addr, project, try_get, wait_until, Daemon, Env};
 use serde_json::{json, Value};
 
 /// Generous bounds for a loaded machine; each is a deadline for a condition, never a delay.

@@ -6,7 +6,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use common::{
-    count, event_files, free_addr, try_get as get, oracle, oracle_owner_optional, ownerless_cards,
+    count, event_files, free_addr, oracle, oracle_owner_optional, ownerless_cards, try_get as get,
     Daemon, Env,
 };
 

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{files_in, free_addr, try_get as get, oracle, wait_until, Env};
+use common::{files_in, free_addr, oracle, try_get as get, wait_until, Env};
 use serde_json::{json, Value};
 
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -171,10 +171,12 @@ fn following_a_lone_poison_file_is_rejected_and_an_outage_in_the_same_run_blames
     let (first, rest) = valid.split_at(valid.len() / 3);
     let (second, third) = rest.split_at(rest.len() / 2);
 
+    let addr = free_addr();
     let mut etl = env.spawn_etl(
         "follow",
         &["run"],
         &[
+            ("ETL_HTTP_ADDR", addr.clone()),
             ("ETL_MAX_RETRY_BACKOFF_MS", "500".into()),
             ("ETL_SETTLE_MS", "0".into()),
         ],
@@ -214,7 +216,11 @@ fn following_a_lone_poison_file_is_rejected_and_an_outage_in_the_same_run_blames
         "{}",
         etl.log_tail(20)
     );
-    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        common::wait_for_db_retries(&addr, 3, PATIENCE),
+        "no retries: {}",
+        etl.log_tail(20)
+    );
     assert_eq!(
         files_in(&env, "failed").len(),
         1,
@@ -287,7 +293,11 @@ fn a_revoked_insert_rejects_nothing_and_everything_loads_once_granted_again() {
         get(&addr, "/readyz"),
         etl.log_tail(20)
     );
-    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        common::wait_for_db_retries(&addr, 3, PATIENCE),
+        "no retries: {}",
+        etl.log_tail(20)
+    );
     assert_eq!(files_in(&env, "failed"), Vec::<PathBuf>::new());
     assert!(
         !files_in(&env, "inbox").is_empty(),

@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    committed_event_ids, event_files, event_id_of, files_in, oracle, ownerless_cards,
-    free_port, producer_binary, stray_files, wait_until, Daemon, Env,
+    committed_event_ids, event_files, event_id_of, files_in, free_port, oracle, ownerless_cards,
+    producer_binary, stray_files, wait_until, Daemon, Env,
 };
 
 /// How long the producers write while the daemon follows: the cards producer's fast cycle gives a

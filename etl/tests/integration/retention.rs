@@ -350,11 +350,11 @@ async fn only_one_replica_at_a_time_runs_a_pass() {
     ];
     let etl = env.spawn_etl("a", &["run"], &vars);
     let second = env.spawn_etl("b", &["run"], &vars);
+    // Three passes each (a pass a second), all of them skipped: no pass ran under the lock.
     for daemon in [&etl, &second] {
-        let skipped = daemon.wait_for_log("retention skipped", Duration::from_secs(60));
+        let skipped = daemon.wait_for_log_count("retention skipped", 3, Duration::from_secs(60));
         assert!(skipped, "{}", daemon.log_tail(20));
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(old.exists(), "a pass ran while the lock was held");
     assert!(!etl.log().contains(PASS) && !second.log().contains(PASS));
 

@@ -19,7 +19,10 @@ use serde_json::{json, Value};
 /// A GET with an optional bearer token: (status, body as JSON, or the text as a JSON string).
 fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, Value) {
     let bearer = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = bearer.iter().map(|b| ("Authorization", b.as_str())).collect();
+    let headers: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|b| ("Authorization", b.as_str()))
+        .collect();
     let response = testkit::http::request(addr, "GET", path, &headers, "")
         .unwrap_or_else(|e| panic!("GET {path}: {e:#}"));
     let body = serde_json::from_str(&response.body)
@@ -721,7 +724,11 @@ fn the_openapi_document_describes_every_type_and_the_live_server_conforms() {
 fn request(addr: &str, method: &str, path: &str) -> (u16, String, String) {
     let response = testkit::http::request(addr, method, path, &[], "{}")
         .unwrap_or_else(|e| panic!("{method} {path}: {e:#}"));
-    (response.status, response.head.to_ascii_lowercase(), response.body)
+    (
+        response.status,
+        response.head.to_ascii_lowercase(),
+        response.body,
+    )
 }
 
 /// Every error answer is JSON, `{"error": code, "message": sentence}` with a JSON content type,

@@ -524,6 +524,18 @@ impl Daemon {
     pub fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
         wait_until(limit, || self.log().contains(needle))
     }
+
+    /// How many log lines contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Waits up to `limit` until `n` log lines contain `needle`: a pass or a retry that logs
+    /// each time it runs has run that often. This, not a sleep, is how a test knows that
+    /// something that must not happen has had its chances.
+    pub fn wait_for_log_count(&self, needle: &str, n: usize, limit: Duration) -> bool {
+        wait_until(limit, || self.log_count(needle) >= n)
+    }
 }
 
 impl Drop for Daemon {
@@ -589,6 +601,29 @@ impl Env {
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Daemon { child, log }
     }
+}
+
+/// The sum of every sample of metric `name` (all label sets) in the `/metrics` of the daemon on
+/// `addr`; 0 when absent or unreachable.
+pub fn metric_total(addr: &str, name: &str) -> f64 {
+    try_get(addr, "/metrics")
+        .map(|(_, body)| {
+            body.lines()
+                .filter(|l| l.starts_with(name))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        })
+        .unwrap_or(0.0)
+}
+
+/// Waits up to `limit` until the daemon on `addr` has retried batches after a database error
+/// `n` more times than when called: each retry was a chance to reject an event for trouble
+/// that is not the event's.
+pub fn wait_for_db_retries(addr: &str, n: u32, limit: Duration) -> bool {
+    let before = metric_total(addr, "etl_db_retries_total");
+    wait_until(limit, || {
+        metric_total(addr, "etl_db_retries_total") >= before + f64::from(n)
+    })
 }
 
 /// Generates a producer backlog into `events_dir` (`users/`, `cards/`) without the producer's
