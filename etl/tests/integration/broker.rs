@@ -872,8 +872,18 @@ fn the_broker_restarted_mid_stream_keeps_what_it_stored() {
     };
     assert!(readiness(503), "{:?}", common::try_get(&addr, "/readyz"));
     // Files keep arriving while the broker is down: they wait in the inbox.
+    // Publishes of the late files have failed (and been retried) before the files are looked
+    // at: the earlier ones are all stored, so these errors are the late files' chances to leave.
+    let errors = common::metric_total(&addr, "etl_publish_errors_total");
     parked.deliver(late);
-    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        wait_until(Duration::from_secs(60), || common::metric_total(
+            &addr,
+            "etl_publish_errors_total"
+        ) >= errors + 2.0),
+        "no publish was tried: {}",
+        common::try_get(&addr, "/metrics").map_or(String::new(), |(_, body)| body)
+    );
     assert!(
         !host.files("inbox").is_empty(),
         "nothing leaves the inbox while the broker is down"

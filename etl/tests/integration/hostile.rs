@@ -420,10 +420,14 @@ fn odd_entries_moved_in_while_following_are_left_alone() {
     fs::create_dir(staging.join("folder.json")).expect("mkdir");
     fs::write(staging.join("valid.json"), text(&card(971, 971))).expect("write");
 
+    let addr = common::free_addr();
     let mut etl = env.spawn_etl(
         "follow",
         &["run"],
-        &[("ETL_RESCAN_INTERVAL_SECS", "1".to_owned())],
+        &[
+            ("ETL_RESCAN_INTERVAL_SECS", "1".to_owned()),
+            ("ETL_HTTP_ADDR", addr.clone()),
+        ],
     );
     assert!(etl.wait_for_log("pipeline started", Duration::from_secs(60)));
     let cards = env.inbox("cards");
@@ -436,8 +440,26 @@ fn odd_entries_moved_in_while_following_are_left_alone() {
         "{}",
         etl.log_tail(20)
     );
-    // Give a couple of rescans the chance to do something wrong with the others.
-    std::thread::sleep(Duration::from_secs(2));
+    // Two more scans of the whole inbox have had the chance to do something wrong with the
+    // others: each scan counts the files of a folder that names no type into its gauge, so a
+    // count that follows the files put there proves a scan after them.
+    let marker = cards.parent().expect("the inbox").join("scan-marker");
+    fs::create_dir(&marker).expect("mkdir");
+    for n in 1..=2 {
+        fs::write(marker.join(format!("{n}.json")), "{}").expect("write");
+        let files = |(_, body): (u16, String)| {
+            body.lines()
+                .find(|l| l.starts_with("etl_undeclared_files{folder=\"scan-marker\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        };
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                common::try_get(&addr, "/metrics").and_then(files) == Some(f64::from(n))
+            }),
+            "no scan counted {n} file(s) in scan-marker/: {}",
+            etl.log_tail(20)
+        );
+    }
     assert!(etl.is_running());
     etl.signal(libc::SIGTERM);
     assert!(etl.exit_within(Duration::from_secs(60)).success());
