@@ -149,6 +149,22 @@ impl Receiver {
     }
 }
 
+/// Holds `port` (of a stopped server) and closes every connection made to it, until `n` were
+/// made or `limit` passed; returns how many were made. The port is free again afterwards.
+fn probes_seen(port: u16, n: usize, limit: Duration) -> usize {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("the server's port");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let mut seen = 0;
+    wait_until(limit, || {
+        while let Ok((connection, _)) = listener.accept() {
+            drop(connection);
+            seen += 1;
+        }
+        seen >= n
+    });
+    seen
+}
+
 /// For teams without Prometheus: the webhook gets one summary of the rejections (counted by
 /// type and code, with examples) and, once the database has been down past the threshold, one
 /// firing alert, then one resolved alert when it is back; its URL (a credential) is never
@@ -217,8 +233,14 @@ fn the_webhook_summarises_rejections_and_reports_a_database_outage_once() {
     let fired = &alerts("database_unreachable")[0];
     assert_eq!(fired["status"], "firing", "{fired}");
     assert!(fired["down_for_secs"].as_u64().unwrap_or(0) >= 2, "{fired}");
-    // One alert per outage, not one per probe.
-    std::thread::sleep(Duration::from_secs(3));
+    // One alert per outage, not one per probe: two more probes have seen the database down.
+    // Each probe connects to the server's port, which a listener of the test now holds: it
+    // counts the attempts and closes them, as a server that is not there would fail them.
+    assert!(
+        probes_seen(cluster.port(), 2, Duration::from_secs(30)) >= 2,
+        "the probe stopped: {}",
+        etl.log_tail(20)
+    );
     assert_eq!(alerts("database_unreachable").len(), 1);
 
     cluster.start_again().expect("restart the server");
