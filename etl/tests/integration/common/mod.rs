@@ -1,6 +1,5 @@
 //! Shared test fixtures: a data folder, a fresh database, the pipeline under test, and an oracle
 //! that computes the expected warehouse from the event files themselves.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -418,10 +417,6 @@ impl Env {
 }
 
 impl Daemon {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Sends `signal` (e.g. `libc::SIGTERM`) to the process.
     pub fn signal(&self, signal: i32) {
         let pid = i32::try_from(self.child.id()).expect("pid fits in pid_t");

@@ -1,7 +1,5 @@
 //! Helpers shared by the integration tests: reading event files back and describing their layout.
 
-#![allow(dead_code)]
-
 use services::{CardEvent, TransactionEvent, UserEvent};
 use std::fs;
 use std::path::{Path, PathBuf};
