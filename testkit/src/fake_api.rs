@@ -1,11 +1,12 @@
-//! A real HTTP API for the `http` source's tests: card items (the `cards` type's payload) served
-//! by axum on loopback, from a tokio runtime the test owns, with faults a test programs and a
-//! request log it reads.
+//! The fake card API: card items (the `cards` type's payload) served by axum on loopback, from a
+//! tokio runtime of its own, with faults a test programs and a request log it reads. The `http`
+//! source's tests pull from it with a bearer key ([`Api::start`]); the benchmark's `--http` phase
+//! with none ([`Api::without_key`]).
 //!
 //! `GET /v1/cards?updated_since=<RFC 3339>&updated_until=<RFC 3339>&limit=N&cursor=C` answers
 //! `{"data":[…],"next_cursor":"…"|null}`: the items whose `updated_at` is in the half-open
 //! window, sorted by (`updated_at`, `id`), `limit` per page (100 when absent), paged with an
-//! opaque cursor. It wants `Authorization: Bearer <key>` (401 otherwise) and answers 400 to a
+//! opaque cursor. Started with a key, it wants `Authorization: Bearer <key>` (401 otherwise) and answers 400 to a
 //! request without a readable window or with an unknown cursor.
 //!
 //! Pages are numbered by their place in the sequence the client follows: page 0 is the first
@@ -44,6 +45,20 @@ pub struct Item {
 }
 
 impl Item {
+    /// An item served as `raw`, a card's JSON as a producer wrote it: its `id` and `updated_at`
+    /// (written as [`TS`]) are read from it. `None` if it has neither.
+    pub fn from_raw(raw: String) -> Option<Item> {
+        let doc: Value = serde_json::from_str(&raw).ok()?;
+        let id = doc["id"].as_i64()?;
+        let updated_at = NaiveDateTime::parse_from_str(doc["updated_at"].as_str()?, TS).ok()?;
+        Some(Item {
+            id,
+            updated_at,
+            raw,
+            loads: true,
+        })
+    }
+
     pub fn doc(&self) -> Value {
         serde_json::from_str(&self.raw).expect("served items are JSON")
     }
@@ -186,8 +201,13 @@ pub struct Faults {
 }
 
 struct Shared {
-    key: String,
+    /// The bearer key a request must present; `None`: any request is served.
+    key: Option<String>,
     items: Vec<Item>,
+    /// Indices of `items` in paging order (`updated_at`, `id`), kept with every change of the
+    /// items: a page is then a slice of it, however many items there are, and a benchmark
+    /// measures the client rather than the API.
+    order: Vec<usize>,
     faults: Faults,
     log: Vec<Request>,
 }
@@ -202,6 +222,15 @@ pub struct Api {
 impl Api {
     /// Serves `items` on a free loopback port to clients presenting `key`.
     pub fn start(key: &str, items: Vec<Item>) -> Api {
+        Api::serve(Some(key.to_owned()), items)
+    }
+
+    /// Serves `items` on a free loopback port to any client.
+    pub fn without_key(items: Vec<Item>) -> Api {
+        Api::serve(None, items)
+    }
+
+    fn serve(key: Option<String>, items: Vec<Item>) -> Api {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -212,12 +241,15 @@ impl Api {
             .set_nonblocking(true)
             .expect("non-blocking listener");
         let addr = listener.local_addr().expect("the API's address");
-        let shared = Arc::new(Mutex::new(Shared {
-            key: key.to_owned(),
+        let mut shared = Shared {
+            key,
             items,
+            order: Vec::new(),
             faults: Faults::default(),
             log: Vec::new(),
-        }));
+        };
+        shared.sort();
+        let shared = Arc::new(Mutex::new(shared));
         let app = Router::new()
             .route("/v1/cards", get(cards))
             .with_state(Arc::clone(&shared));
@@ -247,7 +279,9 @@ impl Api {
 
     /// More items (new versions the API learns of).
     pub fn add(&self, items: &[Item]) {
-        self.state().items.extend_from_slice(items);
+        let mut state = self.state();
+        state.items.extend_from_slice(items);
+        state.sort();
     }
 
     /// Serves `raw` in place of the version (`id`, `updated_at`), marked as not loading.
@@ -268,7 +302,9 @@ impl Api {
 
     /// The items of the window [from, to), in the order the API pages them.
     pub fn window(&self, from: NaiveDateTime, to: NaiveDateTime) -> Vec<Item> {
-        window(&self.state().items, from, to)
+        let state = self.state();
+        let inside = state.window(from, to);
+        inside.iter().map(|&i| state.items[i].clone()).collect()
     }
 
     /// Every request so far, in arrival order.
@@ -283,16 +319,6 @@ impl Drop for Api {
             runtime.shutdown_background();
         }
     }
-}
-
-fn window(items: &[Item], from: NaiveDateTime, to: NaiveDateTime) -> Vec<Item> {
-    let mut inside: Vec<Item> = items
-        .iter()
-        .filter(|i| i.updated_at >= from && i.updated_at < to)
-        .cloned()
-        .collect();
-    inside.sort_by_key(|i| (i.updated_at, i.id));
-    inside
 }
 
 /// The cursor of page `s`: opaque to the client.
@@ -329,6 +355,24 @@ async fn cards(
 }
 
 impl Shared {
+    /// Puts `order` in paging order again (stable: equal versions keep their order of arrival).
+    fn sort(&mut self) {
+        let items = &self.items;
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by_key(|&i| (items[i].updated_at, items[i].id));
+        self.order = order;
+    }
+
+    /// The items of the window [from, to) in paging order, as indices of `items`.
+    fn window(&self, from: NaiveDateTime, to: NaiveDateTime) -> &[usize] {
+        let at = |t: NaiveDateTime| {
+            self.order
+                .partition_point(|&i| self.items[i].updated_at < t)
+        };
+        let (first, end) = (at(from), at(to));
+        &self.order[first..end.max(first)]
+    }
+
     fn answer(
         &mut self,
         headers: &HeaderMap,
@@ -351,11 +395,12 @@ impl Shared {
                 .map(str::to_owned),
             at: Instant::now(),
         };
-        let expected = format!("Bearer {}", self.key);
-        let authorized = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            == Some(expected.as_str());
+        let authorized = self.key.as_ref().is_none_or(|key| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                == Some(format!("Bearer {key}").as_str())
+        });
         if !authorized {
             let body = json!({"error": "unauthorized: a valid API key is required"});
             return self.finish(entry, StatusCode::UNAUTHORIZED, body.to_string(), None);
@@ -395,7 +440,7 @@ impl Shared {
         }
 
         let limit = entry.limit.unwrap_or(100).max(1);
-        let inside = window(&self.items, from, to);
+        let inside = self.window(from, to);
         let underlying = |s: usize| match self.faults.repeat_page {
             Some(k) if s > k => s - 1,
             _ => s,
@@ -405,7 +450,7 @@ impl Shared {
             .iter()
             .skip(first)
             .take(limit)
-            .map(|i| i.raw.clone())
+            .map(|&i| self.items[i].raw.clone())
             .collect();
         let next = if underlying(page + 1).saturating_mul(limit) < inside.len() {
             format!("\"{}\"", cursor_of(page + 1))
