@@ -159,7 +159,7 @@ pub struct Server {
 
 impl Server {
     /// Starts a standalone server with JetStream and default [`Options`], and waits until it is
-    /// ready (see the crate docs).
+    /// ready (see the module docs).
     ///
     /// # Panics
     ///
@@ -454,7 +454,7 @@ impl Server {
         Ok(config)
     }
 
-    /// Waits until the server is ready (see the crate docs): for a cluster node, until
+    /// Waits until the server is ready (see the module docs): for a cluster node, until
     /// JetStream is on; otherwise until it is also healthy. Fails early if the process exits.
     fn wait_ready(&self, deadline: Instant) -> Result<()> {
         let paths: &[&str] = if self.route.is_some() {
@@ -845,7 +845,7 @@ fn quote(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// The `nats-server` binary (see the crate docs), found once per process.
+/// The `nats-server` binary (see the module docs), found once per process.
 ///
 /// # Panics
 ///

@@ -2,7 +2,7 @@
 //!
 //! Integration tests and benchmarks in this workspace need a real server: the
 //! code under test relies on PostgreSQL semantics (upserts, constraints,
-//! `LISTEN`/`NOTIFY`, ...) that a mock cannot reproduce. This crate provides:
+//! `LISTEN`/`NOTIFY`, ...) that a mock cannot reproduce. This module provides:
 //!
 //! * [`fresh_db`]: a new, uniquely named, empty database on a shared server,
 //!   dropped again when the returned [`TestDb`] goes out of scope. Tests get
@@ -33,7 +33,7 @@
 //! [`fresh_db`] must be synchronous and yet callable from inside
 //! `#[tokio::test]`: the sync `postgres` crate and `block_on` both panic when
 //! run inside a Tokio runtime. Shelling out to `psql` (always installed with
-//! PostgreSQL) is blocking but runtime-agnostic, and keeps this crate's
+//! PostgreSQL) is blocking but runtime-agnostic, and keeps the kit's
 //! dependencies minimal.
 //!
 //! # Cleanup
@@ -129,7 +129,7 @@ impl Drop for TestDb {
 
 /// Creates a new, empty, uniquely named database on the shared server.
 ///
-/// Synchronous and safe to call from async tests (see the crate docs).
+/// Synchronous and safe to call from async tests (see the module docs).
 ///
 /// # Panics
 ///

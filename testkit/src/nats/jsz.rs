@@ -14,7 +14,7 @@
 //! A server only lists the streams and consumers it hosts: in a cluster, a node that is not a
 //! replica of a stream does not list it, and a follower's view may lag behind the leader's, in
 //! particular a consumer's `delivered` and `num_ack_pending`, which followers only learn from
-//! acknowledgements (see [`crate::Cluster::stream`], which asks the leader).
+//! acknowledgements (see [`crate::nats::Cluster::stream`], which asks the leader).
 
 use serde::Deserialize;
 
