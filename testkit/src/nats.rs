@@ -293,7 +293,10 @@ impl Server {
     /// If the server is running, or cannot be started, or is not ready within 15 s.
     pub fn start_again(&self) {
         if self.is_running() {
-            panic!("natstest: start_again: {} is already running", self.name);
+            panic!(
+                "testkit::nats: start_again: {} is already running",
+                self.name
+            );
         }
         let mut attempt = 1;
         loop {
@@ -333,7 +336,7 @@ impl Server {
     /// If the server does not answer (e.g. it is stopped) or the answer cannot be parsed.
     pub fn jsz(&self) -> Jsz {
         self.try_jsz()
-            .unwrap_or_else(|e| panic!("natstest: reading {JSZ} of {}: {e:#}", self.name))
+            .unwrap_or_else(|e| panic!("testkit::nats: reading {JSZ} of {}: {e:#}", self.name))
     }
 
     /// Stream `name` as this server sees it, or `None` if the server does not host it (it does
@@ -362,7 +365,7 @@ impl Server {
         let dir = tempfile::Builder::new()
             .prefix("natstest-")
             .tempdir()
-            .unwrap_or_else(|e| panic!("natstest: creating a temporary directory: {e}"));
+            .unwrap_or_else(|e| panic!("testkit::nats: creating a temporary directory: {e}"));
         let mut server = Server {
             name,
             port: free_port(),
@@ -375,7 +378,7 @@ impl Server {
         };
         match server.spawn_watchdog() {
             Ok(watchdog) => server.watchdog = Some(watchdog),
-            Err(e) => panic!("natstest: {e:#}"),
+            Err(e) => panic!("testkit::nats: {e:#}"),
         }
         server
     }
@@ -499,11 +502,11 @@ impl Server {
     /// The running child, taken out of `process`; panics (for `action`) if there is none.
     fn take_running(&self, process: &mut Option<Child>, action: &str) -> Child {
         let Some(mut child) = process.take() else {
-            panic!("natstest: {action}: {} is not running", self.name);
+            panic!("testkit::nats: {action}: {} is not running", self.name);
         };
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
-                "natstest: {action}: {} is not running, it exited on its own ({status})\n\
+                "testkit::nats: {action}: {} is not running, it exited on its own ({status})\n\
                  --- log ({}) ---\n{}",
                 self.name,
                 self.log_path().display(),
@@ -530,7 +533,7 @@ impl Server {
     /// Panics with `what` happened, `e` and the end of the log.
     fn fail(&self, what: &str, e: &anyhow::Error) -> ! {
         panic!(
-            "natstest: nats-server {} {what}: {e:#}\n--- log ({}) ---\n{}",
+            "testkit::nats: nats-server {} {what}: {e:#}\n--- log ({}) ---\n{}",
             self.name,
             self.log_path().display(),
             self.log_tail(40)
@@ -624,7 +627,7 @@ impl Cluster {
 
     /// [`Cluster::start`] with [`Options`] applied to every node.
     pub fn start_with(n: usize, options: &Options) -> Cluster {
-        assert!(n > 0, "natstest: a cluster needs at least one node");
+        assert!(n > 0, "testkit::nats: a cluster needs at least one node");
         let mut attempt = 1;
         loop {
             let route_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
@@ -680,7 +683,10 @@ impl Cluster {
     pub fn node(&self, i: usize) -> &Server {
         match self.nodes.get(i) {
             Some(node) => node,
-            None => panic!("natstest: no node {i} in a cluster of {}", self.nodes.len()),
+            None => panic!(
+                "testkit::nats: no node {i} in a cluster of {}",
+                self.nodes.len()
+            ),
         }
     }
 
@@ -818,7 +824,7 @@ impl Cluster {
 
     /// Panics with `what` happened, `e`, and every node's state and log tail.
     fn fail(&self, what: &str, e: &anyhow::Error) -> ! {
-        let mut report = format!("natstest: cluster {what}: {e:#}");
+        let mut report = format!("testkit::nats: cluster {what}: {e:#}");
         for node in &self.nodes {
             let state = if !node.is_running() {
                 "not running".to_string()
@@ -864,7 +870,7 @@ fn binary() -> &'static Path {
     });
     match found {
         Ok(path) => path,
-        Err(e) => panic!("natstest: {e}"),
+        Err(e) => panic!("testkit::nats: {e}"),
     }
 }
 

@@ -139,7 +139,7 @@ pub fn fresh_db() -> TestDb {
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
     let admin = server_url();
     if let Err(e) = psql(&admin, &format!("CREATE DATABASE \"{name}\"")) {
-        panic!("pgtest: could not create test database {name} on {admin}: {e:#}");
+        panic!("testkit::pg: could not create test database {name} on {admin}: {e:#}");
     }
     TestDb {
         url: url_for_db(&name),
@@ -160,7 +160,7 @@ pub fn server_url() -> String {
     }
     match SHARED.get_or_init(|| Cluster::start().map_err(|e| format!("{e:#}"))) {
         Ok(cluster) => cluster.url(),
-        Err(e) => panic!("pgtest: could not start the shared PostgreSQL test cluster: {e}"),
+        Err(e) => panic!("testkit::pg: could not start the shared PostgreSQL test cluster: {e}"),
     }
 }
 
