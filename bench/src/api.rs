@@ -1,12 +1,12 @@
 //! `--http`: the backlog's card events as an HTTP API would serve them (their payloads, in
-//! cursor pages, from a loopback axum server started here), pulled once by `etl pull` into a
+//! cursor pages, from testkit's fake card API on loopback), pulled once by `etl pull` into a
 //! fresh database: the API source's rate beside the inbox drain's in the same run.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use serde::Deserialize;
+use testkit::fake_api::{Api, Item};
 
 use crate::etl::Etl;
 
@@ -42,60 +42,17 @@ pub fn card_items(cards_dir: &Path) -> anyhow::Result<Vec<String>> {
     Ok(items)
 }
 
-#[derive(Deserialize)]
-struct Ask {
-    cursor: Option<usize>,
-}
-
-/// Serves `items` as `GET /cards?cursor=N` pages of [`PAGE`] (`{"data":[…],"next_cursor":…}`)
-/// on a loopback port, from a thread of its own; returns the base URL.
-pub fn serve(items: &[String]) -> anyhow::Result<String> {
-    let pages: Vec<bytes::Bytes> = items
-        .chunks(PAGE)
-        .enumerate()
-        .map(|(n, chunk)| {
-            let next = if (n + 1) * PAGE < items.len() {
-                format!("\"{}\"", n + 1)
-            } else {
-                "null".into()
-            };
-            format!("{{\"data\":[{}],\"next_cursor\":{next}}}", chunk.join(",")).into()
+/// Serves `items` (card payloads) with testkit's fake card API, which wants no key here; the API
+/// serves until the returned value is dropped.
+pub fn serve(items: &[String]) -> anyhow::Result<Api> {
+    let items = items
+        .iter()
+        .map(|raw| {
+            Item::from_raw(raw.clone())
+                .with_context(|| format!("a card item without an id or updated_at: {raw}"))
         })
-        .collect();
-    let pages = std::sync::Arc::new(pages);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    listener.set_nonblocking(true)?;
-    let url = format!("http://{}/cards", listener.local_addr()?);
-    std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        runtime.block_on(async move {
-            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                return;
-            };
-            let app = axum::Router::new().route(
-                "/cards",
-                axum::routing::get(
-                    move |axum::extract::Query(ask): axum::extract::Query<Ask>| {
-                        let pages = pages.clone();
-                        async move {
-                            let body = pages
-                                .get(ask.cursor.unwrap_or(0))
-                                .cloned()
-                                .unwrap_or_default();
-                            ([("content-type", "application/json")], body)
-                        }
-                    },
-                ),
-            );
-            let _ = axum::serve(listener, app).await;
-        });
-    });
-    Ok(url)
+        .collect::<anyhow::Result<Vec<Item>>>()?;
+    Ok(Api::without_key(items))
 }
 
 /// `etl pull bench` over all of `items` (served at `url`) into the database of `etl`, whose
@@ -109,7 +66,10 @@ pub fn pull(etl: &Etl, url: &str, items: usize) -> anyhow::Result<HttpRun> {
         root.join("etl.toml"),
         format!(
             "[[sources]]\nkind = \"http\"\nname = \"bench\"\ntype = \"cards\"\nurl = \"{url}\"\n\
-             items = \"/data\"\npagination = {{ style = \"cursor\", field = \"/next_cursor\", param = \"cursor\" }}\n\
+             query = {{ updated_since = \"{{from}}\", updated_until = \"{{to}}\" }}\n\
+             time_format = \"%Y-%m-%dT%H:%M:%SZ\"\n\
+             items = \"/data\"\npage_size = {PAGE}\npage_size_param = \"limit\"\n\
+             pagination = {{ style = \"cursor\", field = \"/next_cursor\", param = \"cursor\" }}\n\
              item = {{ key = \"/id\", version = \"/updated_at\" }}\n"
         ),
     )?;
@@ -129,7 +89,7 @@ pub fn pull(etl: &Etl, url: &str, items: usize) -> anyhow::Result<HttpRun> {
         bail!("etl pull failed:\n{}", etl.log_tail());
     }
     let count = |sql: &str| -> anyhow::Result<u64> {
-        Ok(pgtest::psql(&etl.database_url, sql)?.trim().parse()?)
+        Ok(testkit::pg::psql(&etl.database_url, sql)?.trim().parse()?)
     };
     let loaded = count("SELECT count(*) FROM events")?;
     let dead_lettered = count("SELECT count(*) FROM rejected_events")?;

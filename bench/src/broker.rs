@@ -9,7 +9,7 @@
 //!   means that the broker has stored it, so commit time is bracketed from the warehouse's side:
 //!   the first poll that sees the row (upper bound) and `events.ingested_at` (lower bound).
 //!
-//! Each phase gets a private `nats-server` of its own (the `natstest` harness, JetStream file
+//! Each phase gets a private `nats-server` of its own (`testkit::nats`, JetStream file
 //! store in a temporary directory), hence a fresh stream and consumer.
 
 use std::collections::HashMap;
@@ -33,7 +33,7 @@ const VISIBLE_POLL: Duration = Duration::from_millis(5);
 
 /// A private nats-server with JetStream.
 pub struct Broker {
-    server: natstest::Server,
+    server: testkit::nats::Server,
     /// Its process, for its CPU time (read from the pid file the harness configures).
     pid: Option<i32>,
 }
@@ -41,7 +41,7 @@ pub struct Broker {
 impl Broker {
     pub fn start() -> anyhow::Result<Broker> {
         // The harness panics when the server cannot start (its message has the server's log).
-        let server = std::panic::catch_unwind(natstest::Server::start)
+        let server = std::panic::catch_unwind(testkit::nats::Server::start)
             .map_err(|_| anyhow::anyhow!("cannot start a private nats-server (see above)"))?;
         // The harness writes `nats-server.pid` next to the store directory.
         let pid = server
@@ -271,9 +271,10 @@ pub fn drain(topology: &Topology, broker: &Broker, spec: &DrainSpec) -> anyhow::
     }
     let (forwarder, published, failed) = forwarded.expect("the loop ends after the forwarder");
     // A message also leaves the consumer when it is dead-lettered: every one must have loaded.
-    let loaded: usize = pgtest::psql(spec.database_url, "SELECT count(*) FROM events")?.parse()?;
+    let loaded: usize =
+        testkit::pg::psql(spec.database_url, "SELECT count(*) FROM events")?.parse()?;
     let dead: usize =
-        pgtest::psql(spec.database_url, "SELECT count(*) FROM rejected_events")?.parse()?;
+        testkit::pg::psql(spec.database_url, "SELECT count(*) FROM rejected_events")?.parse()?;
     if loaded != published || dead != 0 {
         bail!(
             "the forwarder published {published} events; the warehouse holds {loaded}, and {dead} were dead-lettered:\n{}",

@@ -32,7 +32,7 @@ impl Postgres {
     /// Finds the postmaster behind `url` from the `postmaster.pid` file in its data directory;
     /// `None` if the server is not on this machine (or that file is out of reach).
     pub fn locate(url: &str) -> Option<Postgres> {
-        let data_dir = pgtest::psql(url, "SHOW data_directory").ok()?;
+        let data_dir = testkit::pg::psql(url, "SHOW data_directory").ok()?;
         let pid_file = std::fs::read_to_string(Path::new(&data_dir).join("postmaster.pid")).ok()?;
         let postmaster = pid_file.lines().next()?.trim().parse().ok()?;
         // The file must describe a running postgres of this machine.
@@ -60,7 +60,7 @@ impl Postgres {
     pub fn settle(&self, admin_url: &str, name: &str) {
         let sql = format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}'");
         for _ in 0..100 {
-            if pgtest::psql(admin_url, &sql).is_ok_and(|n| n == "0") {
+            if testkit::pg::psql(admin_url, &sql).is_ok_and(|n| n == "0") {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));

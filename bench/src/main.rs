@@ -299,7 +299,7 @@ impl Bench {
     fn http(&self) -> anyhow::Result<api::HttpRun> {
         eprintln!("bench: etl pull from a loopback API…");
         let items = api::card_items(&self.events_dir().join("inbox").join("cards"))?;
-        let url = api::serve(&items)?;
+        let api = api::serve(&items)?;
         let db = self.server.fresh_database("http")?;
         let data = self.scratch.path().join("http").join("data");
         std::fs::create_dir_all(&data)?;
@@ -307,7 +307,7 @@ impl Bench {
             log: self.scratch.path().join("http.out"),
             ..self.etl(&db.url, &data)
         };
-        api::pull(&etl, &url, items.len())
+        api::pull(&etl, &api.url(), items.len())
     }
 
     /// Writes the backlog into the inbox, as the producers would have.

@@ -9,7 +9,6 @@
 //! 404 is expected), socket errors and timeouts are wrk's own counters, reported apart; only the
 //! rest, the 200s, count in the rate.
 
-use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -118,23 +117,9 @@ fn wrk() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A free loopback address.
-fn free_addr() -> anyhow::Result<String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.to_string())
-}
-
+/// Whether `etl serve` on `addr` answers (its OpenAPI document, with 200).
 fn answers(addr: &str) -> bool {
-    use std::io::Write;
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if write!(s, "GET /api/v1/openapi.json HTTP/1.0\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).is_ok() && head.ends_with(b"200")
+    testkit::http::try_get(addr, "/api/v1/openapi.json").is_some_and(|(code, _)| code == 200)
 }
 
 pub struct Spec<'a> {
@@ -154,7 +139,7 @@ pub struct Spec<'a> {
 pub fn run(spec: &Spec) -> anyhow::Result<ServeRun> {
     wrk()?;
     let ids_file = spec.scratch.join("card-ids.txt");
-    let ids = pgtest::psql(&spec.follower.database_url, "SELECT id FROM cards")
+    let ids = testkit::pg::psql(&spec.follower.database_url, "SELECT id FROM cards")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let count = ids.lines().count();
     if count == 0 {
@@ -164,7 +149,7 @@ pub fn run(spec: &Spec) -> anyhow::Result<ServeRun> {
     let script = spec.scratch.join("lookups.lua");
     std::fs::write(&script, SCRIPT)?;
 
-    let addr = free_addr()?;
+    let addr = testkit::ports::free_addr();
     let serving = spec.server.spawn_with(&["serve", "--listen", &addr])?;
     let started = Instant::now();
     while !answers(&addr) {

@@ -13,7 +13,7 @@ use crate::cpu::Postgres;
 /// The server: a private throwaway cluster, or the one `DATABASE_URL` names.
 pub struct Server {
     /// Keeps the private cluster running; `None` when `DATABASE_URL` is used.
-    _cluster: Option<pgtest::Cluster>,
+    _cluster: Option<testkit::pg::Cluster>,
     admin_url: String,
     /// A sentence on what the server is and how it is tuned, for the report.
     pub description: String,
@@ -29,10 +29,10 @@ pub struct Database {
 }
 
 impl Server {
-    /// `DATABASE_URL` if set, else a private cluster (`pgtest::Cluster::start`).
+    /// `DATABASE_URL` if set, else a private cluster (`testkit::pg::Cluster::start`).
     pub fn start() -> anyhow::Result<Server> {
         if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-            let settings = pgtest::psql(
+            let settings = testkit::pg::psql(
                 &url,
                 "SELECT current_setting('server_version') || ', fsync=' || current_setting('fsync')
                  || ', synchronous_commit=' || current_setting('synchronous_commit')",
@@ -45,15 +45,15 @@ impl Server {
                 description: format!("DATABASE_URL server (PostgreSQL {settings})"),
             });
         }
-        let cluster = pgtest::Cluster::start().context("cannot start a private PostgreSQL")?;
+        let cluster = testkit::pg::Cluster::start().context("cannot start a private PostgreSQL")?;
         let admin_url = cluster.url();
-        let version = pgtest::psql(&admin_url, "SHOW server_version")?;
+        let version = testkit::pg::psql(&admin_url, "SHOW server_version")?;
         Ok(Server {
             _cluster: Some(cluster),
             cpu: Postgres::locate(&admin_url),
             admin_url,
             description: format!(
-                "private pgtest cluster, PostgreSQL {version}, same machine; \
+                "private testkit::pg cluster, PostgreSQL {version}, same machine; \
                  fsync=off, synchronous_commit=off, full_page_writes=off (no durability cost)"
             ),
         })
@@ -65,7 +65,7 @@ impl Server {
             "bench_{label}_{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        pgtest::psql(&self.admin_url, &format!("CREATE DATABASE \"{name}\""))
+        testkit::pg::psql(&self.admin_url, &format!("CREATE DATABASE \"{name}\""))
             .with_context(|| format!("cannot create database {name}"))?;
         Ok(Database {
             url: with_database(&self.admin_url, &name),
@@ -93,7 +93,7 @@ impl Drop for Database {
     fn drop(&mut self) {
         // A leftover database is harmless (and gone with a private cluster): ignore errors.
         let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
-        let _ = pgtest::psql(&self.admin_url, &sql);
+        let _ = testkit::pg::psql(&self.admin_url, &sql);
     }
 }
 
@@ -149,7 +149,7 @@ pub fn content_fingerprint(url: &str, transactions: bool) -> anyhow::Result<Fing
 
 fn fingerprint_of(url: &str, transactions: bool, events: &str) -> anyhow::Result<Fingerprint> {
     let table = |select: &str, key: &str| -> anyhow::Result<Table> {
-        let out = pgtest::psql(
+        let out = testkit::pg::psql(
             url,
             &format!(
                 "SELECT count(*), md5(coalesce(string_agg(md5(r::text), '' ORDER BY r.{key}), ''))

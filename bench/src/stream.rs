@@ -301,7 +301,7 @@ pub fn tx_start_latencies(
         .zip(written)
         .map(|(f, w)| (f.event_id, w.wall))
         .collect();
-    let out = pgtest::psql(
+    let out = testkit::pg::psql(
         url,
         "SELECT event_id, extract(epoch FROM ingested_at)::numeric(20,6) FROM events",
     )?;

@@ -5,8 +5,7 @@
 //! `failed/` (what waits for an operator) are counted file by file, and so is each inbox folder
 //! that names no declared type (files the daemon leaves there unread).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -77,7 +76,7 @@ pub async fn report(config: &Config, catalog: &Catalog) -> (String, Result<(), D
             names::encode_path(&config.inbox_root())
         )),
     }
-    match in_flight(&config.http_addr) {
+    match in_flight(&config.http_addr).await {
         Some(n) => out.push_str(&format!("in flight in the running daemon: {n}\n")),
         None => out.push_str("in flight: no daemon answering on the HTTP address\n"),
     }
@@ -143,16 +142,23 @@ async fn rows(config: &Config, catalog: &Catalog) -> Result<Vec<(String, i64)>, 
     Ok(rows)
 }
 
-/// Asks a running daemon's `/status` for its in-flight count (a plain HTTP/1.0 GET: one
-/// request does not justify an HTTP client dependency).
-fn in_flight(addr: &str) -> Option<u64> {
-    let addr = addr.parse().ok()?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream.write_all(b"GET /status HTTP/1.0\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let body = response.split("\r\n\r\n").nth(1)?;
-    let status: serde_json::Value = serde_json::from_str(body).ok()?;
+/// Asks a running daemon's `/status` for its in-flight count, with the HTTP client the `http`
+/// source uses; `None` if nothing answers there in time, or not with a count.
+async fn in_flight(addr: &str) -> Option<u64> {
+    let addr: SocketAddr = addr.parse().ok()?;
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .read_timeout(Duration::from_secs(2))
+        // The daemon is local: an HTTP_PROXY of the operator's shell must not be asked.
+        .no_proxy()
+        .build()
+        .ok()?;
+    let response = client
+        .get(format!("http://{addr}/status"))
+        .send()
+        .await
+        .ok()?;
+    let body = response.text().await.ok()?;
+    let status: serde_json::Value = serde_json::from_str(&body).ok()?;
     status["in_flight"].as_u64()
 }
