@@ -292,6 +292,19 @@ async fn list(
                 if filters.iter().any(|(f, _)| *f == field) {
                     return Err(twice());
                 }
+                // Checked here, not left to the server's cast: once a statement's plan is
+                // generic the cast runs per row, so over an empty table a value the column
+                // cannot hold would be answered with an empty page instead of a 400.
+                let integer = match table.fields[field].shape {
+                    Shape::Int8 => value.parse::<i64>().is_ok(),
+                    Shape::Int4 => value.parse::<i32>().is_ok(),
+                    _ => true,
+                };
+                if !integer {
+                    return Err(ApiError::BadRequest(format!(
+                        "{key}={value:?} is not an integer (the column {key} is one)"
+                    )));
+                }
                 filters.push((field, value));
             }
         }
