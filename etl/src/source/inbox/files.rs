@@ -60,36 +60,57 @@ pub enum Moved {
     AlreadyGone,
 }
 
+/// Where a finished file goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Done,
+    Failed,
+}
+
 /// Today's day folder of each `done/` and `failed/` type folder, made the first time a file
-/// goes there today: the hot path does not call `create_dir_all` per file.
+/// goes there today: the hot path does not call `create_dir_all` per file, nor build the type
+/// folder's path again.
 #[derive(Default)]
 pub struct DayFolders {
-    /// Type folder → (the day, its day folder), as last made.
-    made: Mutex<std::collections::HashMap<PathBuf, (NaiveDate, PathBuf)>>,
+    /// (stage, type) → (the day, its day folder), as last made: a short list (two entries per
+    /// declared type), searched by comparing handles, which costs less than hashing a path.
+    made: Mutex<Vec<(Stage, Kind, NaiveDate, PathBuf)>>,
 }
 
 impl DayFolders {
-    /// Today's (UTC) day folder of `type_folder`, created if this is its first use today.
-    fn today(&self, type_folder: &Path) -> io::Result<PathBuf> {
+    /// Today's (UTC) day folder of `kind`'s `stage` folder, created if this is its first use
+    /// today.
+    fn today(&self, config: &Config, stage: Stage, kind: &Kind) -> io::Result<PathBuf> {
         let today = chrono::Utc::now().date_naive();
         let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((day, folder)) = made.get(type_folder) {
-            if *day == today {
-                return Ok(folder.clone());
+        let known = made.iter().position(|(s, k, _, _)| *s == stage && k == kind);
+        if let Some(i) = known {
+            if made[i].2 == today {
+                return Ok(made[i].3.clone());
             }
         }
-        let folder = Config::day_folder(type_folder, today);
+        let folder = Config::day_folder(&stage_folder(config, stage, kind), today);
         std::fs::create_dir_all(&folder)?;
-        made.insert(type_folder.to_path_buf(), (today, folder.clone()));
+        let entry = (stage, kind.clone(), today, folder.clone());
+        match known {
+            Some(i) => made[i] = entry,
+            None => made.push(entry),
+        }
         Ok(folder)
     }
 
-    /// Runs `op` on today's day folder of `type_folder`. A day folder removed since it was made
-    /// (an operator, or the retention of a replica whose clock is ahead) makes `op` fail with
-    /// `NotFound`: the folder is made again and `op` tried once more.
-    fn within<T>(&self, type_folder: &Path, op: impl Fn(&Path) -> io::Result<T>) -> io::Result<T> {
+    /// Runs `op` on today's day folder of `kind`'s `stage` folder. A day folder removed since
+    /// it was made (an operator, or the retention of a replica whose clock is ahead) makes `op`
+    /// fail with `NotFound`: the folder is made again and `op` tried once more.
+    fn within<T>(
+        &self,
+        config: &Config,
+        stage: Stage,
+        kind: &Kind,
+        op: impl Fn(&Path) -> io::Result<T>,
+    ) -> io::Result<T> {
         fault_point!(Move);
-        let day = self.today(type_folder)?;
+        let day = self.today(config, stage, kind)?;
         match op(&day) {
             Err(e) if e.kind() == io::ErrorKind::NotFound && !day.is_dir() => {
                 std::fs::create_dir_all(&day)?;
@@ -101,7 +122,7 @@ impl DayFolders {
 
     /// Moves a file whose event is committed into today's `done/<type>/<date>/`.
     pub fn move_to_done(&self, config: &Config, kind: &Kind, path: &Path) -> io::Result<Moved> {
-        let moved = self.within(&config.done(kind.name()), |day| rename_into(path, day));
+        let moved = self.within(config, Stage::Done, kind, |day| rename_into(path, day));
         gone_is_not_an_error(moved)
     }
 
@@ -128,11 +149,19 @@ impl DayFolders {
         };
         let json = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
         let sidecar = sidecar_name(name);
-        let moved = self.within(&config.failed(kind.name()), |day| {
+        let moved = self.within(config, Stage::Failed, kind, |day| {
             write_atomically(&day.join(&sidecar), &json)?;
             rename_into(path, day)
         });
         gone_is_not_an_error(moved)
+    }
+}
+
+/// `done/<type>/` or `failed/<type>/`.
+fn stage_folder(config: &Config, stage: Stage, kind: &Kind) -> PathBuf {
+    match stage {
+        Stage::Done => config.done(kind.name()),
+        Stage::Failed => config.failed(kind.name()),
     }
 }
 

@@ -2,26 +2,31 @@
 //! the scan, the watcher and retries never put one file in the pipeline twice, and which ones
 //! this run gave up on (a drain exits 1 if any).
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
+
+use foldhash::HashSet;
 
 use tokio::sync::Notify;
 
 /// The files currently somewhere between discovery and their final folder. The scan, the
 /// watcher and retries all find the same files; the tracker lets only the first one through,
 /// and tells a draining daemon when everything it started is finished.
+///
+/// Paths are kept as their bytes (`OsString`) and hashed with foldhash: a `PathBuf` hashes
+/// component by component through SipHash, which cost 10 % of a drain's instructions.
 #[derive(Default)]
 pub struct Tracker {
-    paths: Mutex<HashSet<PathBuf>>,
+    paths: Mutex<HashSet<OsString>>,
     /// Files this run could not finish (unreadable, or a move that failed): a drain does not
     /// wait for them, so one bad file cannot keep it looping for ever.
-    stuck: Mutex<HashSet<PathBuf>>,
+    stuck: Mutex<HashSet<OsString>>,
     idle: Notify,
 }
 
 impl Tracker {
-    fn lock(&self) -> MutexGuard<'_, HashSet<PathBuf>> {
+    fn lock(&self) -> MutexGuard<'_, HashSet<OsString>> {
         // A panic while holding this lock cannot leave the set inconsistent (single insert or
         // remove), so a poisoned lock is still usable.
         self.paths.lock().unwrap_or_else(|p| p.into_inner())
@@ -29,24 +34,28 @@ impl Tracker {
 
     /// True if the file was not yet in the pipeline and now is.
     pub fn claim(&self, path: &Path) -> bool {
-        self.lock().insert(path.to_path_buf())
+        self.lock().insert(path.as_os_str().to_owned())
     }
 
     /// The file has reached its final place; it may be found again.
     pub fn release(&self, path: &Path) {
-        self.lock_stuck().remove(path);
+        let mut stuck = self.lock_stuck();
+        if !stuck.is_empty() {
+            stuck.remove(path.as_os_str());
+        }
+        drop(stuck);
         self.remove(path);
     }
 
     /// The file could not be finished (the error is logged where it happened). It stays in the
     /// inbox; a following daemon retries it at its next rescan, a draining one leaves it.
     pub fn give_up(&self, path: &Path) {
-        self.lock_stuck().insert(path.to_path_buf());
+        self.lock_stuck().insert(path.as_os_str().to_owned());
         self.remove(path);
     }
 
     pub fn is_stuck(&self, path: &Path) -> bool {
-        self.lock_stuck().contains(path)
+        self.lock_stuck().contains(path.as_os_str())
     }
 
     /// How many files this run gave up on.
@@ -54,13 +63,13 @@ impl Tracker {
         self.lock_stuck().len()
     }
 
-    fn lock_stuck(&self) -> MutexGuard<'_, HashSet<PathBuf>> {
+    fn lock_stuck(&self) -> MutexGuard<'_, HashSet<OsString>> {
         self.stuck.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn remove(&self, path: &Path) {
         let mut paths = self.lock();
-        paths.remove(path);
+        paths.remove(path.as_os_str());
         if paths.is_empty() {
             self.idle.notify_waiters();
         }
