@@ -31,7 +31,7 @@ pub fn declaration(inference: &Inference) -> String {
         Clock::EventAt => "event_at".into(),
     };
     out.push_str(&format!(
-        "# The version clock, {}; ties are broken by event_at, then event_id.\n",
+        "# The version clock: {}.\n# Ties are broken by event_at, then event_id.\n",
         inference.version_evidence
     ));
     out.push_str(&format!("version = [{version:?}]\n\ncolumns = [\n"));

@@ -52,18 +52,15 @@ pub fn choose(
         }
         None => match by_name("updated_at") {
             Some(i) => match clock_fits(&columns[i], samples) {
-                Ok(()) => (
-                    Clock::Column(i),
-                    format!("updated_at: {}", columns[i].evidence),
-                ),
+                Ok(()) => (Clock::Column(i), columns[i].evidence.clone()),
                 Err(why) => (
                     Clock::EventAt,
-                    format!("event_at, the envelope's event time (updated_at {why})"),
+                    format!("the envelope's event time (updated_at {why})"),
                 ),
             },
             None => (
                 Clock::EventAt,
-                "event_at, the envelope's event time (no field is named updated_at)".to_owned(),
+                "the envelope's event time (no field is named updated_at)".to_owned(),
             ),
         },
     };
