@@ -303,6 +303,7 @@ pub fn next_migration_name(existing: &[String], what: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::{Column, Pointer, SqlType};
 
     #[test]
     fn a_new_migration_sorts_after_every_other() {
@@ -313,6 +314,142 @@ mod tests {
         assert_eq!(next_migration_name(&[], "x"), "0001_x");
         let odd = ["0002_a".to_owned(), "zz_b".to_owned()];
         assert_eq!(next_migration_name(&odd, "x"), "zz_b_x");
+    }
+
+    fn cards(extra: &[(&str, SqlType, bool)]) -> EventType {
+        let column = |name: &str, sql_type: SqlType, optional: bool| Column {
+            name: name.into(),
+            sql_type,
+            field: Pointer::parse(&format!("/payload/{name}")).expect("pointer"),
+            optional,
+        };
+        let mut columns = vec![
+            column("id", SqlType::BigInt, false),
+            column("updated_at", SqlType::Timestamp, false),
+        ];
+        columns.extend(extra.iter().map(|(n, t, o)| column(n, t.clone(), *o)));
+        EventType {
+            name: "cards".into(),
+            envelope_type: "card".into(),
+            table: "cards".into(),
+            columns,
+            key: 0,
+            version: vec![Clock::Column(1), Clock::EventAt, Clock::EventId],
+            schema: jsonschema::draft202012::new(&serde_json::json!({})).expect("schema"),
+            schema_origin: "test".into(),
+        }
+    }
+
+    fn table(columns: &[(&str, &str, bool)]) -> Table {
+        let mut all: Vec<TableColumn> = columns
+            .iter()
+            .map(|(name, sql_type, not_null)| TableColumn {
+                name: (*name).into(),
+                sql_type: (*sql_type).into(),
+                not_null: *not_null,
+            })
+            .collect();
+        for (name, sql_type) in [
+            ("event_at", "timestamp without time zone"),
+            ("event_id", "uuid"),
+        ] {
+            all.push(TableColumn {
+                name: name.into(),
+                sql_type: sql_type.into(),
+                not_null: true,
+            });
+        }
+        Table {
+            columns: all,
+            unique: vec!["id".into()],
+        }
+    }
+
+    fn spelled() -> HashMap<String, Option<String>> {
+        [
+            ("bigint", "bigint"),
+            ("integer", "integer"),
+            ("timestamp", "timestamp without time zone"),
+            ("text", "text"),
+            ("numeric", "numeric"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_owned(), Some(b.to_owned())))
+        .collect()
+    }
+
+    #[test]
+    fn a_new_optional_column_is_added_and_a_widened_one_altered() {
+        let kind = cards(&[
+            ("colour", SqlType::Text, true),
+            ("amount", SqlType::Other("numeric".into()), true),
+        ]);
+        let now = table(&[
+            ("id", "bigint", true),
+            ("updated_at", "timestamp without time zone", true),
+            ("amount", "integer", true),
+        ]);
+        let plan = plan(&kind, &spelled(), Some(&now));
+        assert!(plan.refusals.is_empty(), "{:?}", plan.refusals);
+        assert_eq!(
+            plan.statements,
+            [
+                r#"ALTER TABLE "cards" ADD COLUMN "colour" text;"#,
+                r#"ALTER TABLE "cards" ALTER COLUMN "amount" TYPE numeric;"#,
+                r#"ALTER TABLE "cards" ALTER COLUMN "amount" DROP NOT NULL;"#,
+            ]
+        );
+        assert!(plan.warnings[0].contains("rewrites"), "{:?}", plan.warnings);
+    }
+
+    #[test]
+    fn changes_that_lose_data_are_refused_with_the_reason() {
+        let narrowed = cards(&[("n", SqlType::Integer, false)]);
+        let now = table(&[
+            ("id", "bigint", true),
+            ("updated_at", "timestamp without time zone", true),
+            ("n", "bigint", true),
+            ("gone", "text", false),
+        ]);
+        let plan = plan(&narrowed, &spelled(), Some(&now));
+        let refusals = plan.refusals.join("\n");
+        assert!(refusals.contains("narrows it to integer"), "{refusals}");
+        assert!(
+            refusals.contains("cards.gone is no longer declared"),
+            "{refusals}"
+        );
+        let mut new_clock = cards(&[("version", SqlType::BigInt, false)]);
+        new_clock.version[0] = Clock::Column(2);
+        let refusals = plan_of(&new_clock, &now);
+        assert!(
+            refusals.contains("version clock version is a new column"),
+            "{refusals}"
+        );
+        let mut new_key = cards(&[]);
+        new_key.columns.swap(0, 1);
+        new_key.columns[0] = new_key.columns[1].clone();
+        new_key.columns[0].name = "serial".into();
+        let refusals = plan_of(&new_key, &now);
+        assert!(
+            refusals.contains("the key serial is a new column"),
+            "{refusals}"
+        );
+    }
+
+    fn plan_of(kind: &EventType, now: &Table) -> String {
+        plan(kind, &spelled(), Some(now)).refusals.join("\n")
+    }
+
+    #[test]
+    fn a_missing_table_is_created() {
+        let plan = plan(&cards(&[("colour", SqlType::Text, true)]), &spelled(), None);
+        assert_eq!(plan.statements.len(), 1);
+        assert!(plan.statements[0].starts_with("CREATE TABLE \"cards\""));
+        assert!(
+            plan.statements[0].contains("id         bigint    PRIMARY KEY"),
+            "{}",
+            plan.statements[0]
+        );
     }
 
     #[test]

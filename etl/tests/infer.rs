@@ -205,7 +205,7 @@ fn samples_that_disagree_about_a_field_are_reported_not_guessed() {
     std::fs::create_dir_all(&keyless).expect("mkdir");
     for (name, n) in [("a.json", 1), ("b.json", 2)] {
         let same = event(1, "1.5").replace("\"event_id\": \"", &format!("\"event_id\": \"{n}"));
-        std::fs::write(keyless.join(name), same.replace("02:58:11", "02:58:11")).expect("write");
+        std::fs::write(keyless.join(name), same).expect("write");
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
         .args(["infer", "--type", "merchants", "keyless"])

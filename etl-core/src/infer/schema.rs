@@ -45,7 +45,7 @@ pub fn schema(inference: &Inference) -> String {
                     "event_id": { "$ref": "#/$defs/uuid" }
                 }
             },
-            "payload": payload.to_schema(inference.samples)
+            "payload": payload.to_schema()
         },
         "$defs": {
             "timestamp": {
@@ -104,7 +104,7 @@ impl Node {
         }
     }
 
-    fn to_schema(&self, samples: usize) -> Value {
+    fn to_schema(&self) -> Value {
         let mut properties = Map::new();
         let mut required = Vec::new();
         for (key, member) in &self.members {
@@ -118,7 +118,7 @@ impl Node {
                 Member::Object(inner) => {
                     // An object is required when one of its fields is (it is then in every
                     // sample); otherwise it may be absent or null.
-                    let mut schema = inner.to_schema(samples);
+                    let mut schema = inner.to_schema();
                     if inner.any_required() {
                         required.push(Value::String(key.clone()));
                     } else if let Value::Object(map) = &mut schema {
