@@ -249,15 +249,16 @@ pub fn create_table(table: &str, columns: &[NewColumn], key: &str) -> String {
             ""
         };
         let comma = if i + 1 < columns.len() { "," } else { "" };
-        let mut line = format!(
-            "    {:width$} {:type_width$}{constraint}{comma}",
-            column.name, column.sql_type
-        );
+        let typed = if constraint.is_empty() {
+            column.sql_type.clone()
+        } else {
+            format!("{:type_width$}{constraint}", column.sql_type)
+        };
+        let mut line = format!("    {:width$} {typed}{comma}", column.name);
         if let Some(comment) = &column.comment {
-            line = format!(
-                "{line:<width$} -- {comment}",
-                width = width + type_width + 20
-            );
+            // Comments line up after the longest "name type PRIMARY KEY,".
+            let at = 4 + width + 1 + type_width + " PRIMARY KEY,".len();
+            line = format!("{line:<at$} -- {comment}");
         }
         lines.push(line.trim_end().to_owned());
     }

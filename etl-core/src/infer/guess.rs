@@ -81,7 +81,7 @@ fn format_of(field: &Observed, samples: usize) -> (Format, String) {
     let every = if with == samples {
         "every sample".to_owned()
     } else {
-        format!("{with} samples")
+        format!("{with} of {samples} samples")
     };
     let example = field
         .example

@@ -96,7 +96,12 @@ impl Observations {
     fn record(&mut self, origin: &str, path: Vec<String>, value: &Node) {
         let field = self.field(path.clone());
         field.present += 1;
-        if field.example.is_none() && !matches!(value, Node::Null | Node::Map(_) | Node::List(_)) {
+        if field.example.is_none()
+            && !matches!(
+                value,
+                Node::Null | Node::Map(_) | Node::List(_) | Node::BigInt(_)
+            )
+        {
             field.example = Some(example(value));
         }
         match value {
