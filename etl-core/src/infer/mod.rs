@@ -221,6 +221,33 @@ mod tests {
     }
 
     #[test]
+    fn two_possible_keys_none_named_id_are_named_and_left_to_key() {
+        let doc = |n: i64| {
+            let text = format!(
+                r#"{{"metadata": {{"type": "m", "event_at": "2026-11-22 02:58:1{n}", "event_id": "x"}},
+                    "payload": {{"merchant_id": {n}, "shop_id": {}}}}}"#,
+                n + 10
+            );
+            Sample::parse(format!("{n}.json"), text.as_bytes()).expect("JSON")
+        };
+        let samples = [doc(1), doc(2)];
+        let error = infer(&samples, vec![], &options()).expect_err("ambiguous");
+        assert!(matches!(error, InferError::AmbiguousKey(_)), "{error}");
+        let text = error.to_string();
+        assert!(
+            text.contains("merchant_id, shop_id") && text.contains("--key"),
+            "{text}"
+        );
+        let chosen = Options {
+            key: Some("shop_id".into()),
+            ..options()
+        };
+        let inference = infer(&samples, vec![], &chosen).expect("--key chooses");
+        assert_eq!(inference.columns[inference.key].column, "shop_id");
+        assert_eq!(inference.version_name(), "event_at");
+    }
+
+    #[test]
     fn a_key_shared_by_two_samples_at_one_version_is_not_chosen() {
         let samples = [
             card(1, "2026-11-22 02:58:10", Some(7)),

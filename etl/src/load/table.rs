@@ -7,9 +7,8 @@ use std::collections::HashMap;
 
 use tokio_postgres::GenericClient;
 
-use super::upsert::quoted_table;
 use crate::catalog::EventType;
-use crate::plan::{Table, TableColumn};
+use crate::plan::{quoted_table, Table, TableColumn};
 
 /// The table of `kind`, or `None` if it does not exist.
 pub async fn describe(
