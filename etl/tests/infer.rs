@@ -406,3 +406,56 @@ async fn a_field_added_to_cards_through_types_plan_loads_beside_old_rows() {
     let agree = env.run_etl(&["types", "plan"]);
     assert!(text(&agree.stdout).contains("no migration needed"));
 }
+
+#[test]
+fn drafts_never_go_into_the_live_folders_and_a_plan_waits_only_within_wait() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let samples = Path::new(SAMPLES).join("cards");
+    let etl = || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_etl"));
+        cmd.current_dir(dir.path())
+            .env("ETL_TYPES_DIR", dir.path().join("types"))
+            .env("ETL_SCHEMAS_DIR", dir.path().join("schemas"))
+            .env("ETL_MIGRATIONS_DIR", dir.path().join("db/migrations"));
+        cmd
+    };
+    for live in ["types", "schemas", "db/migrations"] {
+        std::fs::create_dir_all(dir.path().join(live)).expect("mkdir");
+        let out = etl()
+            .args(["infer", "--type", "cards", "--out", live])
+            .arg(&samples)
+            .output()
+            .expect("etl runs");
+        assert_eq!(out.status.code(), Some(2), "--out {live}");
+        let error = text(&out.stderr);
+        assert!(error.contains("daemon reads at start-up"), "{error}");
+        let entries = std::fs::read_dir(dir.path().join(live))
+            .expect("folder")
+            .count();
+        assert_eq!(entries, 0, "nothing written into {live}");
+    }
+
+    // No warehouse answers: `types plan` gives up after --wait, with exit 1.
+    let closed = common::free_addr();
+    let started = std::time::Instant::now();
+    let out = etl()
+        .args(["--wait", "1", "types", "plan"])
+        .env(
+            "ETL_TYPES_DIR",
+            Path::new(SAMPLES).join("../../../../types"),
+        )
+        .env(
+            "ETL_SCHEMAS_DIR",
+            Path::new(SAMPLES).join("../../../../schemas"),
+        )
+        .env(
+            "ETL_DATABASE_URL",
+            format!("postgres://postgres@{closed}/dwh"),
+        )
+        .output()
+        .expect("etl runs");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(said.contains("gave up after"), "{said}");
+}
