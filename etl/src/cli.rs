@@ -1,10 +1,11 @@
 //! The command line: `etl run [--drain] [--source S]`, `etl forward`, `etl pull`, `etl migrate`,
 //! `etl check FILE…`, `etl replay`, `etl export`, `etl dead-letters`, `etl status`, `etl serve`,
-//! and the options every command takes (`--config`, `--log-format`, `--wait`).
+//! `etl infer`, `etl types plan`, and the options every command takes (`--config`,
+//! `--log-format`, `--wait`).
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::startup::Wait;
 
@@ -40,7 +41,7 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// How long a one-shot command (`run --drain`, `forward --drain`, `pull`, `migrate`,
-    /// `export`, `dead-letters`) waits at start-up for the warehouse or the broker before it
+    /// `export`, `dead-letters`, `types plan`) waits at start-up for the warehouse or the broker before it
     /// gives up with exit 1, touching no file: seconds, or `forever`. `etl run` without
     /// `--drain` always waits.
     #[arg(
@@ -106,6 +107,24 @@ pub enum Command {
         /// its metadata names).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Read the declarations from this folder instead of `types_dir` (e.g. a draft folder
+        /// of `etl infer`, to check samples before installing it).
+        #[arg(long, value_name = "DIR")]
+        types_dir: Option<PathBuf>,
+        /// Read the schemas from this folder instead of `schemas_dir`.
+        #[arg(long, value_name = "DIR")]
+        schemas_dir: Option<PathBuf>,
+    },
+    /// Draft a new event type from sample event files: read them, print what was inferred
+    /// (each field's type with its evidence, the key, the version clock, the optional fields
+    /// and conflicts), and write drafts of its schema, declaration and migration into a folder
+    /// to review (never into the live folders, never into the warehouse). Exit 1 when the
+    /// samples disagree about a field, 2 when no key can be chosen (use --key).
+    Infer(InferArgs),
+    /// The declared types against their tables.
+    Types {
+        #[command(subcommand)]
+        action: TypesAction,
     },
     /// Move failed files back into the inbox (after a schema or code fix) to process them again.
     Replay {
@@ -143,6 +162,46 @@ pub enum Command {
         /// Listen address (default: `serve_addr`, 127.0.0.1:8080).
         #[arg(long)]
         listen: Option<String>,
+    },
+}
+
+/// `etl infer`'s arguments.
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// The new type's name: its folders, table and labels (lower-case, digits, _).
+    #[arg(long = "type", value_name = "NAME")]
+    pub kind: String,
+    /// Where the drafts go (default: drafts/<type>/); never schemas/, types/ or db/migrations/.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The samples are bare payloads, without the envelope (`metadata`, `payload`).
+    #[arg(long)]
+    pub bare: bool,
+    /// The key field, when the samples do not single one out.
+    #[arg(long, value_name = "FIELD")]
+    pub key: Option<String>,
+    /// The version clock (a field, or `event_at`), instead of updated_at or event_at.
+    #[arg(long, value_name = "FIELD")]
+    pub version: Option<String>,
+    /// Sample event files, or folders of them (walked, `*.json` only).
+    #[arg(required = true, value_name = "PATH")]
+    pub samples: Vec<PathBuf>,
+}
+
+/// `etl types` actions.
+#[derive(Debug, Subcommand)]
+pub enum TypesAction {
+    /// Compare each declaration with its table and print the migration that would make them
+    /// agree (a new table, new columns, a widened type, a NOT NULL dropped), to review and
+    /// commit; changes that would lose data (a dropped or narrowed column, a new key or version
+    /// clock) are refused with the reason (exit 2). Applies nothing.
+    Plan {
+        /// Only this type.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Also write the migration into this folder, named to sort after every existing one.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 

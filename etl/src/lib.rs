@@ -36,7 +36,9 @@ macro_rules! crash_point {
 
 // The core (no database, broker or HTTP): re-exported so that a path reads the same from either
 // crate, while the compiler keeps the core from reaching up into what is here.
-pub use etl_core::{catalog, config, decode, event, layout, names, rejection, secrets};
+pub use etl_core::{
+    catalog, config, decode, event, infer, layout, names, plan, rejection, secrets,
+};
 
 pub mod backoff;
 pub mod broker;

@@ -37,7 +37,13 @@ async fn dispatch(command: Command, config: Config) -> Result<Outcome, CommandEr
             commands::dead_letters::dead_letters(&config, action).await
         }
         Command::Migrate => commands::migrate::migrate(config).await,
-        Command::Check { files } => commands::check::check(&config, &files),
+        Command::Check {
+            files,
+            types_dir,
+            schemas_dir,
+        } => commands::check::check(config, &files, types_dir, schemas_dir),
+        Command::Infer(args) => commands::infer::infer(&config, &args),
+        Command::Types { action } => commands::types::types(&config, action).await,
         Command::Replay { kind, reason } => commands::replay::replay(&config, kind, reason),
         Command::Export {
             format: _,

@@ -1,4 +1,6 @@
-//! `etl check FILE…`: files validated offline, one `ok` or `invalid` line each on stdout.
+//! `etl check [--types-dir DIR] [--schemas-dir DIR] FILE…`: files validated offline, one `ok`
+//! or `invalid` line each on stdout; the folders let samples be checked against a draft of
+//! `etl infer` before it is installed.
 
 use std::path::PathBuf;
 
@@ -7,7 +9,19 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 
 /// `Failed` if any file is invalid.
-pub fn check(config: &Config, files: &[PathBuf]) -> Result<Outcome, CommandError> {
+pub fn check(
+    mut config: Config,
+    files: &[PathBuf],
+    types_dir: Option<PathBuf>,
+    schemas_dir: Option<PathBuf>,
+) -> Result<Outcome, CommandError> {
+    if let Some(dir) = types_dir {
+        config.types_dir = dir;
+    }
+    if let Some(dir) = schemas_dir {
+        config.schemas_dir = dir;
+    }
+    let config = &config;
     let catalog = Catalog::load(config)?;
     let mut all_valid = true;
     for file in files {

@@ -6,12 +6,14 @@ pub mod check;
 pub mod dead_letters;
 pub mod export;
 pub mod forward;
+pub mod infer;
 pub mod migrate;
 pub mod pull;
 pub mod replay;
 pub mod run;
 pub mod serve;
 pub mod status;
+pub mod types;
 
 use std::path::{Path, PathBuf};
 

@@ -25,14 +25,9 @@ impl Upserts {
     }
 }
 
-/// `schema.table` or `table`, each part quoted.
-pub fn quoted_table(table: &str) -> String {
-    table
-        .split('.')
-        .map(|part| format!("\"{part}\""))
-        .collect::<Vec<_>>()
-        .join(".")
-}
+/// `schema.table` or `table`, each part quoted (spelled once, with the plans of `etl types
+/// plan`).
+pub use crate::plan::quoted_table;
 
 /// The batched upsert of a type: one array parameter per column (declared columns, then
 /// `event_at`, `event_id`), `unnest`ed in array order (the caller sorts rows by key, the lock
