@@ -16,6 +16,7 @@ mod core;
 mod docs;
 mod hostile;
 mod http_source;
+mod infer;
 mod lake;
 mod layers;
 mod names;

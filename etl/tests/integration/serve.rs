@@ -754,7 +754,12 @@ fn every_error_answers_with_a_json_body() {
         ("GET", "/api/v1/cards/1", 404, "not_found"),
         ("GET", "/api/v1/cards?limit=many", 400, "bad_request"),
         // Over an empty table too (the server's cast alone would not run there).
-        ("GET", "/api/v1/cards?user_id=-1.1754943508222875e-38", 400, "bad_request"),
+        (
+            "GET",
+            "/api/v1/cards?user_id=-1.1754943508222875e-38",
+            400,
+            "bad_request",
+        ),
         ("GET", "/api/v1/cards/x", 400, "bad_request"),
     ] {
         let (got, head, body) = request(addr, method, path);

@@ -83,7 +83,9 @@ impl DayFolders {
     fn today(&self, config: &Config, stage: Stage, kind: &Kind) -> io::Result<PathBuf> {
         let today = chrono::Utc::now().date_naive();
         let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
-        let known = made.iter().position(|(s, k, _, _)| *s == stage && k == kind);
+        let known = made
+            .iter()
+            .position(|(s, k, _, _)| *s == stage && k == kind);
         if let Some(i) = known {
             if made[i].2 == today {
                 return Ok(made[i].3.clone());

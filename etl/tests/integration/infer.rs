@@ -5,7 +5,7 @@
 //! and, once it is required, loads them with the shipped schema's outcomes; and a field added
 //! to `cards` through `etl types plan` loads beside the old rows, which keep NULL.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -49,7 +49,7 @@ fn install(env: &Env, drafts: &Path) {
 
 /// Every row of the transactions table as text, ordered by key.
 fn transactions(env: &Env) -> Vec<String> {
-    let out = pgtest::psql(
+    let out = testkit::pg::psql(
         &env.db.url,
         "SELECT concat_ws('|', id::text, card_id::text, amount::text, currency, merchant, status,
                           updated_at::text, event_at::text, event_id::text)
@@ -150,7 +150,7 @@ async fn transactions_drafted_from_loadgen_load_like_the_hand_written_example() 
     assert!(summary.graceful && summary.stuck == 0, "{summary:?}");
     assert_eq!(common::count(&drafted.config.failed("transactions")), 0);
     assert_eq!(transactions(&drafted), expected);
-    let amount_type = pgtest::psql(
+    let amount_type = testkit::pg::psql(
         &drafted.db.url,
         "SELECT format_type(atttypid, NULL) FROM pg_attribute
           WHERE attrelid = 'transactions'::regclass AND attname = 'amount'",
