@@ -30,17 +30,26 @@ pub struct Event {
     pub meta: Metadata,
     /// The value of each declared column, in declaration order.
     pub row: Vec<Cell>,
-    /// The payload exactly as received, for the raw zone (keeps fields we do not model).
-    pub raw_payload: serde_json::Value,
+    /// The document exactly as received: `etl forward` publishes it as is, and the raw zone
+    /// stores its payload from it.
+    pub document: Vec<u8>,
+    /// Where the top-level `payload` member's text is in `document`, if it has one.
+    pub payload: Option<std::ops::Range<usize>>,
     /// Where it came from, as its source names it (the raw zone's `source_file`).
     pub origin: String,
-    /// The document exactly as received, kept only where it travels on (`etl forward`
-    /// publishes it as is).
-    pub bytes: Option<Vec<u8>>,
     pub ack: Ack,
 }
 
 impl Event {
+    /// The payload's JSON text exactly as received (`null` if the document has none), for the
+    /// raw zone: it keeps the fields no column models, and the numbers as they were written.
+    pub fn raw_payload(&self) -> &[u8] {
+        match &self.payload {
+            Some(range) => &self.document[range.clone()],
+            None => b"null",
+        }
+    }
+
     pub fn kind(&self) -> &Kind {
         &self.kind
     }

@@ -31,7 +31,6 @@ pub fn check_file(path: &Path, catalog: &Catalog, config: &Config) -> Result<(),
     }
     let decoder = Decoder {
         max_future_skew: config.max_future_skew(),
-        keep_bytes: false,
         horizon: Default::default(),
     };
     // The folder decides the type, as it does for the daemon. Outside a type's folder, the

@@ -99,7 +99,7 @@ async fn publish(
 ) {
     let subject = crate::broker::subject(&config, event.kind());
     let message = PublishMessage::build()
-        .payload(event.bytes.take().unwrap_or_default().into())
+        .payload(std::mem::take(&mut event.document).into())
         .message_id(event.meta.event_id.to_string());
     let mut backoff = Backoff::new(Duration::from_millis(100), config.max_retry_backoff());
     loop {

@@ -15,6 +15,7 @@ use tracing_appender::non_blocking::WorkerGuard;
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -33,24 +34,39 @@ const KEEP_FILES: usize = 7;
 pub fn init(format: LogFormat, log_dir: Option<&Path>) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = format == LogFormat::Json;
-    let (file_layer, guard) = match log_dir.map(open_log_file) {
-        Some(Ok(appender)) => {
-            let (writer, guard) = tracing_appender::non_blocking(appender);
-            (Some(fmt_layer(json, writer, false)), Some(guard))
-        }
+    let file = match log_dir.map(open_log_file) {
+        Some(Ok(appender)) => Some(tracing_appender::non_blocking(appender)),
         Some(Err(error)) => {
             eprintln!("cannot open the log file: {error}; logging to stdout only");
-            (None, None)
+            None
         }
-        None => (None, None),
+        None => None,
     };
     // Colour codes only where a person reads stdout directly, not in redirected logs.
     let stdout_is_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let (layers, guard) = match file {
+        // The same line for both: formatted once and written twice (formatting a line costs
+        // more than anything else the daemon does for a rejected file).
+        Some((writer, guard)) if !stdout_is_terminal => (
+            vec![fmt_layer(json, std::io::stdout.and(writer), false)],
+            Some(guard),
+        ),
+        Some((writer, guard)) => (
+            vec![
+                fmt_layer(json, std::io::stdout, true),
+                fmt_layer(json, writer, false),
+            ],
+            Some(guard),
+        ),
+        None => (
+            vec![fmt_layer(json, std::io::stdout, stdout_is_terminal)],
+            None,
+        ),
+    };
     // `try_init`: tests may start several pipelines in one process.
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(fmt_layer(json, std::io::stdout, stdout_is_terminal))
-        .with(file_layer)
+        .with(layers)
         .try_init();
     LogGuard(guard)
 }
@@ -128,26 +144,39 @@ impl Visit for LogfmtVisitor<'_> {
 /// `value` as a logfmt value: bare if it is a non-empty run of characters that need no quoting,
 /// else in double quotes with `\`, `"` and control characters escaped.
 pub fn logfmt_value(value: &str) -> std::borrow::Cow<'_, str> {
+    // Bytes first: plain ASCII is decided without decoding characters; only text with other
+    // characters (whose whitespace and controls need Unicode's tables) takes the slow test.
     let plain = !value.is_empty()
-        && value
-            .chars()
-            .all(|c| !c.is_control() && !c.is_whitespace() && c != '"' && c != '=' && c != '\\');
+        && value.bytes().all(|b| {
+            (b.is_ascii_graphic() && b != b'"' && b != b'=' && b != b'\\') || !b.is_ascii()
+        })
+        && (value.is_ascii() || value.chars().all(|c| !c.is_control() && !c.is_whitespace()));
     if plain {
         return value.into();
     }
     let mut quoted = String::with_capacity(value.len() + 2);
     quoted.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\n' => quoted.push_str("\\n"),
-            '\r' => quoted.push_str("\\r"),
-            '\t' => quoted.push_str("\\t"),
-            c if c.is_control() => quoted.push_str(&format!("\\u{{{:04x}}}", u32::from(c))),
-            c => quoted.push(c),
+    // Runs that need no escape are copied whole.
+    let mut start = 0;
+    for (at, c) in value.char_indices() {
+        let escape = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            c if c.is_control() => "",
+            _ => continue,
+        };
+        quoted.push_str(&value[start..at]);
+        if escape.is_empty() {
+            quoted.push_str(&format!("\\u{{{:04x}}}", u32::from(c)));
+        } else {
+            quoted.push_str(escape);
         }
+        start = at + c.len_utf8();
     }
+    quoted.push_str(&value[start..]);
     quoted.push('"');
     quoted.into()
 }

@@ -13,10 +13,11 @@
 //! A UTF-8 byte order mark at the very start is skipped (RFC 8259 §8.1 lets a parser ignore
 //! one; some Windows tools write it).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::rejection::{RejectCode, Rejection};
@@ -56,14 +57,25 @@ pub fn without_bom(text: &str) -> &str {
 
 /// Parses `text` (a leading BOM is skipped) into a value tree, refusing repeated keys.
 pub fn parse(text: &str) -> Result<Value, JsonError> {
+    parse_document(text).map(|(value, _)| value)
+}
+
+/// [`parse`], and the exact text of the top-level object's `payload` member, if it has one:
+/// the raw zone stores the payload as it was received rather than printing the tree again
+/// (which cost more than reading it). A slice of `text`.
+pub fn parse_document(text: &str) -> Result<(Value, Option<&str>), JsonError> {
     let text = without_bom(text);
     let found: RefCell<Option<Duplicate>> = RefCell::new(None);
+    let payload = Cell::new(None);
     let mut de = serde_json::Deserializer::from_str(text);
-    let parsed = Strict { found: &found }
-        .deserialize(&mut de)
-        .and_then(|value| de.end().map(|()| value));
+    let parsed = Root {
+        strict: Strict { found: &found },
+        payload: &payload,
+    }
+    .deserialize(&mut de)
+    .and_then(|value| de.end().map(|()| value));
     match parsed {
-        Ok(value) => Ok(value),
+        Ok(value) => Ok((value, payload.get())),
         Err(e) => match found.into_inner() {
             Some(mut duplicate) => {
                 // The trail was written innermost first, on the way out.
@@ -80,6 +92,106 @@ pub fn parse(text: &str) -> Result<Value, JsonError> {
             }
             None => Err(JsonError::Syntax(e)),
         },
+    }
+}
+
+/// The document's root: as [`Strict`], except that a top-level object's `payload` member is
+/// first read as raw text (kept in `payload`), then parsed into the tree from that text.
+struct Root<'s, 'de> {
+    strict: Strict<'s>,
+    payload: &'s Cell<Option<&'de str>>,
+}
+
+impl<'de> DeserializeSeed<'de> for Root<'_, 'de> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Root<'_, 'de> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        self.strict.visit_bool(v)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        self.strict.visit_i64(v)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        self.strict.visit_u64(v)
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        self.strict.visit_f64(v)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        self.strict.visit_str(v)
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        self.strict.visit_string(v)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        self.strict.visit_unit()
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        self.strict.visit_none()
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        self.strict.visit_seq(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let strict = self.strict;
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            let value = if key == "payload" && self.payload.get().is_none() {
+                let raw: &'de RawValue = access.next_value()?;
+                self.payload.set(Some(raw.get()));
+                // Read once more into the tree; its syntax was checked on the way past.
+                let mut de = serde_json::Deserializer::from_str(raw.get());
+                match strict.deserialize(&mut de) {
+                    Ok(value) => value,
+                    Err(e) => {
+                        strict.through(|| key.clone());
+                        return Err(de::Error::custom(e));
+                    }
+                }
+            } else {
+                match access.next_value_seed(strict) {
+                    Ok(value) => value,
+                    Err(e) => {
+                        strict.through(|| key.clone());
+                        return Err(e);
+                    }
+                }
+            };
+            match map.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                serde_json::map::Entry::Occupied(slot) => {
+                    *strict.found.borrow_mut() = Some(Duplicate {
+                        key: slot.key().clone(),
+                        trail: Vec::new(),
+                    });
+                    return Err(de::Error::custom("duplicate key"));
+                }
+            }
+        }
+        Ok(Value::Object(map))
     }
 }
 
@@ -183,14 +295,19 @@ impl<'de> Visitor<'de> for Strict<'_> {
                     return Err(e);
                 }
             };
-            if map.contains_key(&key) {
-                *self.found.borrow_mut() = Some(Duplicate {
-                    key,
-                    trail: Vec::new(),
-                });
-                return Err(de::Error::custom("duplicate key"));
+            // One search of the map, not two: the entry says whether the key was there.
+            match map.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                serde_json::map::Entry::Occupied(slot) => {
+                    *self.found.borrow_mut() = Some(Duplicate {
+                        key: slot.key().clone(),
+                        trail: Vec::new(),
+                    });
+                    return Err(de::Error::custom("duplicate key"));
+                }
             }
-            map.insert(key, value);
         }
         Ok(Value::Object(map))
     }
@@ -251,6 +368,18 @@ mod tests {
         );
         // The same key in sibling objects is not a repetition.
         assert!(parse(r#"{"a":{"k":1},"b":{"k":1}}"#).is_ok());
+    }
+
+    #[test]
+    fn the_payload_text_is_kept_exactly_as_written() {
+        let text = "\u{feff}{\"metadata\":{},\"payload\": {\"a\": 1.10, \"b\":[1e2]} }";
+        let (value, payload) = parse_document(text).expect("valid");
+        assert_eq!(payload, Some("{\"a\": 1.10, \"b\":[1e2]}"));
+        assert_eq!(value["payload"]["b"][0], serde_json::json!(100.0));
+        assert_eq!(parse_document("[1]").expect("valid").1, None);
+        assert_eq!(parse_document("{\"x\":1}").expect("valid").1, None);
+        // A payload nested deeper is not the document's.
+        assert_eq!(parse_document("{\"x\":{\"payload\":1}}").expect("valid").1, None);
     }
 
     #[test]

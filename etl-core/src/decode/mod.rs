@@ -18,15 +18,14 @@ use crate::rejection::{RejectCode, Rejection};
 pub struct Decoder {
     /// How far ahead of the daemon's clock a version may be (see [`refuse_future`]).
     pub max_future_skew: Duration,
-    /// Keep each valid record's bytes in its event (for a sink that sends them on).
-    pub keep_bytes: bool,
     /// The raw zone's horizon (see [`refuse_beyond_horizon`]); unset when nothing was forgotten.
     pub horizon: Horizon,
 }
 
 impl Decoder {
     /// The record's event, carrying its ack on to the pool; or why not, with the ack back so
-    /// the caller can tell the source.
+    /// the caller can tell the source. The record's bytes become the event's document (moved,
+    /// not copied).
     pub fn decode(&self, record: Record) -> Result<Event, (Rejection, Ack)> {
         let Record {
             kind,
@@ -34,25 +33,24 @@ impl Decoder {
             origin,
             ack,
         } = record;
-        match self.check(&kind, &bytes) {
+        match self.verdict(&kind, bytes) {
             Ok(mut event) => {
                 event.origin = origin;
                 event.ack = ack;
-                if self.keep_bytes {
-                    event.bytes = Some(bytes);
-                }
                 Ok(event)
             }
             Err(rejection) => Err((rejection, ack)),
         }
     }
-}
 
-impl Decoder {
     /// [`decode`], then [`refuse_future`] against the daemon's clock now: the whole verdict on
     /// one document, as the daemon and `etl check` give it.
     pub fn check(&self, kind: &Kind, bytes: &[u8]) -> Result<Event, Rejection> {
-        let event = decode(kind, bytes)?;
+        self.verdict(kind, bytes.to_vec())
+    }
+
+    fn verdict(&self, kind: &Kind, bytes: Vec<u8>) -> Result<Event, Rejection> {
+        let event = decode_owned(kind, bytes)?;
         let now = chrono::Utc::now().naive_utc();
         refuse_future(&event, now, self.max_future_skew)?;
         refuse_beyond_horizon(&event, self.horizon.get())?;
@@ -66,13 +64,39 @@ impl Decoder {
 /// levels, so deep documents are an error, not a stack overflow). The event has no origin and
 /// a detached ack until [`Decoder::decode`] gives it its record's.
 pub fn decode(kind: &Kind, bytes: &[u8]) -> Result<Event, Rejection> {
+    decode_owned(kind, bytes.to_vec())
+}
+
+/// [`decode`], keeping `bytes` as the event's document.
+fn decode_owned(kind: &Kind, bytes: Vec<u8>) -> Result<Event, Rejection> {
+    let (meta, row, payload) = typed(kind, &bytes)?;
+    Ok(Event {
+        kind: kind.clone(),
+        meta,
+        row,
+        document: bytes,
+        payload,
+        origin: String::new(),
+        ack: Ack::detached(),
+    })
+}
+
+/// The envelope, the typed row and where the payload's text is in `bytes`.
+type Typed = (Metadata, Vec<Cell>, Option<std::ops::Range<usize>>);
+
+fn typed(kind: &Kind, bytes: &[u8]) -> Result<Typed, Rejection> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| Rejection::new(RejectCode::NotUtf8, format!("not UTF-8 text: {e}")))?;
     if json::without_bom(text).trim().is_empty() {
         return Err(Rejection::new(RejectCode::InvalidJson, "the file is empty"));
     }
     // Strict: a repeated key is refused rather than half loaded; a leading BOM is skipped.
-    let mut document: Value = json::parse(text)?;
+    let (document, payload_text) = json::parse_document(text)?;
+    // A slice of `text`, itself of `bytes`: its place is its distance from their start.
+    let payload = payload_text.map(|raw| {
+        let start = raw.as_ptr() as usize - bytes.as_ptr() as usize;
+        start..start + raw.len()
+    });
 
     // Checked before the schema so the reason names the real mistake (a misplaced file), not
     // the `const` keyword it trips.
@@ -125,19 +149,7 @@ pub fn decode(kind: &Kind, bytes: &[u8]) -> Result<Event, Rejection> {
         }
         row.push(cell);
     }
-    let raw_payload = document
-        .get_mut("payload")
-        .map(Value::take)
-        .unwrap_or(Value::Null);
-    Ok(Event {
-        kind: kind.clone(),
-        meta,
-        row,
-        raw_payload,
-        origin: String::new(),
-        bytes: None,
-        ack: Ack::detached(),
-    })
+    Ok((meta, row, payload))
 }
 
 fn invalid(pointer: &str, what: String) -> Rejection {

@@ -160,7 +160,6 @@ pub async fn run_to(
     );
     let decoder = Arc::new(Decoder {
         max_future_skew: config.max_future_skew(),
-        keep_bytes: sink == Sink::Broker,
         horizon,
     });
     let intake = Intake::new(decoder, events);

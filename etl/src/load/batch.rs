@@ -84,9 +84,9 @@ mod tests {
                 Cell::Timestamp(at),
                 Cell::Bool(true),
             ],
-            raw_payload: serde_json::Value::Null,
+            document: Vec::new(),
+            payload: None,
             origin: format!("cards/{event_id}.json"),
-            bytes: None,
             ack: crate::event::Ack::detached(),
         }
     }

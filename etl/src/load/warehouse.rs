@@ -7,7 +7,7 @@
 
 use chrono::NaiveDateTime;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::types::{IsNull, Json, ToSql, Type};
 use uuid::Uuid;
 
 use crate::catalog::{Catalog, Cell, Kind, SqlType};
@@ -181,7 +181,7 @@ struct RawColumns<'a> {
     kind: Vec<&'a str>,
     entity_id: Vec<i64>,
     event_at: Vec<NaiveDateTime>,
-    payload: Vec<Json<&'a serde_json::Value>>,
+    payload: Vec<RawJson<'a>>,
     source_file: Vec<&'a str>,
 }
 
@@ -192,7 +192,7 @@ impl<'a> RawColumns<'a> {
             kind: events.iter().map(|e| e.kind().name()).collect(),
             entity_id: events.iter().map(|e| e.entity_id()).collect(),
             event_at: events.iter().map(|e| e.meta.event_at).collect(),
-            payload: events.iter().map(|e| Json(&e.raw_payload)).collect(),
+            payload: events.iter().map(|e| RawJson(e.raw_payload())).collect(),
             source_file: events.iter().map(|e| e.origin.as_str()).collect(),
         }
     }
@@ -207,6 +207,33 @@ impl<'a> RawColumns<'a> {
             &self.source_file,
         ]
     }
+}
+
+/// JSON text sent to a `jsonb` (or `json`) parameter as it is: the server parses it once, where
+/// a `Json` value would be printed again first (for the raw zone's payloads, that printing
+/// cost more than reading them).
+#[derive(Debug)]
+struct RawJson<'a>(&'a [u8]);
+
+impl ToSql for RawJson<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        // jsonb's binary form is a version byte, then the text.
+        if *ty == Type::JSONB {
+            out.extend_from_slice(&[1]);
+        }
+        out.extend_from_slice(self.0);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::JSON | Type::JSONB)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// The winners of one type as the array parameters of its upsert: one per declared column,

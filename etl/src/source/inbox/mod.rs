@@ -568,7 +568,6 @@ mod tests {
         let (events, mut pool) = tokio::sync::mpsc::channel::<Event>(16);
         let decoder = Decoder {
             max_future_skew: config.max_future_skew(),
-            keep_bytes: false,
             horizon: Default::default(),
         };
         let stop = CancellationToken::new();
@@ -641,7 +640,6 @@ mod tests {
         let (events, mut pool) = tokio::sync::mpsc::channel::<Event>(16);
         let decoder = Decoder {
             max_future_skew: config.max_future_skew(),
-            keep_bytes: false,
             horizon: Default::default(),
         };
         let stop = CancellationToken::new();
