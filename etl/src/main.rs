@@ -10,10 +10,6 @@ use etl::commands::{self, CommandError, Outcome};
 use etl::config::Config;
 use etl::load::connect;
 
-// See etl/Cargo.toml: glibc's malloc cost about 15 % of a drain's instructions.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
