@@ -89,7 +89,9 @@ pub fn spawn_to(config: Config, mode: Mode, sink: Sink) -> Handle {
     Handle { signal, task }
 }
 
-/// The sources the configuration names; the inbox when it names none.
+/// The sources the configuration names; the inbox when it names none. The tables themselves
+/// (one inbox at most, distinct names, each HTTP source's settings) were checked when the
+/// configuration was loaded (`Config::load`).
 fn build_sources(
     config: &Config,
     catalog: &Catalog,
@@ -97,14 +99,9 @@ fn build_sources(
     warehouse: Option<&Warehouse>,
 ) -> anyhow::Result<Vec<Arc<dyn Source>>> {
     let mut sources: Vec<Arc<dyn Source>> = Vec::new();
-    let mut inbox_seen = false;
-    let mut names = std::collections::HashSet::new();
     for source in config.sources() {
         match source {
             SourceConfig::Inbox {} => {
-                // Two inbox sources would race each other for the same files.
-                anyhow::ensure!(!inbox_seen, "the inbox source is configured twice");
-                inbox_seen = true;
                 inbox::files::ensure_layout(config, catalog)
                     .context("cannot create the data folder layout")?;
                 sources.push(Arc::new(Inbox::new(config, catalog, stats.clone())));
@@ -126,11 +123,6 @@ fn build_sources(
                 let Some(warehouse) = warehouse else {
                     anyhow::bail!("etl forward reads the inbox; http sources are for etl run");
                 };
-                anyhow::ensure!(
-                    names.insert(source.name.clone()),
-                    "two http sources are named {:?}; each needs its own name (its position, its landing folder)",
-                    source.name
-                );
                 sources.push(Arc::new(HttpSource::new(
                     &source,
                     config,
@@ -183,8 +175,10 @@ pub async fn run_to(
     // The sink first: nothing is read before its destination is ready.
     let (warehouse, events, sink_task, broker) = match sink {
         Sink::Warehouse => {
-            let migrations = crate::load::migrate::read(&config.migrations_dir)
-                .with_context(|| format!("cannot read {}", config.migrations_dir.display()))?;
+            let migrations = crate::load::migrate::read(&config.database.migrations_dir)
+                .with_context(|| {
+                    format!("cannot read {}", config.database.migrations_dir.display())
+                })?;
             // Each API source holds one connection while it pulls (its lock, its positions).
             let apis = config
                 .sources()
@@ -224,7 +218,7 @@ pub async fn run_to(
             let js = async_nats::jetstream::new(client.clone());
             crate::broker::ensure_stream(&js, &config).await?;
             let publisher = Publisher::start(client, &config, shutdown.hard().clone());
-            tracing::info!(stream = %config.nats_stream, url = %crate::broker::shown_url(&config), "forwarding to the broker");
+            tracing::info!(stream = %config.broker.stream, url = %crate::broker::shown_url(&config), "forwarding to the broker");
             (
                 None,
                 publisher.sender,
@@ -296,8 +290,8 @@ pub async fn run_to(
             .clone()
             .map(|w| crate::ops::webhook::DatabaseAlert::new(w, config));
         // The ping comes often enough to honour a short alert threshold.
-        let every = crate::ops::probe::EVERY
-            .min(Duration::from_secs(config.alert_database_down_secs.max(1)));
+        let every =
+            crate::ops::probe::EVERY.min(Duration::from_secs(config.alerts.database_down_secs));
         tokio::spawn(crate::ops::probe::database(
             warehouse,
             alert,
@@ -322,7 +316,7 @@ pub async fn run_to(
             shutdown.intake().clone(),
         ))
     });
-    tracing::info!(?mode, workers = config.workers, readers = config.readers, data_dir = %config.data_dir.display(), "pipeline started");
+    tracing::info!(?mode, workers = config.workers, readers = config.inbox.readers, data_dir = %config.data_dir.display(), "pipeline started");
     // The shutdown clock starts at the signal, even if intake is blocked on full queues (a
     // database outage with a backlog): the hard stop then unblocks every stage in turn.
     // All at once: a source that fails (or panics) is noticed at once, not only after the
