@@ -42,7 +42,15 @@ fn described<T: JsonSchema>() -> (String, Vec<(String, String)>) {
         })
         .unwrap_or_default();
     fields.sort();
-    (text(value), fields)
+    // A struct's own text is its description: schemars' title is the type's name.
+    let about = value
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    (about, fields)
 }
 
 /// A default as the reference shows it.
@@ -57,6 +65,13 @@ fn shown_default(path: &str, value: Option<&Value>) -> String {
         Some(Value::String(s)) => format!("`{s}`"),
         Some(other) => format!("`{other}`"),
     }
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
 }
 
 fn cell(text: &str) -> String {
@@ -114,7 +129,11 @@ pub fn markdown() -> String {
     }
     for &section in SECTIONS {
         let (about, fields) = section_schema(section);
-        out.push_str(&format!("\n### `[{section}]`\n\n{}\n\n", cell(&about)));
+        // The heading names the section: the doc comment's own `[section]: ` is not repeated.
+        let about = about
+            .strip_prefix(&format!("`[{section}]`: "))
+            .map_or(about.clone(), capitalised);
+        out.push_str(&format!("\n### `[{section}]`\n\n{about}\n\n"));
         out.push_str(header);
         for (key, doc) in fields {
             let alias = FLAT_ALIASES
