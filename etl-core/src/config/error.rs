@@ -17,7 +17,7 @@ pub enum ConfigError {
     #[error("{}", .0.join("\n"))]
     Unreadable(Vec<String>),
     /// A section's name holds a value where a table belongs (`database = "…"`).
-    #[error("{place} is not a table: write its settings as a [{section}] table (e.g. [{section}] then `key = value` lines), or use their flat names")]
+    #[error("{place} names the section [{section}], which holds settings rather than a value: set its keys instead (`key = value` lines under [{section}] in the file, or ETL_{}__<KEY> variables)", .section.to_ascii_uppercase())]
     NotATable { section: String, place: String },
     /// One setting given twice in one input, under its sectioned name and its flat alias: which
     /// one was meant cannot be guessed.

@@ -764,8 +764,9 @@ mod tests {
         );
         assert_eq!(
             explained("database = \"postgres://a@h/x\"\n"),
-            "`database` at the top level of etl.toml is not a table: write its settings as a \
-             [database] table (e.g. [database] then `key = value` lines), or use their flat names"
+            "`database` at the top level of etl.toml names the section [database], which holds \
+             settings rather than a value: set its keys instead (`key = value` lines under \
+             [database] in the file, or ETL_DATABASE__<KEY> variables)"
         );
     }
 
