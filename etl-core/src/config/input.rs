@@ -153,22 +153,17 @@ pub(crate) struct Sectioned {
 }
 
 impl Sectioned {
-    /// `provider`'s data, brought to sections.
-    pub(crate) fn read(
-        provider: &impl Provider,
+    /// `data`, read by the provider that `metadata` describes, brought to sections.
+    pub(crate) fn new(
+        metadata: Metadata,
+        mut data: Map<Profile, Dict>,
         input: Input<'_>,
         origins: &mut Origins,
     ) -> Result<Sectioned, ConfigError> {
-        let mut data = provider
-            .data()
-            .map_err(|error| ConfigError::Unreadable(super::explain(&error, origins)))?;
         for dict in data.values_mut() {
             to_sections(dict, input, origins)?;
         }
-        Ok(Sectioned {
-            metadata: provider.metadata(),
-            data,
-        })
+        Ok(Sectioned { metadata, data })
     }
 }
 

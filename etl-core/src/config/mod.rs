@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
+use figment::{Figment, Provider};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -125,8 +125,15 @@ impl Config {
     /// ([`Config::validate`]).
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
         let mut origins = Origins::default();
-        let toml = Sectioned::read(&Toml::file(file), Input::File(file), &mut origins)?;
-        let env = Sectioned::read(&Env::prefixed("ETL_").split("__"), Input::Env, &mut origins)?;
+        // Each input is read, then brought to sections; its own errors (bad TOML) explained.
+        let mut read = |provider: &dyn Provider, input: Input<'_>| {
+            let data = provider
+                .data()
+                .map_err(|error| ConfigError::Unreadable(explain(&error, &origins)))?;
+            Sectioned::new(provider.metadata(), data, input, &mut origins)
+        };
+        let toml = read(&Toml::file(file), Input::File(file))?;
+        let env = read(&Env::prefixed("ETL_").split("__"), Input::Env)?;
         let config: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(toml)
             .merge(env)
