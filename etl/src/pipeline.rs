@@ -150,6 +150,8 @@ pub async fn run_to(
     signal: CancellationToken,
     sink: Sink,
 ) -> anyhow::Result<Summary> {
+    // A configuration built in code (an embedding program, a test) is checked as a loaded one is.
+    config.validate()?;
     let started = Instant::now();
     let not_started = || Summary {
         stats: Snapshot::default(),
