@@ -48,7 +48,8 @@ impl Config {
     }
 
     pub fn lake_dir(&self) -> PathBuf {
-        self.lake_dir
+        self.lake
+            .dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("lake").join("parquet"))
     }

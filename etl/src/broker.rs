@@ -13,13 +13,13 @@ use crate::startup::{retry, within, Failed, Needed, StartupError, Wait, CONNECT_
 
 /// The subject a type's events are published on: `<prefix>.<type name>`.
 pub fn subject(config: &Config, kind: &Kind) -> String {
-    format!("{}.{}", config.nats_subject_prefix, kind.name())
+    format!("{}.{}", config.broker.subject_prefix, kind.name())
 }
 
 /// The type name a subject carries (`events.cards` → `cards`), whether or not it is declared.
 pub fn type_of_subject<'a>(config: &Config, subject: &'a str) -> Option<&'a str> {
     subject
-        .strip_prefix(config.nats_subject_prefix.as_str())?
+        .strip_prefix(config.broker.subject_prefix.as_str())?
         .strip_prefix('.')
 }
 
@@ -59,7 +59,7 @@ pub async fn connect(
 /// The broker as the retry and give-up lines name it.
 fn needed(config: &Config) -> Needed {
     let mut target = shown_url(config);
-    if config.nats_url == DEFAULT_NATS_URL {
+    if config.broker.url == DEFAULT_NATS_URL {
         target.push_str(" (the built-in default: neither nats_url nor ETL_NATS_URL is set)");
     }
     Needed {
@@ -122,7 +122,8 @@ pub fn is_connected(client: &async_nats::Client) -> bool {
 /// `nats_url` as a list of servers (a cluster's URLs, comma-separated).
 fn servers(config: &Config) -> Vec<&str> {
     config
-        .nats_url
+        .broker
+        .url
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -140,16 +141,16 @@ fn servers(config: &Config) -> Vec<&str> {
 ///   between the broker's acknowledgement and its move to `done/`).
 pub fn stream_config(config: &Config) -> stream::Config {
     stream::Config {
-        name: config.nats_stream.clone(),
-        subjects: vec![format!("{}.>", config.nats_subject_prefix)],
+        name: config.broker.stream.clone(),
+        subjects: vec![format!("{}.>", config.broker.subject_prefix)],
         retention: stream::RetentionPolicy::WorkQueue,
         discard: stream::DiscardPolicy::New,
-        max_bytes: config.nats_max_bytes,
+        max_bytes: config.broker.max_bytes,
         max_messages: -1,
         max_age: Duration::ZERO,
         storage: stream::StorageType::File,
-        num_replicas: config.nats_replicas,
-        duplicate_window: Duration::from_secs(config.nats_duplicate_window_secs.max(1)),
+        num_replicas: config.broker.replicas,
+        duplicate_window: Duration::from_secs(config.broker.duplicate_window_secs),
         ..Default::default()
     }
 }
@@ -159,11 +160,11 @@ pub fn stream_config(config: &Config) -> stream::Config {
 /// be dropped: a poison message is recognised by its error and dead-lettered instead).
 pub fn consumer_config(config: &Config) -> consumer::pull::Config {
     consumer::pull::Config {
-        durable_name: Some(config.nats_consumer.clone()),
+        durable_name: Some(config.broker.consumer.clone()),
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: config.nats_ack_wait(),
         max_deliver: -1,
-        max_ack_pending: config.nats_max_ack_pending,
+        max_ack_pending: config.broker.max_ack_pending,
         ..Default::default()
     }
 }
@@ -176,7 +177,7 @@ pub async fn ensure_stream(
     js.get_or_create_stream(stream_config(config))
         .await
         .map_err(|source| BrokerError::Stream {
-            stream: config.nats_stream.clone(),
+            stream: config.broker.stream.clone(),
             source,
         })
 }
@@ -207,10 +208,10 @@ pub async fn ensure_consumer(
 ) -> Result<consumer::Consumer<consumer::pull::Config>, BrokerError> {
     let stream = ensure_stream(js, config).await?;
     stream
-        .get_or_create_consumer(&config.nats_consumer, consumer_config(config))
+        .get_or_create_consumer(&config.broker.consumer, consumer_config(config))
         .await
         .map_err(|source| BrokerError::Consumer {
-            consumer: config.nats_consumer.clone(),
+            consumer: config.broker.consumer.clone(),
             source,
         })
 }
@@ -221,10 +222,8 @@ mod tests {
 
     #[test]
     fn credentials_in_a_broker_url_are_never_shown() {
-        let config = Config {
-            nats_url: "nats://etl:s3cret@a:4222, nats://tok3n@b:4222,nats://c:4222".into(),
-            ..Config::default()
-        };
+        let mut config = Config::default();
+        config.broker.url = "nats://etl:s3cret@a:4222, nats://tok3n@b:4222,nats://c:4222".into();
         assert_eq!(
             shown_url(&config),
             "nats://etl:***@a:4222,nats://***@b:4222,nats://c:4222"

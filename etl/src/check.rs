@@ -15,7 +15,7 @@ use crate::source::inbox::read::{read_untrusted, Contents};
 /// symlinks, no FIFOs, bounded), so `etl check` is as safe to point at anything.
 pub fn check_file(path: &Path, catalog: &Catalog, config: &Config) -> Result<(), Unloadable> {
     // No settle window: offline, a truncated file is simply invalid.
-    let bytes = match read_untrusted(path, config.max_file_bytes) {
+    let bytes = match read_untrusted(path, config.inbox.max_file_bytes) {
         Ok(Contents::Bytes { bytes, .. }) => bytes,
         Ok(Contents::TooLarge(r)) => return Err(Unloadable::Rejected(r)),
         Ok(Contents::Gone) => return Err(Unloadable::Gone),

@@ -78,7 +78,7 @@ async fn run(
     let mut open = true;
     while open || !in_flight.is_empty() {
         tokio::select! {
-            next = events.recv(), if open && in_flight.len() < config.nats_publish_in_flight => match next {
+            next = events.recv(), if open && in_flight.len() < config.broker.publish_in_flight => match next {
                 Some(event) => in_flight.push(publish(js.clone(), config.clone(), event, healthy.clone(), hard_stop.clone())),
                 None => open = false,
             },

@@ -181,7 +181,7 @@ pub async fn within<T>(
 /// the built-in default (a forgotten setting is then the likely cause).
 pub fn warehouse(config: &Config) -> Needed {
     let mut target = connect::describe(config);
-    if config.database_url_file.is_none() && config.database_url == DEFAULT_DATABASE_URL {
+    if config.database.url_file.is_none() && config.database.url == DEFAULT_DATABASE_URL {
         target
             .push_str(" (the built-in default: neither database_url nor ETL_DATABASE_URL is set)");
     }
@@ -289,10 +289,8 @@ mod tests {
             "postgres://postgres@localhost:5432/postgres (the built-in default: neither \
              database_url nor ETL_DATABASE_URL is set)"
         );
-        let configured = Config {
-            database_url: "postgres://etl:pw@db:5432/dwh".into(),
-            ..Config::default()
-        };
+        let mut configured = Config::default();
+        configured.database.url = "postgres://etl:pw@db:5432/dwh".into();
         assert_eq!(
             warehouse(&configured).target,
             "postgres://etl:***@db:5432/dwh"

@@ -156,16 +156,24 @@ fn sixty_four_mib() -> usize {
 
 impl HttpConfig {
     pub fn interval(&self) -> Duration {
-        Duration::from_secs(self.interval_secs.max(1))
+        Duration::from_secs(self.interval_secs)
     }
 
     pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms.max(1))
+        Duration::from_millis(self.timeout_ms)
     }
 
-    /// What can be checked without the network: a name usable in paths and labels, a method, a
-    /// URL, pointers that are pointers, a readable key.
+    /// What can be checked without the network: [`HttpConfig::check`], and a readable key.
     pub fn validate(&self) -> Result<(), SetupError> {
+        self.check()?;
+        self.api_key().map(|_| ())
+    }
+
+    /// What can be checked from the table alone (the configuration's loader does, for every
+    /// source): a name usable in paths and labels, a method, a URL, pointers that are
+    /// pointers, counts and periods that can work. The key is read only where the source
+    /// runs, so a command that pulls nothing does not need it.
+    pub fn check(&self) -> Result<(), SetupError> {
         let bad = |what: String| Err(SetupError(format!("source {:?}: {what}", self.name)));
         if self.name.is_empty()
             || !self
@@ -205,6 +213,14 @@ impl HttpConfig {
         if self.max_attempts == 0 {
             return bad("max_attempts must be at least 1".into());
         }
+        if self.interval_secs == 0 {
+            return bad(
+                "interval_secs = 0 would pull without a pause: set it to at least 1".into(),
+            );
+        }
+        if self.timeout_ms == 0 {
+            return bad("timeout_ms = 0 would fail every request: set it to at least 1".into());
+        }
         // chrono reports a bad pattern only when it formats (a panic in `to_string`): check it
         // here, once.
         if chrono::format::StrftimeItems::new(&self.time_format)
@@ -236,7 +252,7 @@ impl HttpConfig {
             // A short page ends a numbered window: the API must be asked for that page size.
             return bad("page_size without page_size_param: the API would not know the size that ends the window".into());
         }
-        self.api_key().map(|_| ())
+        Ok(())
     }
 
     /// The API key, from the environment or its file, if one is configured.

@@ -1,4 +1,6 @@
-//! Configuration: built-in defaults < `etl.toml` (optional) < `ETL_*` environment variables.
+//! Configuration: built-in defaults < `etl.toml` (optional) < `ETL_*` environment variables,
+//! in sections ([`sections`]), brought to one shape ([`input`]), checked in one place
+//! ([`Config::load`]), and documented from the doc comments ([`reference`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -6,14 +8,23 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
+use figment::{Figment, Provider};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub mod error;
 pub mod http;
+pub mod input;
+pub mod reference;
+pub mod sections;
 pub mod source;
 
-pub use error::SetupError;
+pub use error::{ConfigError, SetupError};
+use input::{Input, Origins, Sectioned};
+pub use sections::{
+    AlertsConfig, BrokerConfig, DatabaseConfig, InboxConfig, LakeConfig, RetentionConfig,
+    ServeConfig, DEFAULT_DATABASE_URL, DEFAULT_NATS_URL,
+};
 pub use source::SourceConfig;
 
 /// How long a run lasts.
@@ -26,141 +37,53 @@ pub enum Mode {
     Drain,
 }
 
-/// The warehouse when nothing names one: a local server's default database. A command that
-/// cannot reach it says it used this default (the likely cause is a forgotten setting).
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/postgres";
-
-/// The broker when nothing names one.
-pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
-
-/// Every setting of the daemon. Each field `foo` can be set as `foo = …` in `etl.toml` or as
-/// `ETL_FOO` in the environment (docs/src/reference/configuration.md lists them all).
-#[derive(Clone, Serialize, Deserialize)]
+/// Every setting of the daemon: the general ones at the top level of `etl.toml`, the others in
+/// their sections (`[database] url = "…"`, or `ETL_DATABASE__URL` in the environment). Each
+/// setting that had a flat name before the sections (`database_url`, `ETL_DATABASE_URL`) keeps
+/// it as an alias. docs/src/reference/configuration.md is generated from these doc comments.
+#[derive(Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// PostgreSQL connection URL of the warehouse (libpq's `sslmode` and `sslrootcert` included).
-    pub database_url: String,
-    /// A file holding the URL (a Docker or Kubernetes secret); it replaces `database_url`.
-    pub database_url_file: Option<PathBuf>,
-    /// A file holding the password (a Docker or Kubernetes secret); it replaces the URL's.
-    pub database_password_file: Option<PathBuf>,
-    /// Root of the file layout: `events/inbox/<type>/`, `events/{done,failed}/<type>/<date>/`,
-    /// the landing zone `lake/raw/` and `logs/`.
+    /// Root of the file layout: `events/inbox/<type>/`, `events/{done,failed}/<type>/<YYYY-MM-DD>/`, the landing zone `lake/raw/` and `logs/`.
     pub data_dir: PathBuf,
-    /// Folder with each type's `<name>.schema.json`; the built-in copy of a shipped type's
-    /// schema is used when its file is missing there, so a schema fix needs no rebuild.
+    /// Folder with each type's `<name>.schema.json`; the built-in copy of a shipped type's schema is used when its file is missing there, so a schema fix needs no rebuild.
     pub schemas_dir: PathBuf,
-    /// Folder with the event type declarations (`<name>.toml`); the built-in `users` and
-    /// `cards` when the folder does not exist.
+    /// Folder with the event type declarations (`<name>.toml`); the built-in `users` and `cards` when the folder does not exist.
     pub types_dir: PathBuf,
-    /// Folder with the SQL migrations (`*.sql`, applied in name order, operators' own
-    /// included); the built-in ones when the folder does not exist.
-    pub migrations_dir: PathBuf,
-    /// Workers applying events to the warehouse (each owns a partition of the entities).
+    /// Workers applying events to the warehouse, each owning a partition of the entities (default: the number of cores).
     pub workers: usize,
-    /// Threads reading and validating files.
-    pub readers: usize,
     /// Capacity of the bounded channels between the stages (backpressure, bounded memory).
     pub channel_capacity: usize,
     /// Most events a worker applies in one transaction.
     pub batch_size: usize,
     /// Longest a worker waits to fill a batch before committing what it has.
     pub batch_timeout_ms: u64,
-    /// A file that does not parse and changed less than this long ago is retried later, since
-    /// its producer may still be writing it.
-    pub settle_ms: u64,
-    /// Period of the safety rescan that catches anything the file watcher missed.
-    pub rescan_interval_secs: u64,
     /// Bound on a graceful shutdown (finish and commit what is in flight).
     pub shutdown_timeout_secs: u64,
-    /// Files larger than this are rejected without being read.
-    pub max_file_bytes: u64,
-    /// Ceiling of the exponential backoff between database retries.
-    pub max_retry_backoff_ms: u64,
     /// Address of the HTTP endpoints (`/healthz`, `/readyz`, `/metrics`); empty disables them.
     pub http_addr: String,
     /// Seconds between progress lines while work is pending.
     pub progress_interval_secs: u64,
-    /// An event whose version clock or `event_at` is further ahead of the daemon's clock (UTC)
-    /// than this is refused (`future_version`): it would win the version guard against every
-    /// genuine update. Producers write naive local times, so the default (one day) covers any
-    /// time zone.
+    /// An event whose version clock or `event_at` is further ahead of the daemon's clock (UTC) than this is refused (`future_version`): it would win the version guard against every genuine update. Producers write naive local times, so the default (one day) covers any time zone.
     pub max_future_skew_secs: u64,
-    /// NATS server(s) of the JetStream broker (`etl forward`, the `jetstream` source), comma-
-    /// separated for a cluster.
-    pub nats_url: String,
-    /// The stream every type's events go to, on subjects `<nats_subject_prefix>.<type>`.
-    pub nats_stream: String,
-    pub nats_subject_prefix: String,
-    /// The durable pull consumer the `etl run` replicas share.
-    pub nats_consumer: String,
-    /// How long the broker waits for a delivered message's acknowledgement before it delivers
-    /// it again (to any replica). Messages held longer (a database outage) are kept alive with
-    /// progress acknowledgements.
-    pub nats_ack_wait_secs: u64,
-    /// Messages delivered and not yet acknowledged, over all replicas: bounds what replicas hold.
-    pub nats_max_ack_pending: i64,
-    /// The stream's size limit; when full it refuses publishes (forwarders keep their files).
-    pub nats_max_bytes: i64,
-    /// How long the broker remembers a published event id to drop a re-publish.
-    pub nats_duplicate_window_secs: u64,
-    /// Copies of the stream in a JetStream cluster.
-    pub nats_replicas: usize,
-    /// Most messages a replica fetches at once.
-    pub nats_fetch_batch: usize,
-    /// Most publishes a forwarder has in flight (pipelined) before waiting for acknowledgements.
-    pub nats_publish_in_flight: usize,
-    /// An HTTP endpoint (Slack-style incoming webhook, Alertmanager-less setups) that gets a JSON
-    /// POST when the database has been unreachable for `alert_database_down_secs`, and a summary
-    /// of the rejections at most every `alert_rejections_interval_secs`; empty: none.
-    pub alert_webhook_url: String,
-    pub alert_database_down_secs: u64,
-    pub alert_rejections_interval_secs: u64,
-    /// The Parquet lake `etl run` exports to (default `<data_dir>/lake/parquet`): each type's
-    /// current table in `<lake>/<type>/`, the raw zone in `<lake>/events/date=…/`.
-    pub lake_dir: Option<PathBuf>,
-    /// Seconds between lake exports inside `etl run` (one replica at a time); 0: none.
-    pub lake_export_interval_secs: u64,
-    /// Raw events ingested longer ago than this leave the warehouse once the lake holds them
-    /// (needs the lake export); 0: kept for ever.
-    pub raw_retention_days: u64,
-    /// How long the ids of retired raw events are kept to recognise a replayed old event;
-    /// after that, events as old as the forgotten ones are refused (`beyond_horizon`).
-    pub retired_ids_days: u64,
-    /// Seconds between passes of the file folders' retention inside `etl run` (one replica at
-    /// a time); 0: none, and `done/`, `failed/` and the landing zone keep every day folder.
-    pub retention_interval_secs: u64,
-    /// Day folders of `done/<type>/` older than this many days are deleted (or archived); 0:
-    /// kept for ever.
-    pub done_retention_days: u64,
-    /// The same for `failed/<type>/`: longer, since its files wait for an operator's replay.
-    pub failed_retention_days: u64,
-    /// The same for the HTTP sources' landing zone (`<data_dir>/lake/raw/<source>/<yyyy>/<mm>/<dd>/`).
-    pub landing_retention_days: u64,
-    /// When set, old day folders are moved under `<archive_dir>/{done,failed}/<type>/<date>/`
-    /// and `<archive_dir>/landing/<source>/<yyyy>/<mm>/<dd>/` instead of being deleted. It must
-    /// be on the same file system as the data folder (a rename, never a copy).
-    pub archive_dir: Option<PathBuf>,
-    /// `etl serve`: the read API's listen address. Anything but a loopback address needs an API
-    /// token (`api_token_file` or `ETL_API_TOKEN`).
-    pub serve_addr: String,
-    /// `etl serve`: its own connection pool's size (reads never take the ingestion's connections).
-    pub serve_pool_size: usize,
-    /// `etl serve`: a separate (e.g. read-only replica or read-only role) URL; `database_url`
-    /// when absent.
-    pub read_database_url: Option<String>,
-    /// `etl serve`: each read's statement timeout; a read that takes longer answers 503.
-    pub serve_statement_timeout_ms: u64,
-    /// `etl serve`: requests in flight at most; the next one is answered 503 at once.
-    pub serve_max_in_flight: usize,
-    /// `etl serve`: a file holding the API token (a Docker or Kubernetes secret); it replaces
-    /// `api_token`.
-    pub api_token_file: Option<PathBuf>,
-    /// `etl serve`: the API token (`ETL_API_TOKEN`); never logged.
-    pub api_token: Option<String>,
+    /// The warehouse.
+    pub database: DatabaseConfig,
+    /// The inbox folders.
+    pub inbox: InboxConfig,
+    /// The JetStream broker.
+    pub broker: BrokerConfig,
+    /// The Parquet lake and raw retention.
+    pub lake: LakeConfig,
+    /// The file folders' retention.
+    pub retention: RetentionConfig,
+    /// The read API.
+    pub serve: ServeConfig,
+    /// The alert webhook.
+    pub alerts: AlertsConfig,
     /// Where records come from: `[[sources]]` tables in `etl.toml` (e.g. `kind = "inbox"`).
     /// None configured means the inbox, so every existing setup keeps working.
     #[serde(default)]
+    #[schemars(skip)]
     pub sources: Vec<SourceConfig>,
     /// How long a one-shot run waits at start-up for the warehouse (or the broker) before it
     /// gives up: the command line's `--wait`, not a key of `etl.toml` (a daemon's setting would
@@ -172,58 +95,25 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Config {
-            database_url: DEFAULT_DATABASE_URL.into(),
-            database_url_file: None,
-            database_password_file: None,
             data_dir: PathBuf::from("./data"),
             schemas_dir: PathBuf::from("./schemas"),
             types_dir: PathBuf::from("./types"),
-            migrations_dir: PathBuf::from("./db/migrations"),
-            workers: cores,
-            readers: cores,
+            workers: sections::cores(),
             channel_capacity: 1024,
             batch_size: 1000,
             batch_timeout_ms: 5,
-            settle_ms: 2000,
-            rescan_interval_secs: 30,
             shutdown_timeout_secs: 10,
-            max_file_bytes: 1024 * 1024,
-            max_retry_backoff_ms: 5000,
             http_addr: "127.0.0.1:9187".into(),
             progress_interval_secs: 5,
             max_future_skew_secs: 24 * 3600,
-            nats_url: DEFAULT_NATS_URL.into(),
-            nats_stream: "EVENTS".into(),
-            nats_subject_prefix: "events".into(),
-            nats_consumer: "etl".into(),
-            nats_ack_wait_secs: 30,
-            nats_max_ack_pending: 20_000,
-            nats_max_bytes: 1 << 30,
-            nats_duplicate_window_secs: 600,
-            nats_replicas: 1,
-            nats_fetch_batch: 500,
-            nats_publish_in_flight: 1024,
-            alert_webhook_url: String::new(),
-            alert_database_down_secs: 300,
-            alert_rejections_interval_secs: 300,
-            lake_dir: None,
-            lake_export_interval_secs: 0,
-            raw_retention_days: 0,
-            retired_ids_days: 90,
-            retention_interval_secs: 3600,
-            done_retention_days: 7,
-            failed_retention_days: 30,
-            landing_retention_days: 30,
-            archive_dir: None,
-            serve_addr: "127.0.0.1:8080".into(),
-            serve_pool_size: 4,
-            read_database_url: None,
-            serve_statement_timeout_ms: 1000,
-            serve_max_in_flight: 256,
-            api_token_file: None,
-            api_token: None,
+            database: DatabaseConfig::default(),
+            inbox: InboxConfig::default(),
+            broker: BrokerConfig::default(),
+            lake: LakeConfig::default(),
+            retention: RetentionConfig::default(),
+            serve: ServeConfig::default(),
+            alerts: AlertsConfig::default(),
             sources: Vec::new(),
             startup_wait: Wait::Forever,
         }
@@ -231,36 +121,167 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Loads defaults, then `file` if it exists, then `ETL_*` variables.
-    pub fn load(file: &Path) -> Result<Config, Box<figment::Error>> {
+    /// Loads defaults, then `file` if it exists, then `ETL_*` variables, and checks the result
+    /// ([`Config::validate`]).
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let mut origins = Origins::default();
+        // Each input is read, then brought to sections; its own errors (bad TOML) explained.
+        let mut read = |provider: &dyn Provider, input: Input<'_>| {
+            let data = provider
+                .data()
+                .map_err(|error| ConfigError::Unreadable(explain(&error, &origins)))?;
+            Sectioned::new(provider.metadata(), data, input, &mut origins)
+        };
+        let toml = read(&Toml::file(file), Input::File(file))?;
+        let env = read(&Env::prefixed("ETL_").split("__"), Input::Env)?;
         let config: Config = Figment::from(Serialized::defaults(Config::default()))
-            .merge(Toml::file(file))
-            .merge(Env::prefixed("ETL_"))
+            .merge(toml)
+            .merge(env)
             .extract()
-            .map_err(Box::new)?;
-        if config.raw_retention_days > 0 && config.lake_export_interval_secs == 0 {
-            // Deleting raw rows that were never exported would lose them.
-            return Err(Box::new(figment::Error::from(
-                "raw_retention_days needs the lake export: raw rows leave the warehouse only \
-                 once the lake holds them, so set lake_export_interval_secs too"
-                    .to_owned(),
-            )));
-        }
-        Ok(config.sanitized())
+            .map_err(|error| ConfigError::Unreadable(explain(&error, &origins)))?;
+        config.check(&origins)?;
+        Ok(config)
     }
 
-    /// Zero workers or a zero-sized channel would deadlock the pipeline; clamp rather than hang.
-    fn sanitized(mut self) -> Config {
-        self.workers = self.workers.max(1);
-        self.readers = self.readers.max(1);
-        self.channel_capacity = self.channel_capacity.max(1);
-        self.batch_size = self.batch_size.max(1);
-        self.nats_fetch_batch = self.nats_fetch_batch.max(1);
-        self.nats_publish_in_flight = self.nats_publish_in_flight.max(1);
-        self.nats_replicas = self.nats_replicas.max(1);
-        self.serve_pool_size = self.serve_pool_size.max(1);
-        self.serve_max_in_flight = self.serve_max_in_flight.max(1);
-        self
+    /// Every check of the settings that needs no I/O, for a configuration built in code; the
+    /// messages name each setting by its documented name.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check(&Origins::default())
+    }
+
+    /// The one place the settings are checked: zeros that cannot work, settings that need
+    /// each other, and the `[[sources]]` tables (the HTTP sources' own checks included). The
+    /// messages name each setting the way `origins` says it was given.
+    fn check(&self, origins: &Origins) -> Result<(), ConfigError> {
+        let at_least_one: [(&str, u64, &'static str); 16] = [
+            (
+                "workers",
+                self.workers as u64,
+                "no worker would apply an event",
+            ),
+            (
+                "channel_capacity",
+                self.channel_capacity as u64,
+                "no stage could hand a record on",
+            ),
+            (
+                "batch_size",
+                self.batch_size as u64,
+                "no batch could hold an event",
+            ),
+            (
+                "inbox.readers",
+                self.inbox.readers as u64,
+                "no thread would read a file",
+            ),
+            (
+                "inbox.rescan_interval_secs",
+                self.inbox.rescan_interval_secs,
+                "the rescan would never pause",
+            ),
+            (
+                "database.max_retry_backoff_ms",
+                self.database.max_retry_backoff_ms,
+                "retries would hammer the database without a pause",
+            ),
+            (
+                "broker.ack_wait_secs",
+                self.broker.ack_wait_secs,
+                "the broker would deliver every message again at once",
+            ),
+            (
+                "broker.replicas",
+                self.broker.replicas as u64,
+                "a stream needs one copy at least",
+            ),
+            (
+                "broker.fetch_batch",
+                self.broker.fetch_batch as u64,
+                "a replica would fetch nothing",
+            ),
+            (
+                "broker.publish_in_flight",
+                self.broker.publish_in_flight as u64,
+                "a forwarder could publish nothing",
+            ),
+            (
+                "broker.duplicate_window_secs",
+                self.broker.duplicate_window_secs,
+                "the broker could not drop a re-published event",
+            ),
+            (
+                "lake.retired_ids_days",
+                self.lake.retired_ids_days,
+                "a replayed old event could not be recognised",
+            ),
+            (
+                "alerts.database_down_secs",
+                self.alerts.database_down_secs,
+                "every retry would send an alert",
+            ),
+            (
+                "alerts.rejections_interval_secs",
+                self.alerts.rejections_interval_secs,
+                "the summaries would have no period",
+            ),
+            (
+                "serve.pool_size",
+                self.serve.pool_size as u64,
+                "the read API would have no connection",
+            ),
+            (
+                "serve.max_in_flight",
+                self.serve.max_in_flight as u64,
+                "the read API would answer every request 503",
+            ),
+        ];
+        for (path, value, why) in at_least_one {
+            if value == 0 {
+                return Err(ConfigError::Zero {
+                    setting: origins.describe(path),
+                    why,
+                });
+            }
+        }
+        if self.lake.raw_retention_days > 0 && self.lake.export_interval_secs == 0 {
+            // Deleting raw rows that were never exported would lose them.
+            return Err(ConfigError::RawRetentionWithoutExport {
+                raw: origins.describe("lake.raw_retention_days"),
+                export:
+                    "`export_interval_secs` in [lake] (ETL_LAKE__EXPORT_INTERVAL_SECS, or the flat \
+                         lake_export_interval_secs)"
+                        .to_owned(),
+            });
+        }
+        let mut inbox: Option<usize> = None;
+        let mut names: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (index, source) in self.sources.iter().enumerate() {
+            let number = index + 1;
+            match source {
+                SourceConfig::Inbox {} => {
+                    if let Some(first) = inbox {
+                        return Err(ConfigError::InboxTwice {
+                            first,
+                            second: number,
+                        });
+                    }
+                    inbox = Some(number);
+                }
+                SourceConfig::Jetstream {} => {}
+                SourceConfig::Http(http) => {
+                    if let Some(&first) = names.get(http.name.as_str()) {
+                        return Err(ConfigError::DuplicateSourceName {
+                            name: http.name.clone(),
+                            first,
+                            second: number,
+                        });
+                    }
+                    names.insert(&http.name, number);
+                    http.check()?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The configured sources, or the inbox alone when none is.
@@ -273,7 +294,7 @@ impl Config {
     }
 
     pub fn settle(&self) -> Duration {
-        Duration::from_millis(self.settle_ms)
+        Duration::from_millis(self.inbox.settle_ms)
     }
 
     pub fn batch_timeout(&self) -> Duration {
@@ -281,7 +302,7 @@ impl Config {
     }
 
     pub fn rescan_interval(&self) -> Duration {
-        Duration::from_secs(self.rescan_interval_secs.max(1))
+        Duration::from_secs(self.inbox.rescan_interval_secs)
     }
 
     pub fn shutdown_timeout(&self) -> Duration {
@@ -293,23 +314,28 @@ impl Config {
     }
 
     pub fn nats_ack_wait(&self) -> Duration {
-        Duration::from_secs(self.nats_ack_wait_secs.max(1))
+        Duration::from_secs(self.broker.ack_wait_secs)
     }
 
     pub fn max_retry_backoff(&self) -> Duration {
-        Duration::from_millis(self.max_retry_backoff_ms.max(1))
+        Duration::from_millis(self.database.max_retry_backoff_ms)
     }
 }
 
 /// Why the configuration cannot be used: one line per problem, naming the key, where it was
 /// found (the file and its table, or the environment variable) and, for a misspelt key, the
-/// nearest known one. figment's own message lists every known key of the table (51 at the top
-/// level), which hides the one line that matters.
-pub fn explain(error: &figment::Error) -> Vec<String> {
-    error.clone().into_iter().map(|e| explain_one(&e)).collect()
+/// nearest known one. figment's own message lists every known key of the table, which hides
+/// the one line that matters. `origins` says how each setting was spelt (a flat alias, or its
+/// section's table), so a setting is named as the user wrote it.
+pub(crate) fn explain(error: &figment::Error, origins: &Origins) -> Vec<String> {
+    error
+        .clone()
+        .into_iter()
+        .map(|e| explain_one(&e, origins))
+        .collect()
 }
 
-fn explain_one(error: &figment::Error) -> String {
+fn explain_one(error: &figment::Error, origins: &Origins) -> String {
     use figment::error::Kind;
     let from_env = error
         .metadata
@@ -325,18 +351,29 @@ fn explain_one(error: &figment::Error) -> String {
             if path.last() == Some(found) {
                 path.pop();
             }
-            let hint = match nearest(found, known) {
+            // At the top level, the flat aliases are known keys too.
+            let mut known: Vec<&str> = known.to_vec();
+            if path.is_empty() {
+                known.extend(sections::FLAT_ALIASES.iter().map(|(flat, _, _)| *flat));
+            }
+            let section = match path.as_slice() {
+                [section] if sections::SECTIONS.contains(&section.as_str()) => {
+                    Some(section.as_str())
+                }
+                _ => None,
+            };
+            let hint = match nearest(found, &known) {
                 Some(near) if from_env => {
-                    format!("did you mean ETL_{}?", near.to_ascii_uppercase())
+                    format!("did you mean {}?", sections::env_var(section, near))
                 }
                 Some(near) => format!("did you mean `{near}`?"),
                 None => "no known key is close (see docs/src/reference/configuration.md)".into(),
             };
             if from_env {
                 format!(
-                    "unknown environment variable ETL_{}: {hint} (every ETL_* variable must be a \
+                    "unknown environment variable {}: {hint} (every ETL_* variable must be a \
                      setting, so that a misspelt one is not silently ignored)",
-                    found.to_ascii_uppercase()
+                    sections::env_var(section, found)
                 )
             } else {
                 format!(
@@ -371,6 +408,17 @@ fn explain_one(error: &figment::Error) -> String {
         Kind::InvalidType(..) | Kind::InvalidValue(..) | Kind::InvalidLength(..) => {
             // figment's path ends at the key, or (inside a `[[sources]]` table, which serde
             // reads as a whole) at the table's index: then the table is all it can name.
+            // A setting of the configuration itself (not a `[[sources]]` table's): named as given.
+            let setting = path.join(".");
+            if path.first().map(String::as_str) != Some("sources") {
+                if let Some(origin) = origins.get(&setting) {
+                    let fix = match origin {
+                        input::Origin::Env { .. } => "fix the variable's value",
+                        input::Origin::File { .. } => "fix its value",
+                    };
+                    return format!("{origin}: {}: {fix}", error.kind);
+                }
+            }
             let Some(key) = path.pop_if(|last| last.parse::<usize>().is_err()) else {
                 return format!(
                     "a value {}: {}: fix it",
@@ -496,17 +544,17 @@ fn find_table(value: &toml::Value, key: &str, at: &mut Vec<String>) -> bool {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut shown = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
-        shown["database_url"] = crate::secrets::redact(&self.database_url).into();
+        shown["database"]["url"] = crate::secrets::redact(&self.database.url).into();
         // A webhook URL is a credential (its path is the token).
-        if !self.alert_webhook_url.is_empty() {
-            shown["alert_webhook_url"] = "***".into();
+        if !self.alerts.webhook_url.is_empty() {
+            shown["alerts"]["webhook_url"] = "***".into();
         }
-        if let Some(url) = &self.read_database_url {
-            shown["read_database_url"] = crate::secrets::redact(url).into();
+        if let Some(url) = &self.serve.database_url {
+            shown["serve"]["database_url"] = crate::secrets::redact(url).into();
         }
         // The read API's token: never in a log line.
-        if self.api_token.is_some() {
-            shown["api_token"] = "***".into();
+        if self.serve.api_token.is_some() {
+            shown["serve"]["api_token"] = "***".into();
         }
         write!(f, "Config {shown}")
     }
@@ -585,7 +633,7 @@ impl crate::catalog::Catalog {
 mod tests {
     use super::*;
 
-    fn load(toml: &str) -> Result<Config, Box<figment::Error>> {
+    fn load(toml: &str) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("etl.toml");
         std::fs::write(&file, toml).expect("write etl.toml");
@@ -598,7 +646,7 @@ mod tests {
             "api_token = \"tok-123456\"\nread_database_url = \"postgres://r:pw-98765@db/dwh\"\n",
         )
         .expect("valid");
-        assert_eq!(config.api_token.as_deref(), Some("tok-123456"));
+        assert_eq!(config.serve.api_token.as_deref(), Some("tok-123456"));
         let shown = format!("{config:?}");
         assert!(!shown.contains("tok-123456"), "{shown}");
         assert!(!shown.contains("pw-98765"), "{shown}");
@@ -645,7 +693,7 @@ mod tests {
         let file = dir.path().join("etl.toml");
         std::fs::write(&file, toml).expect("write etl.toml");
         let error = Config::load(&file).expect_err("refused");
-        let lines = explain(&error);
+        let lines = error.lines();
         assert_eq!(lines.len(), 1, "{lines:?}");
         lines[0].replace(&file.display().to_string(), "etl.toml")
     }
@@ -676,6 +724,102 @@ mod tests {
         assert_eq!(
             explained("[[sources]]\nkind = \"inbx\"\n"),
             "unknown value \"inbx\" of `kind` in [[sources]] #1 (kind = \"inbx\") of etl.toml: did you mean \"inbox\"?"
+        );
+    }
+
+    #[test]
+    fn a_setting_is_read_from_its_section_or_its_flat_alias() {
+        let sectioned =
+            load("[database]\nurl = \"postgres://a@h/x\"\n[broker]\nurl = \"nats://b:1\"\n")
+                .expect("valid");
+        assert_eq!(sectioned.database.url, "postgres://a@h/x");
+        assert_eq!(sectioned.broker.url, "nats://b:1");
+        let flat = load("database_url = \"postgres://a@h/x\"\nnats_url = \"nats://b:1\"\n")
+            .expect("valid");
+        assert_eq!(flat.database.url, "postgres://a@h/x");
+        assert_eq!(flat.broker.url, "nats://b:1");
+        // A section given in part keeps the defaults of its other keys.
+        assert_eq!(flat.broker.stream, "EVENTS");
+    }
+
+    #[test]
+    fn both_names_of_one_setting_are_refused_naming_both() {
+        assert_eq!(
+            explained(
+                "database_url = \"postgres://a@h/x\"\n[database]\nurl = \"postgres://b@h/x\"\n"
+            ),
+            "`url` in [database] of etl.toml and `database_url` at the top level of etl.toml are \
+             the same setting: keep one (`url` in [database] of etl.toml is its name, \
+             `database_url` at the top level of etl.toml an alias kept for older files)"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_key_in_a_section_is_named_with_its_section() {
+        assert_eq!(
+            explained("[broker]\nack_wait_sec = 60\n"),
+            "unknown key `ack_wait_sec` in [broker] of etl.toml: did you mean `ack_wait_secs`?"
+        );
+        assert_eq!(
+            explained("nats_ulr = \"nats://b:1\"\n"),
+            "unknown key `nats_ulr` at the top level of etl.toml: did you mean `nats_url`?"
+        );
+        assert_eq!(
+            explained("[inbox]\nreaders = \"two\"\n"),
+            "`readers` in [inbox] of etl.toml: invalid type: found string \"two\", expected usize: \
+             fix its value"
+        );
+        assert_eq!(
+            explained("database = \"postgres://a@h/x\"\n"),
+            "`database` at the top level of etl.toml names the section [database], which holds \
+             settings rather than a value: set its keys instead (`key = value` lines under \
+             [database] in the file, or ETL_DATABASE__<KEY> variables)"
+        );
+    }
+
+    #[test]
+    fn a_zero_that_cannot_work_is_refused_naming_the_key_as_written() {
+        assert_eq!(
+            explained("workers = 0\n"),
+            "`workers` at the top level of etl.toml is 0, which cannot work (no worker would apply \
+             an event): set it to at least 1"
+        );
+        assert_eq!(
+            explained("[broker]\nfetch_batch = 0\n"),
+            "`fetch_batch` in [broker] of etl.toml is 0, which cannot work (a replica would fetch \
+             nothing): set it to at least 1"
+        );
+        assert_eq!(
+            explained("serve_pool_size = 0\n"),
+            "`serve_pool_size` at the top level of etl.toml is 0, which cannot work (the read API \
+             would have no connection): set it to at least 1"
+        );
+    }
+
+    #[test]
+    fn raw_retention_without_the_lake_export_is_refused() {
+        let line = explained("[lake]\nraw_retention_days = 30\n");
+        assert!(
+            line.starts_with("`raw_retention_days` in [lake] of etl.toml needs the lake export"),
+            "{line}"
+        );
+        load("[lake]\nraw_retention_days = 30\nexport_interval_secs = 3600\n").expect("valid");
+    }
+
+    #[test]
+    fn sources_are_checked_when_the_configuration_is_loaded() {
+        assert_eq!(
+            explained("[[sources]]\nkind = \"inbox\"\n[[sources]]\nkind = \"inbox\"\n"),
+            "the inbox source is configured twice ([[sources]] #1 and #2): keep one"
+        );
+        let http = "[[sources]]\nkind = \"http\"\nname = \"crm\"\ntype = \"cards\"\n\
+                    url = \"https://x/\"\nitem = { key = \"/id\", version = \"/v\" }\n";
+        assert!(
+            explained(&format!("{http}{http}")).starts_with("two http sources are named \"crm\"")
+        );
+        assert_eq!(
+            explained(&http.replace("https://x/", "ftp://x/")),
+            "source \"crm\": url \"ftp://x/\" is not an http(s) URL"
         );
     }
 

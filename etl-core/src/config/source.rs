@@ -9,11 +9,11 @@ use super::http::HttpConfig;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SourceConfig {
-    /// The `events/inbox/<type>/` folders (the `etl::source::inbox` source); its settings are the top-level
-    /// `settle_ms`, `readers`, `max_file_bytes`, `rescan_interval_secs`.
+    /// The `events/inbox/<type>/` folders (the `etl::source::inbox` source); its settings are the
+    /// `[inbox]` section.
     Inbox {},
-    /// The JetStream stream's durable pull consumer (`etl::source::jetstream`); its settings are the
-    /// top-level `nats_*` keys.
+    /// The JetStream stream's durable pull consumer (`etl::source::jetstream`); its settings are
+    /// the `[broker]` section.
     Jetstream {},
     /// An HTTP API polled on a schedule (`etl::source::http`); any number of them, each named.
     Http(Box<HttpConfig>),

@@ -379,7 +379,10 @@ mod tests {
         assert_eq!(parse_document("[1]").expect("valid").1, None);
         assert_eq!(parse_document("{\"x\":1}").expect("valid").1, None);
         // A payload nested deeper is not the document's.
-        assert_eq!(parse_document("{\"x\":{\"payload\":1}}").expect("valid").1, None);
+        assert_eq!(
+            parse_document("{\"x\":{\"payload\":1}}").expect("valid").1,
+            None
+        );
     }
 
     #[test]

@@ -27,14 +27,17 @@ pub fn infer(config: &Config, args: &InferArgs) -> Result<Outcome, CommandError>
     let mut skipped = Vec::new();
     for file in &files {
         let origin = crate::names::encode_path(file).into_owned();
-        match read_untrusted(file, config.max_file_bytes) {
+        match read_untrusted(file, config.inbox.max_file_bytes) {
             Ok(Contents::Bytes { bytes, .. }) => match Sample::parse(origin.clone(), &bytes) {
                 Ok(sample) => samples.push(sample),
                 Err(why) => skipped.push((origin, why.to_string())),
             },
             Ok(Contents::TooLarge(_)) => skipped.push((
                 origin,
-                format!("larger than max_file_bytes ({})", config.max_file_bytes),
+                format!(
+                    "larger than max_file_bytes ({})",
+                    config.inbox.max_file_bytes
+                ),
             )),
             Ok(Contents::Gone) => skipped.push((origin, "gone before it was read".into())),
             Ok(Contents::Ignored(why)) => skipped.push((origin, why.into())),
@@ -64,12 +67,12 @@ pub fn infer(config: &Config, args: &InferArgs) -> Result<Outcome, CommandError>
         Err(error) => return Err(CommandError::Refused(error.to_string())),
     };
     print!("{}", crate::infer::report::report(&inference));
-    let existing: Vec<String> = crate::load::migrate::read(&config.migrations_dir)
+    let existing: Vec<String> = crate::load::migrate::read(&config.database.migrations_dir)
         .map_err(|source| CommandError::Io {
             context: format!(
                 "cannot read the migrations folder {} (the draft's migration must sort after \
                  every migration in it)",
-                config.migrations_dir.display()
+                config.database.migrations_dir.display()
             ),
             source,
         })?
@@ -114,7 +117,7 @@ fn refuse_live_folder(config: &Config, out: &Path) -> Result<(), CommandError> {
     for (what, live) in [
         ("schemas_dir", &config.schemas_dir),
         ("types_dir", &config.types_dir),
-        ("migrations_dir", &config.migrations_dir),
+        ("migrations_dir", &config.database.migrations_dir),
     ] {
         if absolute(live) == target {
             return Err(CommandError::Refused(format!(

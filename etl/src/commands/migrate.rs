@@ -10,9 +10,11 @@ use crate::load::Warehouse;
 pub async fn migrate(config: Config) -> Result<Outcome, CommandError> {
     let catalog = Catalog::load(&config)?;
     let migrations =
-        crate::load::migrate::read(&config.migrations_dir).map_err(|source| CommandError::Io {
-            context: format!("cannot read {}", config.migrations_dir.display()),
-            source,
+        crate::load::migrate::read(&config.database.migrations_dir).map_err(|source| {
+            CommandError::Io {
+                context: format!("cannot read {}", config.database.migrations_dir.display()),
+                source,
+            }
         })?;
     let warehouse = Warehouse::open(Target::from_config(&config)?, 1)?;
     let stop = stop_on_signal();

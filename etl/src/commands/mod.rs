@@ -150,8 +150,7 @@ pub fn load_config(file: Option<&Path>, wait: Wait) -> Result<Config, CommandErr
         },
         None => PathBuf::from(DEFAULT_CONFIG),
     };
-    let mut config = Config::load(&file)
-        .map_err(|error| CommandError::Config(crate::config::explain(&error)))?;
+    let mut config = Config::load(&file).map_err(|error| CommandError::Config(error.lines()))?;
     config.startup_wait = wait;
     Ok(config)
 }

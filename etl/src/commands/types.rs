@@ -84,7 +84,7 @@ async fn plan(
         print!("{text}");
         return Ok(Outcome::Done);
     };
-    let mut existing = migration_names(&config.migrations_dir)?;
+    let mut existing = migration_names(&config.database.migrations_dir)?;
     existing.extend(migration_names(out)?);
     let what = format!(
         "update_{}",

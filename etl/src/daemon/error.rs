@@ -5,6 +5,8 @@
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
     Catalog(#[from] crate::catalog::CatalogError),
     #[error("{0}")]
     Retention(#[from] crate::housekeeping::folders::RetentionError),

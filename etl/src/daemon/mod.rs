@@ -107,6 +107,8 @@ pub async fn run_to(
         graceful: true,
         stuck: 0,
     };
+    // A configuration built in code (an embedding program, a test) is checked as a loaded one is.
+    config.validate()?;
     let stats = Arc::new(Stats::default());
     let catalog = Catalog::load(&config)?;
     tracing::info!(types = ?catalog.origins(), "event types declared");
@@ -177,7 +179,7 @@ pub async fn run_to(
 
     let progress = tokio::spawn(progress::report(shared.clone(), shutdown.intake().clone()));
     let ops = crate::ops::start(&shared, shutdown.intake());
-    tracing::info!(?mode, workers = config.workers, readers = config.readers, data_dir = %config.data_dir.display(), "pipeline started");
+    tracing::info!(?mode, workers = config.workers, readers = config.inbox.readers, data_dir = %config.data_dir.display(), "pipeline started");
     // The shutdown clock starts at the signal, even if intake is blocked on full queues (a
     // database outage with a backlog): the hard stop then unblocks every stage in turn.
     // All at once: a source that fails (or panics) is noticed at once, not only after the

@@ -54,9 +54,9 @@ pub async fn start(
     match sink {
         Sink::Warehouse => {
             let migrations =
-                crate::load::migrate::read(&config.migrations_dir).map_err(|source| {
+                crate::load::migrate::read(&config.database.migrations_dir).map_err(|source| {
                     DaemonError::Io {
-                        what: format!("cannot read {}", config.migrations_dir.display()),
+                        what: format!("cannot read {}", config.database.migrations_dir.display()),
                         source,
                     }
                 })?;
@@ -106,7 +106,7 @@ pub async fn start(
             let js = async_nats::jetstream::new(client.clone());
             crate::broker::ensure_stream(&js, config).await?;
             let publisher = Publisher::start(client, config, shutdown.hard().clone());
-            tracing::info!(stream = %config.nats_stream, url = %crate::broker::shown_url(config), "forwarding to the broker");
+            tracing::info!(stream = %config.broker.stream, url = %crate::broker::shown_url(config), "forwarding to the broker");
             Ok(Some(Started {
                 warehouse: None,
                 events: publisher.sender,

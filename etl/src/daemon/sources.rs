@@ -12,7 +12,9 @@ use crate::source::jetstream::JetStream;
 use crate::source::Source;
 use crate::stats::Stats;
 
-/// The sources the configuration names; the inbox when it names none.
+/// The sources the configuration names; the inbox when it names none. The tables themselves
+/// (one inbox at most, distinct names, each HTTP source's settings) were checked with the
+/// configuration (`Config::validate`).
 pub fn build(
     config: &Config,
     catalog: &Catalog,
@@ -20,18 +22,9 @@ pub fn build(
     warehouse: Option<&Warehouse>,
 ) -> Result<Vec<Arc<dyn Source>>, DaemonError> {
     let mut sources: Vec<Arc<dyn Source>> = Vec::new();
-    let mut inbox_seen = false;
-    let mut names = std::collections::HashSet::new();
     for source in config.sources() {
         match source {
             SourceConfig::Inbox {} => {
-                // Two inbox sources would race each other for the same files.
-                if inbox_seen {
-                    return Err(DaemonError::Sources(
-                        "the inbox source is configured twice".into(),
-                    ));
-                }
-                inbox_seen = true;
                 inbox::files::ensure_layout(config, catalog).map_err(|source| DaemonError::Io {
                     what: format!(
                         "cannot create the data folder layout under {}",
@@ -60,12 +53,6 @@ pub fn build(
                         "etl forward reads the inbox; http sources are for etl run".into(),
                     ));
                 };
-                if !names.insert(source.name.clone()) {
-                    return Err(DaemonError::Sources(format!(
-                        "two http sources are named {:?}; each needs its own name (its position, its landing folder)",
-                        source.name
-                    )));
-                }
                 sources.push(Arc::new(HttpSource::new(
                     &source,
                     config,

@@ -65,18 +65,18 @@ impl Plan {
     /// The plan `config` asks for (None when the interval is 0), after checking an archive
     /// folder can take day folders by rename: same file system as the data, and outside it.
     pub fn from_config(config: &Config) -> Result<Option<Plan>, RetentionError> {
-        if config.retention_interval_secs == 0 {
+        if config.retention.interval_secs == 0 {
             return Ok(None);
         }
         let days = |d: u64| (d > 0).then_some(d);
         let plan = Plan {
-            every: Duration::from_secs(config.retention_interval_secs),
+            every: Duration::from_secs(config.retention.interval_secs),
             events_dir: config.events_dir(),
             landing_dir: config.landing_dir(),
-            done: days(config.done_retention_days),
-            failed: days(config.failed_retention_days),
-            landing: days(config.landing_retention_days),
-            archive: config.archive_dir.clone(),
+            done: days(config.retention.done_days),
+            failed: days(config.retention.failed_days),
+            landing: days(config.retention.landing_days),
+            archive: config.retention.archive_dir.clone(),
         };
         if let Some(archive) = &plan.archive {
             check_archive(archive, &config.data_dir, &plan)?;

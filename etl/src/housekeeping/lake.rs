@@ -27,12 +27,12 @@ pub struct Schedule {
 impl Schedule {
     /// The schedule `config` asks for, if any.
     pub fn from_config(config: &Config) -> Option<Schedule> {
-        (config.lake_export_interval_secs > 0).then(|| Schedule {
+        (config.lake.export_interval_secs > 0).then(|| Schedule {
             dir: config.lake_dir(),
-            every: Duration::from_secs(config.lake_export_interval_secs),
-            raw_retention: (config.raw_retention_days > 0)
-                .then(|| Duration::from_secs(config.raw_retention_days * 86_400)),
-            retired_ids: Duration::from_secs(config.retired_ids_days.max(1) * 86_400),
+            every: Duration::from_secs(config.lake.export_interval_secs),
+            raw_retention: (config.lake.raw_retention_days > 0)
+                .then(|| Duration::from_secs(config.lake.raw_retention_days * 86_400)),
+            retired_ids: Duration::from_secs(config.lake.retired_ids_days.max(1) * 86_400),
         })
     }
 }

@@ -86,11 +86,11 @@ impl Target {
     /// The warehouse of `config`: its URL (or the file `database_url_file` names), with the
     /// password from `database_password_file` when set.
     pub fn from_config(config: &Config) -> Result<Target, SetupError> {
-        let url = match &config.database_url_file {
+        let url = match &config.database.url_file {
             Some(path) => read_secret(path, "database_url_file")?.trim().to_owned(),
-            None => config.database_url.clone(),
+            None => config.database.url.clone(),
         };
-        let password = match &config.database_password_file {
+        let password = match &config.database.password_file {
             Some(path) => Some(read_secret(path, "database_password_file")?),
             None => None,
         };
@@ -179,12 +179,12 @@ pub async fn session(config: &Config) -> Result<tokio_postgres::Client, DbError>
 /// The warehouse URL of `config` as it may be shown: password redacted, or the name of the
 /// file that holds it.
 pub fn describe(config: &Config) -> String {
-    match &config.database_url_file {
+    match &config.database.url_file {
         Some(path) => match read_secret(path, "database_url_file") {
             Ok(url) => redact(url.trim()),
             Err(_) => format!("(database_url_file {})", path.display()),
         },
-        None => redact(&config.database_url),
+        None => redact(&config.database.url),
     }
 }
 
@@ -598,10 +598,8 @@ mod tests {
 
     #[test]
     fn a_logged_config_shows_no_password() {
-        let config = Config {
-            database_url: "postgres://etl:hunter2@h/db".into(),
-            ..Config::default()
-        };
+        let mut config = Config::default();
+        config.database.url = "postgres://etl:hunter2@h/db".into();
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("postgres://etl:***@h/db"), "{shown}");

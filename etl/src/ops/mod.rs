@@ -44,7 +44,7 @@ pub fn start(shared: &Arc<Shared>, stop: &CancellationToken) -> Tasks {
             .clone()
             .map(|w| webhook::DatabaseAlert::new(w, config));
         // The ping comes often enough to honour a short alert threshold.
-        let every = probe::EVERY.min(Duration::from_secs(config.alert_database_down_secs.max(1)));
+        let every = probe::EVERY.min(Duration::from_secs(config.alerts.database_down_secs.max(1)));
         tokio::spawn(probe::database(warehouse, alert, every, stop.clone()))
     });
     let summaries = webhook.map(|webhook| {

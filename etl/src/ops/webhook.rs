@@ -20,7 +20,7 @@ pub struct Webhook {
 impl Webhook {
     /// The configured webhook, if any.
     pub fn from_config(config: &Config) -> Option<Arc<Webhook>> {
-        if config.alert_webhook_url.is_empty() {
+        if config.alerts.webhook_url.is_empty() {
             return None;
         }
         let http = reqwest::Client::builder()
@@ -29,7 +29,7 @@ impl Webhook {
             .ok()?;
         Some(Arc::new(Webhook {
             http,
-            url: config.alert_webhook_url.clone(),
+            url: config.alerts.webhook_url.clone(),
         }))
     }
 
@@ -68,7 +68,7 @@ impl DatabaseAlert {
     pub fn new(webhook: Arc<Webhook>, config: &Config) -> DatabaseAlert {
         DatabaseAlert {
             webhook,
-            threshold: Duration::from_secs(config.alert_database_down_secs),
+            threshold: Duration::from_secs(config.alerts.database_down_secs),
             down_since: None,
             fired: false,
         }
@@ -109,7 +109,7 @@ pub async fn rejections(
     config: &Config,
     stop: CancellationToken,
 ) {
-    let every = Duration::from_secs(config.alert_rejections_interval_secs.max(1));
+    let every = Duration::from_secs(config.alerts.rejections_interval_secs);
     while crate::backoff::sleep(every, &stop).await {
         let recent = stats.take_rejections();
         if recent.by.is_empty() {

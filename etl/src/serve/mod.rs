@@ -63,7 +63,7 @@ impl Token {
     /// The token of `config`: the file `api_token_file` names (without its final newline), or
     /// `api_token` (`ETL_API_TOKEN`); none when neither is set or the value is empty.
     pub fn from_config(config: &Config) -> Result<Option<Token>, ServeError> {
-        let text = match (&config.api_token_file, &config.api_token) {
+        let text = match (&config.serve.api_token_file, &config.serve.api_token) {
             (Some(path), _) => std::fs::read_to_string(path)
                 .map_err(|e| {
                     ServeError::Refused(format!(
@@ -123,14 +123,14 @@ async fn admit(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> R
 /// connections, each with `statement_timeout` and read-only transactions set as start-up
 /// options (no extra round trip per connection or per request).
 fn pool(config: &Config) -> Result<Pool, DbError> {
-    let mut target = match &config.read_database_url {
+    let mut target = match &config.serve.database_url {
         Some(url) => Target::parse(url)?,
         None => Target::from_config(config)?,
     };
     let options = format!(
         "{} -c statement_timeout={} -c default_transaction_read_only=on",
         target.pg.get_options().unwrap_or_default(),
-        config.serve_statement_timeout_ms
+        config.serve.statement_timeout_ms
     );
     target.pg.options(options.trim_start());
     target.pg.application_name("etl serve");
@@ -142,9 +142,9 @@ fn pool(config: &Config) -> Result<Pool, DbError> {
         },
     );
     // A request waits this long at most for a connection, then answers 503.
-    let wait = Duration::from_millis(config.serve_statement_timeout_ms.max(1000) * 5);
+    let wait = Duration::from_millis(config.serve.statement_timeout_ms.max(1000) * 5);
     Pool::builder(manager)
-        .max_size(config.serve_pool_size)
+        .max_size(config.serve.pool_size)
         .wait_timeout(Some(wait))
         .create_timeout(Some(Duration::from_secs(5)))
         .runtime(Runtime::Tokio1)
@@ -161,7 +161,7 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let catalog = Catalog::load(config)?;
     let token = Token::from_config(config)?;
-    let addr = listen.unwrap_or_else(|| config.serve_addr.clone());
+    let addr = listen.unwrap_or_else(|| config.serve.addr.clone());
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|source| ServeError::Listen {
@@ -211,7 +211,7 @@ pub async fn run(
     });
     let gate = Arc::new(Gate {
         token: token.clone(),
-        in_flight: Arc::new(Semaphore::new(config.serve_max_in_flight)),
+        in_flight: Arc::new(Semaphore::new(config.serve.max_in_flight)),
     });
     let app = routes::router(api)
         .layer(axum::middleware::from_fn_with_state(gate, admit))
@@ -220,9 +220,9 @@ pub async fn run(
         addr = %local,
         types = %catalog.names(),
         token = token.is_some(),
-        pool = config.serve_pool_size,
-        max_in_flight = config.serve_max_in_flight,
-        statement_timeout_ms = config.serve_statement_timeout_ms,
+        pool = config.serve.pool_size,
+        max_in_flight = config.serve.max_in_flight,
+        statement_timeout_ms = config.serve.statement_timeout_ms,
         "serving the read API on /api/v1 (document: /api/v1/openapi.json)"
     );
     axum::serve(listener, app)

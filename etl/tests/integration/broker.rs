@@ -179,7 +179,7 @@ fn settled(
     events: usize,
     limit: Duration,
 ) -> bool {
-    let url = env.config.database_url.clone();
+    let url = env.config.database.url.clone();
     wait_until(limit, || {
         hosts.iter().all(|h| h.files("inbox").is_empty())
             && count(&url, "SELECT count(*) FROM events") == events as i64
@@ -215,7 +215,7 @@ fn assert_loaded(env: &Env, hosts: &[&Host], expected: &[PathBuf]) {
         expected.len(),
         "every valid file is in a done/ folder"
     );
-    let url = &env.config.database_url;
+    let url = &env.config.database.url;
     let committed = common::committed_event_ids(url);
     for file in &done {
         let id = common::event_id_of(file);
@@ -245,7 +245,7 @@ fn assert_settled_and_loaded(
         let logs: Vec<String> = daemons.iter().map(|d| d.log_tail(20)).collect();
         panic!(
             "not settled within {limit:?}: {} events of {}, {} files left in the inbox\n{}",
-            count(&env.config.database_url, "SELECT count(*) FROM events"),
+            count(&env.config.database.url, "SELECT count(*) FROM events"),
             files.len(),
             host.files("inbox").len(),
             logs.join("\n---\n")
@@ -327,7 +327,7 @@ fn three_forwarders_and_two_replicas_load_the_oracle_with_producers_writing() {
             Duration::from_secs(90)
         ),
         "not settled: {} events of {}; replica log:\n{}",
-        count(&env.config.database_url, "SELECT count(*) FROM events"),
+        count(&env.config.database.url, "SELECT count(*) FROM events"),
         expected.len(),
         replicas[0].log_tail(20)
     );
@@ -433,7 +433,7 @@ fn a_replica_killed_mid_stream_leaves_its_messages_to_the_other() {
     );
     assert!(
         wait_until(Duration::from_secs(60), || count(
-            &env.config.database_url,
+            &env.config.database.url,
             "SELECT count(*) FROM events"
         ) > 1_000),
         "{}",
@@ -461,7 +461,7 @@ fn a_database_outage_longer_than_the_ack_wait_drops_and_dead_letters_nothing() {
     testkit::pg::psql(&cluster.url(), "CREATE DATABASE etl").expect("create database");
     let url = format!("postgres://postgres@127.0.0.1:{}/etl", cluster.port());
     let mut env = Env::new();
-    env.config.database_url = url.clone();
+    env.config.database.url = url.clone();
     let server = testkit::nats::Server::start();
     let vars = with(
         &broker_vars(&server, 1),
@@ -566,7 +566,7 @@ fn an_event_the_database_refuses_is_dead_lettered_with_its_sqlstate_and_the_rest
     assert!(
         wait_until(Duration::from_secs(60), || {
             count(
-                &env.config.database_url,
+                &env.config.database.url,
                 "SELECT count(*) FROM rejected_events",
             ) >= 1
                 && server
@@ -586,7 +586,7 @@ fn an_event_the_database_refuses_is_dead_lettered_with_its_sqlstate_and_the_rest
         assert_eq!(l["sqlstate"], "23514");
     }
     assert_eq!(
-        count(&env.config.database_url, "SELECT count(*) FROM events"),
+        count(&env.config.database.url, "SELECT count(*) FROM events"),
         loaded as i64
     );
     let warned = replica
@@ -615,7 +615,7 @@ fn an_event_the_database_refuses_is_dead_lettered_with_its_sqlstate_and_the_rest
     publish_raw(&server, "events.cards", doc.to_string().as_bytes());
     assert!(
         wait_until(Duration::from_secs(30), || count(
-            &env.config.database_url,
+            &env.config.database.url,
             "SELECT count(*) FROM rejected_events"
         ) == refused.len() as i64 + 1),
         "{}",
@@ -652,7 +652,7 @@ fn invalid_messages_published_directly_are_dead_lettered_and_replayed_after_a_fi
     publish_raw(&server, "events.cards", twice.as_bytes());
     assert!(
         wait_until(Duration::from_secs(30), || count(
-            &env.config.database_url,
+            &env.config.database.url,
             "SELECT count(*) FROM rejected_events"
         ) == 4),
         "{}",
@@ -674,7 +674,7 @@ fn invalid_messages_published_directly_are_dead_lettered_and_replayed_after_a_fi
     );
     assert_eq!(
         count(
-            &env.config.database_url,
+            &env.config.database.url,
             "SELECT count(*) FROM cards WHERE id IN (78, 79)"
         ),
         0,
@@ -734,7 +734,7 @@ fn invalid_messages_published_directly_are_dead_lettered_and_replayed_after_a_fi
     assert!(String::from_utf8_lossy(&replay.stdout).contains("replayed 1 dead letter(s)"));
     assert!(
         wait_until(Duration::from_secs(30), || count(
-            &env.config.database_url,
+            &env.config.database.url,
             "SELECT count(*) FROM cards WHERE id = 77 AND user_id IS NULL"
         ) == 1),
         "{}",
@@ -742,7 +742,7 @@ fn invalid_messages_published_directly_are_dead_lettered_and_replayed_after_a_fi
     );
     assert_eq!(
         count(
-            &env.config.database_url,
+            &env.config.database.url,
             "SELECT count(*) FROM rejected_events"
         ),
         3,
@@ -985,7 +985,7 @@ fn a_three_node_cluster_loses_a_node_mid_stream_and_loses_nothing() {
     let replica = replica(&env, "replica", &vars);
     assert!(
         wait_until(Duration::from_secs(60), || count(
-            &env.config.database_url,
+            &env.config.database.url,
             "SELECT count(*) FROM events"
         ) > 500),
         "{}",

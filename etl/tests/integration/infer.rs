@@ -41,7 +41,7 @@ fn install(env: &Env, drafts: &Path) {
         } else if name.ends_with(".toml") {
             &env.config.types_dir
         } else {
-            &env.config.migrations_dir
+            &env.config.database.migrations_dir
         };
         std::fs::copy(&path, to.join(&name)).expect("install a draft");
     }
@@ -372,7 +372,10 @@ async fn a_field_added_to_cards_through_types_plan_loads_beside_old_rows() {
     assert!(file.is_file(), "{plan}");
     std::fs::copy(
         &file,
-        env.config.migrations_dir.join("0006_update_cards.sql"),
+        env.config
+            .database
+            .migrations_dir
+            .join("0006_update_cards.sql"),
     )
     .expect("install");
     let migrated = env.run_etl(&["migrate"]);

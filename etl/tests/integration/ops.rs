@@ -125,7 +125,7 @@ fn readiness_follows_the_database() {
     testkit::pg::psql(&cluster.url(), "CREATE DATABASE ready").expect("create db");
     let url = cluster.url();
     let (server, _) = url.rsplit_once('/').expect("url with a database");
-    env.config.database_url = format!("{server}/ready");
+    env.config.database.url = format!("{server}/ready");
     let addr = free_addr();
     let _daemon = follow(&env, &addr, &[]);
 

@@ -47,7 +47,7 @@ fn migrate_and_constrain(env: &Env) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    testkit::pg::psql(&env.config.database_url, SMALL_IDS).expect("constraint added");
+    testkit::pg::psql(&env.config.database.url, SMALL_IDS).expect("constraint added");
 }
 
 fn assert_refused_by_constraint(env: &Env, name: &str) {
@@ -160,7 +160,7 @@ fn deliver(env: &Env, files: &[PathBuf]) {
 fn following_a_lone_poison_file_is_rejected_and_an_outage_in_the_same_run_blames_no_event() {
     let cluster = testkit::pg::Cluster::start().expect("private cluster");
     let mut env = Env::new();
-    env.config.database_url = cluster.url();
+    env.config.database.url = cluster.url();
     migrate_and_constrain(&env);
     let source = tempfile::tempdir().expect("tmp");
     let valid = common::valid_backlog(source.path(), 30, 600, 33);
@@ -232,7 +232,7 @@ fn following_a_lone_poison_file_is_rejected_and_an_outage_in_the_same_run_blames
     assert!(etl.is_running());
     assert_eq!(files_in(&env, "failed").len(), 1);
     assert_refused_by_constraint(&env, "poison.json");
-    assert_eq!(common::dump_at(&env.config.database_url), expected);
+    assert_eq!(common::dump_at(&env.config.database.url), expected);
     etl.signal(libc::SIGTERM);
     assert!(etl.exit_within(Duration::from_secs(30)).success());
 }

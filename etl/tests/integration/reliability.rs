@@ -208,7 +208,7 @@ fn deliver(env: &Env, files: &[(Kind, PathBuf)]) {
 fn a_database_outage_delays_events_but_loses_and_rejects_none() {
     let (cluster, url) = private_server();
     let mut env = Env::new();
-    env.config.database_url = url.clone();
+    env.config.database.url = url.clone();
     let source = tempfile::tempdir().expect("tmp");
     let files = scratch_events(source.path(), 60, 540, 5);
     let expected = oracle(&files.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>());
@@ -269,7 +269,7 @@ fn a_database_outage_delays_events_but_loses_and_rejects_none() {
 fn a_daemon_started_while_the_database_is_down_waits_for_it() {
     let (cluster, url) = private_server();
     let mut env = Env::new();
-    env.config.database_url = url.clone();
+    env.config.database.url = url.clone();
     let files = backlog(&env, 20, 180, 6);
     let expected = oracle(&files);
     cluster.stop().expect("stop the server");
@@ -645,7 +645,7 @@ fn a_drain_ends_even_if_a_file_cannot_be_moved() {
 fn sigterm_during_an_outage_exits_within_the_bound_and_loses_nothing() {
     let (cluster, url) = private_server();
     let mut env = Env::new();
-    env.config.database_url = url.clone();
+    env.config.database.url = url.clone();
     let source = tempfile::tempdir().expect("tmp");
     let files = scratch_events(source.path(), 10, 90, 31);
     let expected = oracle(&files.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>());

@@ -73,13 +73,14 @@ impl Case {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("ca.pem"), &secure.ca_pem).expect("write CA");
         std::fs::write(dir.path().join("other-ca.pem"), &secure.other_ca_pem).expect("write CA");
-        let config = Config {
+        let mut config = Config {
             data_dir: dir.path().join("data"),
             schemas_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas")),
             types_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../types")),
-            migrations_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../db/migrations")),
             ..Config::default()
         };
+        config.database.migrations_dir =
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../db/migrations"));
         let catalog = etl::catalog::Catalog::load(&config).expect("the shipped types");
         etl::source::inbox::files::ensure_layout(&config, &catalog).expect("layout");
         Case { dir, config, db }
@@ -116,7 +117,7 @@ impl Case {
         cmd.env("ETL_DATA_DIR", &self.config.data_dir)
             .env("ETL_SCHEMAS_DIR", &self.config.schemas_dir)
             .env("ETL_TYPES_DIR", &self.config.types_dir)
-            .env("ETL_MIGRATIONS_DIR", &self.config.migrations_dir)
+            .env("ETL_MIGRATIONS_DIR", &self.config.database.migrations_dir)
             .env("ETL_HTTP_ADDR", "")
             .env("ETL_SETTLE_MS", "100")
             .env("RUST_LOG", "info")

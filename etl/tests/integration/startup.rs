@@ -343,7 +343,34 @@ type Case = (
 #[test]
 fn a_misspelt_key_gets_one_line_with_its_place_and_the_nearest_known_key() {
     let env = Env::new();
-    let cases: [Case; 4] = [
+    let cases: [Case; 7] = [
+        (
+            "[broker]\nack_wait_sec = 60\n",
+            &[],
+            &[
+                "`ack_wait_sec`",
+                "in [broker] of",
+                "did you mean `ack_wait_secs`?",
+            ],
+        ),
+        (
+            "workers = 0\n",
+            &[],
+            &[
+                "`workers` at the top level of",
+                "is 0",
+                "set it to at least 1",
+            ],
+        ),
+        (
+            // The harness sets ETL_DATABASE_URL: the sectioned name of the same setting too.
+            "",
+            &[("ETL_DATABASE__URL", "postgres://other@localhost/db")],
+            &[
+                "ETL_DATABASE__URL and ETL_DATABASE_URL are the same setting",
+                "keep one",
+            ],
+        ),
         (
             "batch_sise = 3\n",
             &[],

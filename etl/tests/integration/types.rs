@@ -199,7 +199,7 @@ fn a_declaration_its_table_does_not_match_stops_the_start_with_the_reason() {
     std::fs::write(&declaration, &original).expect("write");
     std::fs::remove_file(root.join("db/migrations/1000_transactions.sql")).expect("rm");
     let fresh = Env::new();
-    env.config.database_url = fresh.config.database_url.clone();
+    env.config.database.url = fresh.config.database.url.clone();
     let (code, log) = start(&env);
     assert_eq!(code, Some(2), "{log}");
     assert!(log.contains("table transactions does not exist"), "{log}");

@@ -114,7 +114,7 @@ impl Source for Inbox {
             let (inbox, pending_moves) = (self.clone(), pending_moves.clone());
             move || mover(&inbox, &pending_moves, &moves_rx)
         })];
-        for i in 0..config.readers {
+        for i in 0..config.inbox.readers {
             let (acks, jobs, intake) = (acks.clone(), jobs_rx.clone(), intake.clone());
             finished.push(spawn_thread(&format!("etl-reader-{i}"), move || {
                 reader(&acks, &jobs, &intake)
@@ -360,7 +360,7 @@ impl AckContext {
 /// A reader thread: reads files without trusting them and hands each to the intake.
 fn reader(acks: &Arc<AckContext>, jobs: &flume::Receiver<Job>, intake: &Intake) {
     let inbox = &acks.inbox;
-    let max_file_bytes = inbox.config.max_file_bytes;
+    let max_file_bytes = inbox.config.inbox.max_file_bytes;
     while !acks.stop.is_cancelled() {
         // Backpressure from the mover (its channel is unbounded, see `Inbox::start`).
         if acks.pending_moves.load(Ordering::Relaxed) >= MAX_PENDING_MOVES {
@@ -539,9 +539,12 @@ mod tests {
     fn test_config(dir: &tempfile::TempDir, settle_ms: u64) -> Config {
         let config = Config {
             data_dir: dir.path().join("data"),
-            settle_ms,
-            readers: 1,
-            rescan_interval_secs: 3600,
+            inbox: crate::config::InboxConfig {
+                settle_ms,
+                readers: 1,
+                rescan_interval_secs: 3600,
+                ..Default::default()
+            },
             ..Config::default()
         };
         files::ensure_layout(&config, &catalog()).expect("layout");

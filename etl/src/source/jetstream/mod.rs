@@ -48,7 +48,7 @@ const ACKS_IN_FLIGHT: usize = 512;
 /// Messages a replica asks for at once: no more than there is room for in the pipeline, so what
 /// it holds stays bounded.
 fn room(config: &Config) -> usize {
-    config.nats_fetch_batch.min(config.channel_capacity.max(1))
+    config.broker.fetch_batch.min(config.channel_capacity)
 }
 
 /// The JetStream source and what it knows while it runs.
@@ -162,7 +162,7 @@ impl JetStream {
         let js = jetstream::new(client.clone());
         let mut consumer = crate::broker::ensure_consumer(&js, &self.config).await?;
         let _ = self.client.set(client.clone());
-        tracing::info!(stream = %self.config.nats_stream, consumer = %self.config.nats_consumer, url = %crate::broker::shown_url(&self.config), "consuming from the broker");
+        tracing::info!(stream = %self.config.broker.stream, consumer = %self.config.broker.consumer, url = %crate::broker::shown_url(&self.config), "consuming from the broker");
 
         let (settled_tx, settled_rx) = mpsc::unbounded_channel();
         let acker = tokio::spawn(self.clone().acker(settled_rx));
@@ -264,7 +264,7 @@ impl JetStream {
         if delivered > 1 {
             outcome::broker_message("redelivered");
         }
-        let origin = format!("{}#{sequence}", self.config.nats_stream);
+        let origin = format!("{}#{sequence}", self.config.broker.stream);
         if let Some(reply) = message.reply.clone() {
             if let Ok(mut held) = self.held.lock() {
                 held.insert(sequence, (reply, Instant::now()));

@@ -40,17 +40,18 @@ impl Env {
     pub fn new() -> Env {
         let db = testkit::pg::fresh_db();
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = Config {
-            database_url: db.url.clone(),
+        let mut config = Config {
             data_dir: dir.path().join("data"),
             schemas_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas")),
             types_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../types")),
-            migrations_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../db/migrations")),
-            settle_ms: 300,
-            rescan_interval_secs: 1,
             http_addr: String::new(),
             ..Config::default()
         };
+        config.database.url = db.url.clone();
+        config.database.migrations_dir =
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../db/migrations"));
+        config.inbox.settle_ms = 300;
+        config.inbox.rescan_interval_secs = 1;
         let catalog = etl::catalog::Catalog::load(&config).expect("the shipped types");
         etl::source::inbox::files::ensure_layout(&config, &catalog).expect("layout");
         Env { db, dir, config }
@@ -80,12 +81,12 @@ impl Env {
     /// The `etl` binary with this environment's settings, as an operator would run it.
     pub fn etl(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_etl"));
-        cmd.env("ETL_DATABASE_URL", &self.config.database_url)
+        cmd.env("ETL_DATABASE_URL", &self.config.database.url)
             .env("ETL_DATA_DIR", &self.config.data_dir)
             .env("ETL_SCHEMAS_DIR", &self.config.schemas_dir)
             .env("ETL_TYPES_DIR", &self.config.types_dir)
-            .env("ETL_MIGRATIONS_DIR", &self.config.migrations_dir)
-            .env("ETL_SETTLE_MS", self.config.settle_ms.to_string())
+            .env("ETL_MIGRATIONS_DIR", &self.config.database.migrations_dir)
+            .env("ETL_SETTLE_MS", self.config.inbox.settle_ms.to_string())
             .env("ETL_HTTP_ADDR", "")
             .env("RUST_LOG", "info")
             .current_dir(self.dir.path());
@@ -717,7 +718,7 @@ pub fn project(env: &mut Env, with_example: bool) -> PathBuf {
     }
     env.config.schemas_dir = root.join("schemas");
     env.config.types_dir = root.join("types");
-    env.config.migrations_dir = root.join("db/migrations");
+    env.config.database.migrations_dir = root.join("db/migrations");
     root
 }
 
