@@ -3,6 +3,7 @@
 //! names the parameter, never a 500.
 
 use std::collections::HashMap;
+use std::num::IntErrorKind;
 use std::sync::Arc;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -295,14 +296,19 @@ async fn list(
                 // Checked here, not left to the server's cast: once a statement's plan is
                 // generic the cast runs per row, so over an empty table a value the column
                 // cannot hold would be answered with an empty page instead of a 400.
-                let integer = match table.fields[field].shape {
-                    Shape::Int8 => value.parse::<i64>().is_ok(),
-                    Shape::Int4 => value.parse::<i32>().is_ok(),
-                    _ => true,
+                let refused = match table.fields[field].shape {
+                    Shape::Int8 => value.parse::<i64>().err(),
+                    Shape::Int4 => value.parse::<i32>().err(),
+                    _ => None,
                 };
-                if !integer {
+                if let Some(error) = refused {
+                    let column = &table.fields[field].sql_type;
+                    let what = match error.kind() {
+                        IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => "out of range for",
+                        _ => "not an integer, as is",
+                    };
                     return Err(ApiError::BadRequest(format!(
-                        "{key}={value:?} is not an integer (the column {key} is one)"
+                        "{key}={value:?} is {what} the column {key} ({column})"
                     )));
                 }
                 filters.push((field, value));
