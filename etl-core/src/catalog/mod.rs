@@ -240,7 +240,7 @@ impl Catalog {
 }
 
 /// Names that become folders and SQL identifiers: lower-case ASCII, digits and `_`.
-fn is_identifier(name: &str) -> bool {
+pub fn is_identifier(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
         && name
             .chars()

@@ -178,18 +178,7 @@ impl<'de> Visitor<'de> for Root<'_, 'de> {
                     }
                 }
             };
-            match map.entry(key) {
-                serde_json::map::Entry::Vacant(slot) => {
-                    slot.insert(value);
-                }
-                serde_json::map::Entry::Occupied(slot) => {
-                    *strict.found.borrow_mut() = Some(Duplicate {
-                        key: slot.key().clone(),
-                        trail: Vec::new(),
-                    });
-                    return Err(de::Error::custom("duplicate key"));
-                }
-            }
+            strict.insert(&mut map, key, value)?;
         }
         Ok(Value::Object(map))
     }
@@ -213,6 +202,29 @@ struct Strict<'a> {
 }
 
 impl Strict<'_> {
+    /// Adds a member to `map`, or notes the repeated key and fails. One search of the map, not
+    /// two: the entry says whether the key was there.
+    fn insert<E: de::Error>(
+        &self,
+        map: &mut Map<String, Value>,
+        key: String,
+        value: Value,
+    ) -> Result<(), E> {
+        match map.entry(key) {
+            serde_json::map::Entry::Vacant(slot) => {
+                slot.insert(value);
+                Ok(())
+            }
+            serde_json::map::Entry::Occupied(slot) => {
+                *self.found.borrow_mut() = Some(Duplicate {
+                    key: slot.key().clone(),
+                    trail: Vec::new(),
+                });
+                Err(de::Error::custom("duplicate key"))
+            }
+        }
+    }
+
     /// On the way out of a child's error: if the error is a duplicate, record which member or
     /// element of this level it came through.
     fn through(&self, segment: impl FnOnce() -> String) {
@@ -295,19 +307,7 @@ impl<'de> Visitor<'de> for Strict<'_> {
                     return Err(e);
                 }
             };
-            // One search of the map, not two: the entry says whether the key was there.
-            match map.entry(key) {
-                serde_json::map::Entry::Vacant(slot) => {
-                    slot.insert(value);
-                }
-                serde_json::map::Entry::Occupied(slot) => {
-                    *self.found.borrow_mut() = Some(Duplicate {
-                        key: slot.key().clone(),
-                        trail: Vec::new(),
-                    });
-                    return Err(de::Error::custom("duplicate key"));
-                }
-            }
+            self.insert(&mut map, key, value)?;
         }
         Ok(Value::Object(map))
     }

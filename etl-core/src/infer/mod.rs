@@ -19,6 +19,7 @@ pub mod report;
 pub mod sample;
 pub mod schema;
 
+use crate::catalog::is_identifier;
 pub use error::InferError;
 pub use model::{Clock, Conflict, Format, Guess, Inference, JsonKind};
 pub use sample::{Node, Sample, SampleError};
@@ -154,15 +155,6 @@ pub fn drafts(inference: &Inference, existing_migrations: &[String]) -> Drafts {
         migration_name,
         migration,
     }
-}
-
-/// Names that become folders and SQL identifiers: lower-case ASCII, digits and `_`.
-fn is_identifier(name: &str) -> bool {
-    name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && name.len() <= 63
 }
 
 #[cfg(test)]
