@@ -185,12 +185,7 @@ fn a_fixed_schema_and_replay_reprocess_a_rejected_file() {
     assert!(env.inbox("users").join("u17.json").exists());
     assert!(!common::finished(&failed, "u17.json.error.json").exists());
 
-    let out = env
-        .etl()
-        .env("ETL_SCHEMAS_DIR", &schemas)
-        .args(["run", "--drain"])
-        .output()
-        .expect("runs");
+    let out = env.drain_with_schemas(&schemas);
     assert!(out.status.success());
     assert!(common::finished(&env.config.done("users"), "u17.json").exists());
     assert_eq!(
@@ -256,12 +251,7 @@ fn ownerless_cards_are_rejected_until_the_operator_relaxes_the_schema_and_replay
         "{}",
         String::from_utf8_lossy(&replay.stdout)
     );
-    let out = env
-        .etl()
-        .env("ETL_SCHEMAS_DIR", &schemas)
-        .args(["run", "--drain"])
-        .output()
-        .expect("runs");
+    let out = env.drain_with_schemas(&schemas);
     assert!(out.status.success());
     assert_eq!(count(&env.config.failed("cards")), 0);
     assert_eq!(count(&env.inbox("cards")), 0);

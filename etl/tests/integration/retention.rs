@@ -422,12 +422,7 @@ fn replay_finds_failed_files_in_day_folders_and_flat_ones() {
         .collect();
     assert_eq!(left, Vec::<PathBuf>::new(), "files and reason files gone");
 
-    let out = env
-        .etl()
-        .env("ETL_SCHEMAS_DIR", &schemas)
-        .args(["run", "--drain"])
-        .output()
-        .expect("runs");
+    let out = env.drain_with_schemas(&schemas);
     assert!(out.status.success());
     assert_eq!(
         env.scalar("SELECT count(*) FROM users WHERE id IN (17, 18) AND score = 1.5"),

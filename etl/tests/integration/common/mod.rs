@@ -97,6 +97,16 @@ impl Env {
         self.etl().args(args).output().expect("etl binary runs")
     }
 
+    /// `etl run --drain` with the schemas of `schemas` instead of the project's: a fixed (say,
+    /// relaxed) schema, as an operator installs one before replaying what it refused.
+    pub fn drain_with_schemas(&self, schemas: &Path) -> Output {
+        self.etl()
+            .env("ETL_SCHEMAS_DIR", schemas)
+            .args(["run", "--drain"])
+            .output()
+            .expect("etl binary runs")
+    }
+
     /// Every user and card row, as JSON, ordered by id (timestamps as the producers write them).
     pub fn dump(&self) -> (Value, Value) {
         dump_at(&self.db.url)
