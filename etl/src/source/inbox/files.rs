@@ -15,13 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use chrono::NaiveDate;
-
-use crate::layout::{day_of, sidecar_name};
-
 use serde::Serialize;
 
 use crate::catalog::{Catalog, Kind};
 use crate::config::Config;
+use crate::layout::{day_of, sidecar_name};
 use crate::rejection::Rejection;
 
 /// Creates `events/{inbox,done,failed}/<type>/` and `logs/` if missing (day folders are made

@@ -15,7 +15,10 @@ use tokio::sync::Notify;
 /// and tells a draining daemon when everything it started is finished.
 ///
 /// Paths are kept as their bytes (`OsString`) and hashed with foldhash: a `PathBuf` hashes
-/// component by component through SipHash, which cost 10 % of a drain's instructions.
+/// component by component through SipHash, which cost 10 % of a drain's instructions. Byte
+/// equality is path equality here because the scan and the watcher both build a file's path
+/// by joining names onto the same inbox root; and were one file ever let through twice, its
+/// second load would change nothing (the upsert is idempotent, a second move finds it gone).
 #[derive(Default)]
 pub struct Tracker {
     paths: Mutex<HashSet<OsString>>,
