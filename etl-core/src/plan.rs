@@ -338,6 +338,7 @@ mod tests {
             version: vec![Clock::Column(1), Clock::EventAt, Clock::EventId],
             schema: jsonschema::draft202012::new(&serde_json::json!({})).expect("schema"),
             schema_origin: "test".into(),
+            shape: None,
         }
     }
 

@@ -275,16 +275,24 @@ impl Pointer {
         &self.text
     }
 
+    /// The pointer's reference tokens, unescaped.
+    pub fn tokens(&self) -> &[String] {
+        &self.tokens
+    }
+
     /// The value at this pointer in `document`, if there is one.
     pub fn get<'a>(&self, document: &'a Value) -> Option<&'a Value> {
-        self.tokens
-            .iter()
-            .try_fold(document, |here, token| match here {
-                Value::Object(map) => map.get(token),
-                Value::Array(items) => token.parse::<usize>().ok().and_then(|i| items.get(i)),
-                _ => None,
-            })
+        resolve(&self.tokens, document)
     }
+}
+
+/// The value that the reference `tokens` (unescaped) lead to from `value`, if there is one.
+pub fn resolve<'a>(tokens: &[String], value: &'a Value) -> Option<&'a Value> {
+    tokens.iter().try_fold(value, |here, token| match here {
+        Value::Object(map) => map.get(token),
+        Value::Array(items) => token.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    })
 }
 
 /// A column of a type's table, as its declaration maps it.

@@ -35,6 +35,9 @@ pub struct EventType {
     /// The full version tuple, ending with `EventAt, EventId`.
     pub version: Vec<Clock>,
     pub schema: Validator,
+    /// The schema and columns compiled for the one-pass read; `None` when the schema uses
+    /// something [`crate::decode::shape`] does not model (every document then takes the full path).
+    pub shape: Option<crate::decode::shape::Shape>,
     /// Where the schema came from (a file, or the built-in copy), for the start-up log.
     pub schema_origin: String,
 }

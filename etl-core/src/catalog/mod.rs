@@ -139,6 +139,7 @@ impl Catalog {
             return Err(CatalogError::Empty(types_dir.display().to_string()));
         }
         let mut types: Vec<Kind> = Vec::new();
+        let mut leaves = crate::decode::shape::Leaves::default();
         for (name, origin, text) in declarations {
             let schema_path = schemas_dir.join(format!("{name}.schema.json"));
             let (schema_origin, schema_text) = match std::fs::read_to_string(&schema_path) {
@@ -172,9 +173,11 @@ impl Catalog {
                 origin: origin.clone(),
                 message,
             };
-            let schema = crate::decode::schema::compile(&schema_origin, &schema_text)
+            let (schema, document) = crate::decode::schema::compile(&schema_origin, &schema_text)
                 .map_err(|e| invalid(e.to_string()))?;
-            let kind = build(&name, &text, schema, schema_origin.clone()).map_err(invalid)?;
+            let mut kind = build(&name, &text, schema, schema_origin.clone()).map_err(invalid)?;
+            // Without a shape every document of the type takes the full path: slower, the same.
+            kind.shape = crate::decode::shape::Shape::new(&document, &kind, &mut leaves).ok();
             if let Some(other) = types
                 .iter()
                 .find(|k| k.envelope_type == kind.envelope_type || k.table == kind.table)
@@ -340,6 +343,7 @@ fn build(
         key,
         version,
         schema,
+        shape: None,
         schema_origin,
     })
 }

@@ -95,6 +95,13 @@ pub fn parse_document(text: &str) -> Result<(Value, Option<&str>), JsonError> {
     }
 }
 
+/// One value read into a tree, refusing repeated keys at any depth (the error then says only
+/// that it failed: [`super::shape`] leaves the reason to the full path).
+pub(super) fn value<'de, D: de::Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+    let found = RefCell::new(None);
+    Strict { found: &found }.deserialize(deserializer)
+}
+
 /// The document's root: as [`Strict`], except that a top-level object's `payload` member is
 /// first read as raw text (kept in `payload`), then parsed into the tree from that text.
 struct Root<'s, 'de> {

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 pub mod json;
 pub mod schema;
+pub mod shape;
 
 use crate::catalog::column::parse_timestamp;
 use crate::catalog::{Cell, Clock, Kind};
@@ -69,7 +70,7 @@ pub fn decode(kind: &Kind, bytes: &[u8]) -> Result<Event, Rejection> {
 
 /// [`decode`], keeping `bytes` as the event's document.
 fn decode_owned(kind: &Kind, bytes: Vec<u8>) -> Result<Event, Rejection> {
-    let (meta, row, payload) = typed(kind, &bytes)?;
+    let (meta, row, payload) = typed(kind, &bytes, true)?;
     Ok(Event {
         kind: kind.clone(),
         meta,
@@ -84,19 +85,33 @@ fn decode_owned(kind: &Kind, bytes: Vec<u8>) -> Result<Event, Rejection> {
 /// The envelope, the typed row and where the payload's text is in `bytes`.
 type Typed = (Metadata, Vec<Cell>, Option<std::ops::Range<usize>>);
 
-fn typed(kind: &Kind, bytes: &[u8]) -> Result<Typed, Rejection> {
+/// The envelope, row and payload of `bytes`, by the one-pass read when `fast` and it can decide,
+/// by the full path otherwise (the tests compare the two).
+fn typed(kind: &Kind, bytes: &[u8], fast: bool) -> Result<Typed, Rejection> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| Rejection::new(RejectCode::NotUtf8, format!("not UTF-8 text: {e}")))?;
     if json::without_bom(text).trim().is_empty() {
         return Err(Rejection::new(RejectCode::InvalidJson, "the file is empty"));
     }
-    // Strict: a repeated key is refused rather than half loaded; a leading BOM is skipped.
-    let (document, payload_text) = json::parse_document(text)?;
     // A slice of `text`, itself of `bytes`: its place is its distance from their start.
-    let payload = payload_text.map(|raw| {
+    let place = |raw: &str| {
         let start = raw.as_ptr() as usize - bytes.as_ptr() as usize;
         start..start + raw.len()
-    });
+    };
+    // The one-pass read accepts what it can prove valid; everything else, and every rejection
+    // with its reason, is the full path's below. A NUL (only ever written `\u0000`) is the
+    // full path's too: it alone looks for one.
+    if let Some(shape) = kind.shape.as_ref().filter(|_| fast) {
+        if !text.contains("\\u0000") {
+            if let Some((meta, row, payload)) = shape.read(kind, json::without_bom(text)) {
+                return Ok((meta, row, payload.map(place)));
+            }
+        }
+    }
+
+    // Strict: a repeated key is refused rather than half loaded; a leading BOM is skipped.
+    let (document, payload_text) = json::parse_document(text)?;
+    let payload = payload_text.map(place);
 
     // Checked before the schema so the reason names the real mistake (a misplaced file), not
     // the `const` keyword it trips.
@@ -287,6 +302,26 @@ impl Horizon {
         let micros = through.map_or(NO_HORIZON, |t| t.and_utc().timestamp_micros());
         self.0.store(micros, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// [`typed`] both ways, for the tests that hold the one-pass read to the full path.
+#[cfg(test)]
+pub(crate) fn both_ways(kind: &Kind, bytes: &[u8]) -> (Option<Typed>, Result<Typed, Rejection>) {
+    let fast = match &kind.shape {
+        Some(shape) => std::str::from_utf8(bytes).ok().and_then(|text| {
+            shape
+                .read(kind, json::without_bom(text))
+                .map(|(meta, row, payload)| {
+                    let place = payload.map(|raw| {
+                        let start = raw.as_ptr() as usize - bytes.as_ptr() as usize;
+                        start..start + raw.len()
+                    });
+                    (meta, row, place)
+                })
+        }),
+        None => None,
+    };
+    (fast, typed(kind, bytes, false))
 }
 
 #[cfg(test)]

@@ -17,16 +17,18 @@ pub enum SchemaError {
     Compile { name: String, message: String },
 }
 
-/// Compiles a draft 2020-12 schema; `name` says where it came from, for the error.
-pub fn compile(name: &str, text: &str) -> Result<Validator, SchemaError> {
+/// Compiles a draft 2020-12 schema; `name` says where it came from, for the error. The schema's
+/// document comes back too (the one-pass read is compiled from it).
+pub fn compile(name: &str, text: &str) -> Result<(Validator, Value), SchemaError> {
     let schema: Value = serde_json::from_str(text).map_err(|source| SchemaError::Json {
         name: name.to_owned(),
         source,
     })?;
-    jsonschema::draft202012::new(&schema).map_err(|e| SchemaError::Compile {
+    let validator = jsonschema::draft202012::new(&schema).map_err(|e| SchemaError::Compile {
         name: name.to_owned(),
         message: e.to_string(),
-    })
+    })?;
+    Ok((validator, schema))
 }
 
 /// Validates a whole document; on failure reports the first error with both locations.
