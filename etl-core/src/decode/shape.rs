@@ -65,6 +65,9 @@ enum Check {
 enum Rule {
     /// A schema that only names a JSON type: checked by hand, as jsonschema would.
     Is(fn(&Value) -> bool),
+    /// A string of a fixed length whose every character is in a set of ASCII characters (see
+    /// [`fixed_pattern`]); other values pass unless `string` (the schema also says `type: string`).
+    Fixed { positions: Vec<u128>, string: bool },
     /// Its own subschema, compiled by `jsonschema` (shared by every place that has it).
     Schema(Arc<Validator>),
 }
@@ -73,6 +76,17 @@ impl Rule {
     fn allows(&self, value: &Value) -> bool {
         match self {
             Rule::Is(test) => test(value),
+            Rule::Fixed { positions, string } => match value.as_str() {
+                Some(text) => {
+                    let mut chars = text.chars();
+                    positions.iter().all(|set| {
+                        chars
+                            .next()
+                            .is_some_and(|c| c.is_ascii() && set & (1 << (c as u32)) != 0)
+                    }) && chars.next().is_none()
+                }
+                None => !string,
+            },
             Rule::Schema(validator) => validator.is_valid(value),
         }
     }
@@ -90,6 +104,9 @@ impl Leaves {
                 .iter()
                 .filter(|(k, _)| !ANNOTATIONS.contains(&k.as_str()))
                 .collect::<Vec<_>>();
+            if let Some(rule) = fixed_pattern(&named) {
+                return Ok(rule);
+            }
             if let [(keyword, Value::String(name))] = named.as_slice() {
                 let test: Option<fn(&Value) -> bool> = match (keyword.as_str(), name.as_str()) {
                     ("type", "string") => Some(Value::is_string),
@@ -474,6 +491,73 @@ fn leaf(schema: &Value, takes: Vec<Take>, leaves: &mut Leaves) -> Result<Node, U
         check: Check::Leaf(rule),
         takes,
     })
+}
+
+/// The rule for `{"type": "string", "pattern": P}` (the type optional) when P is anchored at both
+/// ends and, between them, only literal characters and bracketed sets of them (ranges allowed,
+/// no negation), each at most repeated a fixed `{n}` times: the producers' timestamps and UUIDs.
+/// Such a pattern matches exactly the strings of its length whose every character is in its
+/// place's set, in ECMA-262 as in any engine, so no regular expression needs to run. Anything
+/// else in P (escapes, `.`, alternatives, open repetition) leaves it to `jsonschema`.
+fn fixed_pattern(named: &[(&String, &Value)]) -> Option<Rule> {
+    let mut pattern = None;
+    let mut string = false;
+    for (keyword, value) in named {
+        match (keyword.as_str(), value) {
+            ("pattern", Value::String(p)) => pattern = Some(p.as_str()),
+            ("type", Value::String(t)) if t == "string" => string = true,
+            _ => return None,
+        }
+    }
+    let body = pattern?.strip_prefix('^')?.strip_suffix('$')?;
+    let bytes = body.as_bytes();
+    let literal = |b: u8| b.is_ascii_alphanumeric() || b" -:_,;@#%&'\"<>=!~`/".contains(&b);
+    let mut positions = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let set: u128 = if bytes[at] == b'[' {
+            let close = at + body[at..].find(']')?;
+            let inner = &bytes[at + 1..close];
+            if inner.is_empty() || inner[0] == b'^' {
+                return None;
+            }
+            let mut set = 0u128;
+            let mut i = 0;
+            while i < inner.len() {
+                let range = i + 2 < inner.len() && inner[i + 1] == b'-';
+                let (lo, hi) = if range {
+                    (inner[i], inner[i + 2])
+                } else {
+                    (inner[i], inner[i])
+                };
+                if !literal(lo) || !literal(hi) || lo > hi {
+                    return None;
+                }
+                for b in lo..=hi {
+                    set |= 1 << b;
+                }
+                i += if range { 3 } else { 1 };
+            }
+            at = close + 1;
+            set
+        } else if literal(bytes[at]) {
+            at += 1;
+            1 << bytes[at - 1]
+        } else {
+            return None;
+        };
+        let mut times = 1;
+        if bytes.get(at) == Some(&b'{') {
+            let close = at + body[at..].find('}')?;
+            times = body[at + 1..close]
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n <= 64)?;
+            at = close + 1;
+        }
+        positions.extend(std::iter::repeat_n(set, times));
+    }
+    Some(Rule::Fixed { positions, string })
 }
 
 /// What a read has found so far.
@@ -949,6 +1033,73 @@ mod equivalence {
                 accepted > 50 && total - accepted > 500,
                 "{name}: {accepted} of {total}"
             );
+        }
+    }
+
+    #[test]
+    fn fixed_patterns_match_what_jsonschema_matches() {
+        use super::{fixed_pattern, Rule};
+        let patterns = [
+            "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-5][0-9]$",
+            "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            "^[a-]{2}$",
+            "^[-a]$",
+            "^a{0}b$",
+            "^x[0-9a-f]{3}y$",
+        ];
+        let strings = [
+            "",
+            "a",
+            "b",
+            "-",
+            "a-",
+            "--",
+            "-a",
+            "ab",
+            "x0a9y",
+            "x0g9y",
+            "x0a9yy",
+            "2024-05-01 12:00:03",
+            "2024-05-01 12:00:63",
+            "2024-05-01T12:00:03",
+            "2024-05-01 12:00:0",
+            "२०२४-05-01 12:00:03",
+            "0d133695-94a0-4f08-88ca-593745d25e35",
+            "0D133695-94A0-4F08-88CA-593745D25E35",
+            "0d133695-94a0-4f08-88ca-593745d25e3",
+            "0d133695-94a0-4f08-88ca-593745d25e35\n",
+            "0d133695-94a0-4f08-88ca-593745d25e3😀",
+        ];
+        for pattern in patterns {
+            for typed in [true, false] {
+                let schema = if typed {
+                    json!({"type": "string", "pattern": pattern})
+                } else {
+                    json!({"pattern": pattern})
+                };
+                let named: Vec<_> = schema.as_object().expect("an object").iter().collect();
+                let rule = fixed_pattern(&named).unwrap_or_else(|| panic!("not fixed: {pattern}"));
+                assert!(matches!(rule, Rule::Fixed { .. }));
+                let validator = jsonschema::draft202012::new(&schema).expect("compiles");
+                for value in strings
+                    .iter()
+                    .map(|s| json!(s))
+                    .chain([json!(5), json!(null)])
+                {
+                    assert_eq!(
+                        rule.allows(&value),
+                        validator.is_valid(&value),
+                        "{schema} on {value}"
+                    );
+                }
+            }
+        }
+        for pattern in [
+            "^a+$", "^.$", "^\\d$", "a$", "^a", "^[^a]$", "^a{1,2}$", "^(a)$", "^a|b$",
+        ] {
+            let schema = json!({"type": "string", "pattern": pattern});
+            let named: Vec<_> = schema.as_object().expect("an object").iter().collect();
+            assert!(fixed_pattern(&named).is_none(), "{pattern} taken as fixed");
         }
     }
 
