@@ -125,11 +125,27 @@ pub struct Etl {
 
 impl Etl {
     fn command(&self, args: &[&str]) -> anyhow::Result<Command> {
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(args);
+        self.configure(cmd)
+    }
+
+    /// `etl <args>` run by `tool <tool_args>` (e.g. valgrind), configured as [`Etl::command`].
+    pub fn command_via(
+        &self,
+        tool: &str,
+        tool_args: &[&str],
+        args: &[&str],
+    ) -> anyhow::Result<Command> {
+        let mut cmd = Command::new(tool);
+        cmd.args(tool_args).arg(&self.binary).args(args);
+        self.configure(cmd)
+    }
+
+    fn configure(&self, mut cmd: Command) -> anyhow::Result<Command> {
         let log = std::fs::File::create(&self.log)
             .with_context(|| format!("cannot create {}", self.log.display()))?;
-        let mut cmd = Command::new(&self.binary);
-        cmd.args(args)
-            .env("ETL_DATABASE_URL", &self.database_url)
+        cmd.env("ETL_DATABASE_URL", &self.database_url)
             .env("ETL_DATA_DIR", &self.data_dir)
             .env("ETL_SCHEMAS_DIR", &self.project.schemas)
             .env("ETL_TYPES_DIR", &self.project.types)

@@ -15,6 +15,7 @@ mod broker;
 mod cpu;
 mod etl;
 mod floor;
+mod instructions;
 mod report;
 mod serve;
 mod server;
@@ -87,6 +88,10 @@ struct Cli {
     /// is ingested by a following daemon on the same database.
     #[arg(long)]
     serve: bool,
+    /// Also count the drain's instructions per event file with callgrind (valgrind), for a
+    /// 10,000-file backlog with no invalid file and one with half of them invalid.
+    #[arg(long)]
+    instructions: bool,
     /// wrk's connections for `--serve` (below `serve_max_in_flight`, 256 by default).
     #[arg(long, default_value_t = 32)]
     serve_connections: usize,
@@ -128,6 +133,11 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let instructions = if bench.cli.instructions {
+        bench.instructions()?
+    } else {
+        Vec::new()
+    };
     let broker_ratios: Vec<f64> = runs
         .iter()
         .filter_map(|r| r.broker.as_ref().map(|b| b.ratio_to_direct))
@@ -163,10 +173,14 @@ fn main() -> anyhow::Result<()> {
         broker_stream,
         http,
         serve,
+        instructions,
     };
     println!("{}", report.table());
     if let Some(serve) = &report.serve {
         println!("{}", serve.table());
+    }
+    if !report.instructions.is_empty() {
+        println!("{}", instructions::table(&report.instructions));
     }
     if let Some(http) = &report.http {
         println!("{}", http.table(report.median_events_per_s));
@@ -342,6 +356,33 @@ impl Bench {
             transaction_events: transactions,
             generate_s: started.elapsed().as_secs_f64(),
         })
+    }
+
+    /// `--instructions`: the counted drains, all valid then half invalid, each on a fresh
+    /// database and a backlog of its own.
+    fn instructions(&self) -> anyhow::Result<Vec<instructions::Count>> {
+        let mut counts = Vec::new();
+        for (label, spoil) in [("valid", false), ("half-invalid", true)] {
+            eprintln!("bench: counting instructions ({label})…");
+            let data = self.scratch.path().join(format!("instructions-{label}"));
+            let events = data.join("events");
+            services::generate_backlog_with(
+                &events.join("inbox"),
+                &services::BacklogSpec {
+                    users: 100,
+                    card_events: 9_900,
+                    transaction_events: 0,
+                    seed: 5,
+                },
+            )?;
+            let spoiled = instructions::prepare(&events.join("inbox"), spoil)?;
+            let db = self.server.fresh_database("instructions")?;
+            let mut etl = self.etl(&db.url, &data);
+            etl.project = crate::etl::Project::repository();
+            etl.migrate()?;
+            counts.push(instructions::count(&etl, &events, spoiled)?);
+        }
+        Ok(counts)
     }
 
     /// The floor, then a drain of the same backlog, each on a fresh database.

@@ -37,6 +37,9 @@ pub struct Report {
     /// The read API under load while the stream is ingested (`--serve`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serve: Option<crate::serve::ServeRun>,
+    /// Instructions per event file, all valid and half invalid (`--instructions`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instructions: Vec<crate::instructions::Count>,
     pub targets: Vec<Target>,
 }
 
