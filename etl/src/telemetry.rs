@@ -118,15 +118,24 @@ impl LogfmtVisitor<'_> {
         if self.result.is_err() {
             return;
         }
-        let separator = if self.first { "" } else { " " };
-        self.first = false;
-        self.result = if field.name() == "message" {
-            // The message is the line's readable head: kept bare, but never split over lines.
-            write!(self.writer, "{separator}{}", escaped_lines(value))
-        } else {
-            let name = field.name().strip_prefix("r#").unwrap_or(field.name());
-            write!(self.writer, "{separator}{name}={}", logfmt_value(value))
-        };
+        let first = std::mem::replace(&mut self.first, false);
+        let writer = &mut self.writer;
+        // Piece by piece into the line's buffer, never through an intermediate string: a
+        // rejection's line is written for every refused file.
+        self.result = (|| {
+            if !first {
+                writer.write_char(' ')?;
+            }
+            if field.name() == "message" {
+                // The message is the line's readable head: kept bare, but never split over lines.
+                write_escaped(writer, value, false)
+            } else {
+                let name = field.name().strip_prefix("r#").unwrap_or(field.name());
+                writer.write_str(name)?;
+                writer.write_char('=')?;
+                write_logfmt_value(writer, value)
+            }
+        })();
     }
 }
 
@@ -141,61 +150,72 @@ impl Visit for LogfmtVisitor<'_> {
     }
 }
 
-/// `value` as a logfmt value: bare if it is a non-empty run of characters that need no quoting,
-/// else in double quotes with `\`, `"` and control characters escaped.
-pub fn logfmt_value(value: &str) -> std::borrow::Cow<'_, str> {
+/// Whether `value` can stand bare in logfmt: a non-empty run of characters that need no quoting.
+fn is_plain(value: &str) -> bool {
     // Bytes first: plain ASCII is decided without decoding characters; only text with other
     // characters (whose whitespace and controls need Unicode's tables) takes the slow test.
-    let plain = !value.is_empty()
+    !value.is_empty()
         && value.bytes().all(|b| {
             (b.is_ascii_graphic() && b != b'"' && b != b'=' && b != b'\\') || !b.is_ascii()
         })
-        && (value.is_ascii() || value.chars().all(|c| !c.is_control() && !c.is_whitespace()));
-    if plain {
+        && (value.is_ascii() || value.chars().all(|c| !c.is_control() && !c.is_whitespace()))
+}
+
+/// `value` as a logfmt value: bare if [`is_plain`], else in double quotes with `\`, `"` and
+/// control characters escaped.
+fn write_logfmt_value(writer: &mut impl fmt::Write, value: &str) -> fmt::Result {
+    if is_plain(value) {
+        return writer.write_str(value);
+    }
+    writer.write_char('"')?;
+    write_escaped(writer, value, true)?;
+    writer.write_char('"')
+}
+
+/// Writes `text` with its control characters escaped (and, when `quotes`, `"` and `\` too),
+/// copying the runs between them whole. Control characters are U+0000–U+001F and U+007F–U+009F,
+/// so bytes decide: the C1 ones are the two-byte sequences C2 80 to C2 9F.
+fn write_escaped(writer: &mut impl fmt::Write, text: &str, quotes: bool) -> fmt::Result {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        let b = bytes[at];
+        let (escape, width): (&str, usize) = match b {
+            b'"' if quotes => ("\\\"", 1),
+            b'\\' if quotes => ("\\\\", 1),
+            b'\n' => ("\\n", 1),
+            b'\r' => ("\\r", 1),
+            b'\t' => ("\\t", 1),
+            0x00..=0x1f | 0x7f => ("", 1),
+            0xc2 if matches!(bytes.get(at + 1), Some(0x80..=0x9f)) => ("", 2),
+            _ => {
+                at += 1;
+                continue;
+            }
+        };
+        writer.write_str(&text[start..at])?;
+        if escape.is_empty() {
+            let c = text[at..].chars().next().map_or(0, u32::from);
+            write!(writer, "\\u{{{c:04x}}}")?;
+        } else {
+            writer.write_str(escape)?;
+        }
+        at += width;
+        start = at;
+    }
+    writer.write_str(&text[start..])
+}
+
+/// `value` as a logfmt value, as [`write_logfmt_value`] writes it.
+pub fn logfmt_value(value: &str) -> std::borrow::Cow<'_, str> {
+    if is_plain(value) {
         return value.into();
     }
     let mut quoted = String::with_capacity(value.len() + 2);
-    quoted.push('"');
-    // Runs that need no escape are copied whole.
-    let mut start = 0;
-    for (at, c) in value.char_indices() {
-        let escape = match c {
-            '"' => "\\\"",
-            '\\' => "\\\\",
-            '\n' => "\\n",
-            '\r' => "\\r",
-            '\t' => "\\t",
-            c if c.is_control() => "",
-            _ => continue,
-        };
-        quoted.push_str(&value[start..at]);
-        if escape.is_empty() {
-            quoted.push_str(&format!("\\u{{{:04x}}}", u32::from(c)));
-        } else {
-            quoted.push_str(escape);
-        }
-        start = at + c.len_utf8();
-    }
-    quoted.push_str(&value[start..]);
-    quoted.push('"');
+    // Writing to a String cannot fail.
+    let _ = write_logfmt_value(&mut quoted, value);
     quoted.into()
-}
-
-/// `text` with line breaks and other control characters escaped, so it stays on one line.
-fn escaped_lines(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return text.into();
-    }
-    text.chars()
-        .map(|c| match c {
-            '\n' => "\\n".to_owned(),
-            '\r' => "\\r".to_owned(),
-            '\t' => "\\t".to_owned(),
-            c if c.is_control() => format!("\\u{{{:04x}}}", u32::from(c)),
-            c => c.to_string(),
-        })
-        .collect::<String>()
-        .into()
 }
 
 fn open_log_file(dir: &Path) -> Result<RollingFileAppender, String> {
@@ -258,5 +278,16 @@ mod tests {
         assert_eq!(logfmt_value("a=b"), "\"a=b\"");
         assert_eq!(logfmt_value("x\ny\\z"), "\"x\\ny\\\\z\"");
         assert_eq!(logfmt_value("bell\u{7}"), "\"bell\\u{0007}\"");
+        // C1 controls are escaped too; other characters, and runs of them, stay as written.
+        assert_eq!(logfmt_value("a\u{85}b é"), "\"a\\u{0085}b é\"");
+        assert_eq!(logfmt_value("naïve"), "naïve");
+        assert_eq!(logfmt_value("a\u{2028}b"), "\"a\u{2028}b\"");
+    }
+
+    #[test]
+    fn a_message_keeps_its_quotes_and_loses_its_line_breaks() {
+        let mut line = String::new();
+        super::write_escaped(&mut line, "say \"hi\"\nnow\t\u{7f}", false).expect("a String");
+        assert_eq!(line, "say \"hi\"\\nnow\\t\\u{007f}");
     }
 }

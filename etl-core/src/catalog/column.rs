@@ -110,6 +110,19 @@ impl SqlType {
         )
     }
 
+    /// [`SqlType::cell`] of a JSON string, without building the value: `None` when the column
+    /// does not take a string, an error when the string does not read as the column's type.
+    /// A test holds the two to the same cells.
+    pub fn cell_of_str(&self, text: &str) -> Option<Result<Cell, ValueError>> {
+        match self {
+            SqlType::Text | SqlType::Other(_) => Some(Ok(Cell::Text(text.to_owned()))),
+            SqlType::Timestamp => Some(parse_timestamp(text).map(Cell::Timestamp)),
+            SqlType::Uuid => Uuid::parse_str(text).ok().map(|id| Ok(Cell::Uuid(id))),
+            SqlType::Jsonb => Some(Ok(Cell::Json(Value::String(text.to_owned())))),
+            SqlType::BigInt | SqlType::Integer | SqlType::Double | SqlType::Boolean => None,
+        }
+    }
+
     /// The typed value of `value` (absent or null is `Cell::Null`; the caller decides whether
     /// the column may be null). The error is a sentence naming the value.
     pub fn cell(&self, value: Option<&Value>) -> Result<Cell, ValueError> {
@@ -310,6 +323,40 @@ pub struct Column {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_string_types_alike_with_or_without_its_value() {
+        let types = [
+            SqlType::BigInt,
+            SqlType::Integer,
+            SqlType::Double,
+            SqlType::Boolean,
+            SqlType::Text,
+            SqlType::Timestamp,
+            SqlType::Uuid,
+            SqlType::Jsonb,
+            SqlType::Other("numeric".into()),
+        ];
+        let strings = [
+            "",
+            "12",
+            "true",
+            "2024-05-01 12:00:03",
+            "2024-02-30 12:00:03",
+            "2024-05-01T12:00:03.5",
+            "0d133695-94a0-4f08-88ca-593745d25e35",
+            "not a uuid",
+        ];
+        for sql_type in &types {
+            for text in strings {
+                let full = sql_type.cell(Some(&Value::String(text.into())));
+                match sql_type.cell_of_str(text) {
+                    Some(Ok(cell)) => assert_eq!(full.ok(), Some(cell), "{sql_type:?} {text}"),
+                    Some(Err(_)) | None => assert!(full.is_err(), "{sql_type:?} {text}"),
+                }
+            }
+        }
+    }
 
     #[test]
     fn types_parse_as_sql_writes_them() {

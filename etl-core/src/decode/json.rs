@@ -95,11 +95,72 @@ pub fn parse_document(text: &str) -> Result<(Value, Option<&str>), JsonError> {
     }
 }
 
-/// One value read into a tree, refusing repeated keys at any depth (the error then says only
-/// that it failed: [`super::shape`] leaves the reason to the full path).
-pub(super) fn value<'de, D: de::Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+/// A value as [`leaf`] reads it: a string as the document spells it (borrowed when it had no
+/// escapes), anything else as a tree.
+pub(super) enum Leaf<'de> {
+    Str(std::borrow::Cow<'de, str>),
+    Value(Value),
+}
+
+/// One value for [`super::shape`]: strings without a copy into a tree, everything else as
+/// [`value`] reads it (repeated keys refused).
+pub(super) fn leaf<'de, D: de::Deserializer<'de>>(deserializer: D) -> Result<Leaf<'de>, D::Error> {
     let found = RefCell::new(None);
-    Strict { found: &found }.deserialize(deserializer)
+    deserializer.deserialize_any(LeafVisitor(Strict { found: &found }))
+}
+
+struct LeafVisitor<'a>(Strict<'a>);
+
+impl<'de> Visitor<'de> for LeafVisitor<'_> {
+    type Value = Leaf<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Str(v.into()))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Str(v.to_owned().into()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Str(v.into()))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Leaf<'de>, E> {
+        self.0.visit_bool(v).map(Leaf::Value)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Leaf<'de>, E> {
+        self.0.visit_i64(v).map(Leaf::Value)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Leaf<'de>, E> {
+        self.0.visit_u64(v).map(Leaf::Value)
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Leaf<'de>, E> {
+        self.0.visit_f64(v).map(Leaf::Value)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Leaf<'de>, E> {
+        self.0.visit_unit().map(Leaf::Value)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Leaf<'de>, E> {
+        self.0.visit_none().map(Leaf::Value)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Leaf<'de>, A::Error> {
+        self.0.visit_seq(seq).map(Leaf::Value)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<Leaf<'de>, A::Error> {
+        self.0.visit_map(access).map(Leaf::Value)
+    }
 }
 
 /// The document's root: as [`Strict`], except that a top-level object's `payload` member is

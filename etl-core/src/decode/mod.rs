@@ -129,7 +129,9 @@ fn typed(kind: &Kind, bytes: &[u8], fast: bool) -> Result<Typed, Rejection> {
         }
     }
 
-    schema::validate(&kind.schema, &document)?;
+    // A document the one-pass read declined is most likely invalid.
+    let likely_valid = !fast || kind.shape.is_none();
+    schema::validate(&kind.schema, &document, likely_valid)?;
 
     // PostgreSQL text and jsonb cannot hold U+0000, so such an event could never be stored:
     // it is the event's fault, and must not be retried as if the database were down.

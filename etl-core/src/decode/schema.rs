@@ -32,9 +32,14 @@ pub fn compile(name: &str, text: &str) -> Result<(Validator, Value), SchemaError
 }
 
 /// Validates a whole document; on failure reports the first error with both locations.
-pub fn validate(validator: &Validator, document: &Value) -> Result<(), Rejection> {
-    // `is_valid` is much cheaper than building an error, and almost every file is valid.
-    if validator.is_valid(document) {
+/// `likely_valid`: most documents that come this way pass (then the cheaper yes-or-no check
+/// goes first); otherwise the one walk that also finds the error.
+pub fn validate(
+    validator: &Validator,
+    document: &Value,
+    likely_valid: bool,
+) -> Result<(), Rejection> {
+    if likely_valid && validator.is_valid(document) {
         return Ok(());
     }
     match validator.validate(document) {

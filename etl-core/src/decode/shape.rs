@@ -34,6 +34,8 @@ use crate::catalog::column::{parse_timestamp, resolve};
 use crate::catalog::{Cell, EventType};
 use crate::event::Metadata;
 
+use super::json::Leaf;
+
 /// A type's schema and columns, compiled for [`Shape::read`]. Built once per type at start-up;
 /// `None` in the catalog when the schema uses something this module does not model (then every
 /// document takes the full path, as before).
@@ -63,20 +65,102 @@ enum Check {
 
 /// What a value that is not a modelled object must satisfy.
 enum Rule {
-    /// A schema that only names a JSON type: checked by hand, as jsonschema would.
-    Is(fn(&Value) -> bool),
+    /// A schema that only names a JSON type.
+    Type(JsonType),
     /// A string of a fixed length whose every character is in a set of ASCII characters (see
     /// [`fixed_pattern`]); other values pass unless `string` (the schema also says `type: string`).
     Fixed { positions: Vec<u128>, string: bool },
+    /// `const` of a string, a boolean or null: equal or not (a number's equality is
+    /// jsonschema's to judge, 1 and 1.0 being the same number).
+    Const(Value),
+    /// `type: integer` or `number` with integer bounds (see [`Range`]).
+    Range(Range),
     /// Its own subschema, compiled by `jsonschema` (shared by every place that has it).
     Schema(Arc<Validator>),
 }
 
-impl Rule {
+#[derive(Clone, Copy, PartialEq)]
+enum JsonType {
+    String,
+    Boolean,
+    Null,
+    Object,
+    Array,
+}
+
+/// An integer or number between integer bounds. Integers compare exactly; a fraction against
+/// bounds that a double holds exactly compares exactly too; anything else (a fraction where an
+/// integer is asked, where `1.0` counts as one) is left to jsonschema's `fallback`.
+struct Range {
+    integer: bool,
+    /// Each bound, and whether it is exclusive.
+    min: Option<(i128, bool)>,
+    max: Option<(i128, bool)>,
+    fallback: Arc<Validator>,
+}
+
+/// The largest integer every smaller one of which a double holds exactly.
+const EXACT_IN_F64: i128 = 1 << 53;
+
+impl Range {
     fn allows(&self, value: &Value) -> bool {
-        match self {
-            Rule::Is(test) => test(value),
-            Rule::Fixed { positions, string } => match value.as_str() {
+        let Value::Number(n) = value else {
+            return false;
+        };
+        let whole = n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from));
+        if let Some(i) = whole {
+            let above = |(b, exclusive): (i128, bool)| if exclusive { i > b } else { i >= b };
+            let below = |(b, exclusive): (i128, bool)| if exclusive { i < b } else { i <= b };
+            return self.min.is_none_or(above) && self.max.is_none_or(below);
+        }
+        let exact = [self.min, self.max]
+            .iter()
+            .flatten()
+            .all(|(b, _)| b.abs() <= EXACT_IN_F64);
+        match n.as_f64() {
+            Some(x) if !self.integer && exact => {
+                let above = |(b, exclusive): (i128, bool)| {
+                    let b = b as f64;
+                    if exclusive {
+                        x > b
+                    } else {
+                        x >= b
+                    }
+                };
+                let below = |(b, exclusive): (i128, bool)| {
+                    let b = b as f64;
+                    if exclusive {
+                        x < b
+                    } else {
+                        x <= b
+                    }
+                };
+                self.min.is_none_or(above) && self.max.is_none_or(below)
+            }
+            _ => self.fallback.is_valid(value),
+        }
+    }
+}
+
+impl Rule {
+    fn allows(&self, leaf: &Leaf) -> bool {
+        let text = match leaf {
+            Leaf::Str(text) => Some(text.as_ref()),
+            Leaf::Value(value) => value.as_str(),
+        };
+        match (self, leaf) {
+            (Rule::Type(t), Leaf::Str(_)) => *t == JsonType::String,
+            (Rule::Type(t), Leaf::Value(v)) => match t {
+                JsonType::String => v.is_string(),
+                JsonType::Boolean => v.is_boolean(),
+                JsonType::Null => v.is_null(),
+                JsonType::Object => v.is_object(),
+                JsonType::Array => v.is_array(),
+            },
+            (Rule::Fixed { positions, string }, _) => match text {
                 Some(text) => {
                     let mut chars = text.chars();
                     positions.iter().all(|set| {
@@ -87,7 +171,14 @@ impl Rule {
                 }
                 None => !string,
             },
-            Rule::Schema(validator) => validator.is_valid(value),
+            (Rule::Const(c), Leaf::Str(text)) => c.as_str() == Some(text.as_ref()),
+            (Rule::Const(c), Leaf::Value(v)) => v == c,
+            (Rule::Range(_), Leaf::Str(_)) => false,
+            (Rule::Range(range), Leaf::Value(v)) => range.allows(v),
+            (Rule::Schema(validator), Leaf::Str(text)) => {
+                validator.is_valid(&Value::String(text.as_ref().to_owned()))
+            }
+            (Rule::Schema(validator), Leaf::Value(v)) => validator.is_valid(v),
         }
     }
 }
@@ -107,29 +198,46 @@ impl Leaves {
             if let Some(rule) = fixed_pattern(&named) {
                 return Ok(rule);
             }
-            if let [(keyword, Value::String(name))] = named.as_slice() {
-                let test: Option<fn(&Value) -> bool> = match (keyword.as_str(), name.as_str()) {
-                    ("type", "string") => Some(Value::is_string),
-                    ("type", "boolean") => Some(Value::is_boolean),
-                    ("type", "null") => Some(Value::is_null),
-                    ("type", "object") => Some(Value::is_object),
-                    ("type", "array") => Some(Value::is_array),
+            if let [(keyword, value)] = named.as_slice() {
+                let json_type = match (keyword.as_str(), value.as_str()) {
+                    ("type", Some("string")) => Some(JsonType::String),
+                    ("type", Some("boolean")) => Some(JsonType::Boolean),
+                    ("type", Some("null")) => Some(JsonType::Null),
+                    ("type", Some("object")) => Some(JsonType::Object),
+                    ("type", Some("array")) => Some(JsonType::Array),
                     _ => None,
                 };
-                if let Some(test) = test {
-                    return Ok(Rule::Is(test));
+                if let Some(json_type) = json_type {
+                    return Ok(Rule::Type(json_type));
+                }
+                if keyword.as_str() == "const"
+                    && (value.is_string() || value.is_boolean() || value.is_null())
+                {
+                    return Ok(Rule::Const((*value).clone()));
                 }
             }
+            if let Some((integer, min, max)) = integer_bounds(&named) {
+                return Ok(Rule::Range(Range {
+                    integer,
+                    min,
+                    max,
+                    fallback: self.compiled(schema)?,
+                }));
+            }
         }
+        Ok(Rule::Schema(self.compiled(schema)?))
+    }
+
+    fn compiled(&mut self, schema: &Value) -> Result<Arc<Validator>, Unmodelled> {
         if let Some((_, compiled)) = self.0.iter().find(|(s, _)| s == schema) {
-            return Ok(Rule::Schema(Arc::clone(compiled)));
+            return Ok(Arc::clone(compiled));
         }
         let compiled = Arc::new(
             jsonschema::draft202012::new(schema)
                 .map_err(|e| Unmodelled(format!("a subschema does not compile alone: {e}")))?,
         );
         self.0.push((schema.clone(), Arc::clone(&compiled)));
-        Ok(Rule::Schema(compiled))
+        Ok(compiled)
     }
 }
 
@@ -560,6 +668,34 @@ fn fixed_pattern(named: &[(&String, &Value)]) -> Option<Rule> {
     Some(Rule::Fixed { positions, string })
 }
 
+/// `type: integer` or `number` with bounds that are all integers, and nothing else: whether it
+/// is `integer`, and the bounds (each with whether it is exclusive).
+#[allow(clippy::type_complexity)]
+fn integer_bounds(
+    named: &[(&String, &Value)],
+) -> Option<(bool, Option<(i128, bool)>, Option<(i128, bool)>)> {
+    let mut integer = None;
+    let (mut min, mut max) = (None, None);
+    for (keyword, value) in named {
+        let bound = || {
+            value
+                .as_i64()
+                .map(i128::from)
+                .or_else(|| value.as_u64().map(i128::from))
+        };
+        match (keyword.as_str(), value.as_str()) {
+            ("type", Some("integer")) => integer = Some(true),
+            ("type", Some("number")) => integer = Some(false),
+            ("minimum", _) if min.is_none() => min = Some((bound()?, false)),
+            ("exclusiveMinimum", _) if min.is_none() => min = Some((bound()?, true)),
+            ("maximum", _) if max.is_none() => max = Some((bound()?, false)),
+            ("exclusiveMaximum", _) if max.is_none() => max = Some((bound()?, true)),
+            _ => return None,
+        }
+    }
+    Some((integer?, min, max))
+}
+
 /// What a read has found so far.
 struct Found<'k, 'de> {
     kind: &'k EventType,
@@ -606,37 +742,42 @@ impl<'de> Found<'_, 'de> {
 }
 
 impl Found<'_, '_> {
-    /// Reads the fields `takes` asks of `value`; false when one cannot be read (the full path
+    /// Reads the fields `takes` asks of `leaf`; false when one cannot be read (the full path
     /// will say why).
-    fn take(&mut self, takes: &[Take], value: &Value) -> bool {
+    fn take(&mut self, takes: &[Take], leaf: &Leaf) -> bool {
         for t in takes {
-            let at = resolve(&t.rest, value);
-            let ok = match t.target {
-                Target::Column(i) => match self.kind.columns[i].sql_type.cell(at) {
-                    Ok(cell) => {
-                        self.cells[i] = Some(cell);
-                        true
-                    }
-                    Err(_) => false,
+            let at = match leaf {
+                Leaf::Str(text) if t.rest.is_empty() => At::Str(text),
+                Leaf::Str(_) => At::Absent,
+                Leaf::Value(value) => match resolve(&t.rest, value) {
+                    Some(Value::String(text)) => At::Str(text),
+                    Some(value) => At::Value(value),
+                    None => At::Absent,
                 },
-                Target::EventAt => match at.and_then(Value::as_str).map(parse_timestamp) {
-                    Some(Ok(t)) => {
-                        self.event_at = Some(t);
-                        true
-                    }
-                    _ => false,
-                },
-                Target::EventId => match at.and_then(Value::as_str).map(uuid::Uuid::parse_str) {
-                    Some(Ok(id)) => {
-                        self.event_id = Some(id);
-                        true
-                    }
-                    _ => false,
-                },
-                Target::EnvelopeType => match at.and_then(Value::as_str) {
-                    Some(declared) => declared == self.kind.envelope_type,
-                    None => true,
-                },
+            };
+            let ok = match (t.target, at) {
+                (Target::Column(i), at) => {
+                    let sql_type = &self.kind.columns[i].sql_type;
+                    let cell = match at {
+                        At::Str(text) => sql_type.cell_of_str(text).and_then(Result::ok),
+                        At::Value(value) => sql_type.cell(Some(value)).ok(),
+                        At::Absent => Some(Cell::Null),
+                    };
+                    let ok = cell.is_some();
+                    self.cells[i] = cell;
+                    ok
+                }
+                (Target::EventAt, At::Str(text)) => {
+                    self.event_at = parse_timestamp(text).ok();
+                    self.event_at.is_some()
+                }
+                (Target::EventId, At::Str(text)) => {
+                    self.event_id = uuid::Uuid::parse_str(text).ok();
+                    self.event_id.is_some()
+                }
+                (Target::EnvelopeType, At::Str(declared)) => declared == self.kind.envelope_type,
+                (Target::EnvelopeType, _) => true,
+                (Target::EventAt | Target::EventId, _) => false,
             };
             if !ok {
                 return false;
@@ -644,6 +785,14 @@ impl Found<'_, '_> {
         }
         true
     }
+}
+
+/// Where a field read from a leaf is.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Str(&'a str),
+    Value(&'a Value),
+    Absent,
 }
 
 fn decline<E: de::Error>() -> E {
@@ -665,13 +814,13 @@ impl<'de> DeserializeSeed<'de> for Seed<'_, '_, '_, 'de> {
             Check::Object(_) => deserializer.deserialize_map(self),
             Check::Leaf(None) if self.node.takes.is_empty() => Skim.deserialize(deserializer),
             Check::Leaf(rule) => {
-                let value = super::json::value(deserializer)?;
+                let leaf = super::json::leaf(deserializer)?;
                 if let Some(rule) = rule {
-                    if !rule.allows(&value) {
+                    if !rule.allows(&leaf) {
                         return Err(decline());
                     }
                 }
-                if self.found.take(&self.node.takes, &value) {
+                if self.found.take(&self.node.takes, &leaf) {
                     Ok(())
                 } else {
                     Err(decline())
@@ -1038,7 +1187,7 @@ mod equivalence {
 
     #[test]
     fn fixed_patterns_match_what_jsonschema_matches() {
-        use super::{fixed_pattern, Rule};
+        use super::{fixed_pattern, Leaf, Rule};
         let patterns = [
             "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-5][0-9]$",
             "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
@@ -1087,7 +1236,7 @@ mod equivalence {
                     .chain([json!(5), json!(null)])
                 {
                     assert_eq!(
-                        rule.allows(&value),
+                        rule.allows(&Leaf::Value(value.clone())),
                         validator.is_valid(&value),
                         "{schema} on {value}"
                     );
@@ -1100,6 +1249,74 @@ mod equivalence {
             let schema = json!({"type": "string", "pattern": pattern});
             let named: Vec<_> = schema.as_object().expect("an object").iter().collect();
             assert!(fixed_pattern(&named).is_none(), "{pattern} taken as fixed");
+        }
+    }
+
+    #[test]
+    fn hand_checked_rules_match_what_jsonschema_matches() {
+        use super::{Leaf, Leaves, Rule};
+        let schemas = [
+            json!({"type": "integer", "minimum": 0, "maximum": 9_223_372_036_854_775_807i64}),
+            json!({"type": "number", "minimum": 0, "maximum": 1}),
+            json!({"type": "integer", "exclusiveMinimum": -5, "exclusiveMaximum": 5}),
+            json!({"type": "number", "minimum": -9_007_199_254_740_993i64}),
+            json!({"type": "number", "exclusiveMaximum": 18_446_744_073_709_551_615u64}),
+            json!({"const": "card"}),
+            json!({"const": true}),
+            json!({"const": null}),
+            json!({"type": "boolean"}),
+            json!({"type": "null", "description": "nothing"}),
+        ];
+        let values = [
+            json!(0),
+            json!(-1),
+            json!(1),
+            json!(5),
+            json!(-5),
+            json!(4),
+            json!(-4),
+            json!(0.5),
+            json!(1.0),
+            json!(1.0000001),
+            json!(-0.0),
+            json!(4.0),
+            json!(-9_007_199_254_740_992.0),
+            json!(-9.1e15),
+            json!(9_223_372_036_854_775_807i64),
+            json!(18_446_744_073_709_551_615u64),
+            json!(-9_223_372_036_854_775_808i64),
+            json!(1e300),
+            json!("card"),
+            json!("Card"),
+            json!("1"),
+            json!(true),
+            json!(false),
+            json!(null),
+            json!([1]),
+            json!({"a": 1}),
+        ];
+        for schema in schemas {
+            let rule = Leaves::default().rule(&schema).expect("a rule");
+            assert!(
+                !matches!(rule, Rule::Schema(_)),
+                "{schema} is not checked by hand"
+            );
+            let validator = jsonschema::draft202012::new(&schema).expect("compiles");
+            for value in &values {
+                let expected = validator.is_valid(value);
+                assert_eq!(
+                    rule.allows(&Leaf::Value(value.clone())),
+                    expected,
+                    "{schema} on {value}"
+                );
+                if let Some(text) = value.as_str() {
+                    assert_eq!(
+                        rule.allows(&Leaf::Str(text.into())),
+                        expected,
+                        "{schema} on {value}"
+                    );
+                }
+            }
         }
     }
 
