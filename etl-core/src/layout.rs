@@ -59,6 +59,19 @@ impl Config {
     }
 }
 
+/// The last component of `path`, as [`Path::file_name`] gives it, found from the end: the
+/// standard one parses every component and cost more than the rest of moving a file. Paths
+/// the daemon builds (a folder joined with a name it read there) end in a plain name; any
+/// other ending (`/`, `.`, `..`) is left to the standard one.
+pub fn file_name(path: &Path) -> Option<&OsStr> {
+    let bytes = path.as_os_str().as_bytes();
+    let start = bytes.iter().rposition(|b| *b == b'/').map_or(0, |i| i + 1);
+    match &bytes[start..] {
+        b"" | b"." | b".." => path.file_name(),
+        name => Some(OsStr::from_bytes(name)),
+    }
+}
+
 /// The day a folder's name says (`2026-11-23`), if it is a day folder.
 pub fn day_of(name: &std::ffi::OsStr) -> Option<NaiveDate> {
     let name = name.to_str()?;
@@ -126,6 +139,27 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_name_is_found_from_the_end_as_the_standard_library_finds_it() {
+        for path in [
+            "/a/b/c.json",
+            "c.json",
+            "/c.json",
+            "/a/b/",
+            "/a/b/.",
+            "/a/b/..",
+            "/",
+            "",
+            ".",
+            "a//b",
+            "/a/b/c.json/",
+            "/a/\u{e9}t\u{e9}.json",
+        ] {
+            let path = Path::new(path);
+            assert_eq!(file_name(path), path.file_name(), "{path:?}");
+        }
+    }
 
     #[test]
     fn a_reason_file_is_named_after_its_file() {

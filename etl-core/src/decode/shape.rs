@@ -160,14 +160,15 @@ impl Rule {
                 JsonType::Object => v.is_object(),
                 JsonType::Array => v.is_array(),
             },
+            // Bytes, not characters: every set holds ASCII only, so a string matches only if
+            // it is all ASCII, when its bytes are its characters.
             (Rule::Fixed { positions, string }, _) => match text {
                 Some(text) => {
-                    let mut chars = text.chars();
-                    positions.iter().all(|set| {
-                        chars
-                            .next()
-                            .is_some_and(|c| c.is_ascii() && set & (1 << (c as u32)) != 0)
-                    }) && chars.next().is_none()
+                    text.len() == positions.len()
+                        && text
+                            .bytes()
+                            .zip(positions)
+                            .all(|(b, set)| b < 128 && set & (1 << b) != 0)
                 }
                 None => !string,
             },

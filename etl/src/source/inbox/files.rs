@@ -136,8 +136,7 @@ impl DayFolders {
         path: &Path,
         rejection: &Rejection,
     ) -> io::Result<Moved> {
-        let name = path
-            .file_name()
+        let name = crate::layout::file_name(path)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
         let record = RejectionRecord {
             // The name's lossless text form: two names differing only in a byte that is not
@@ -225,8 +224,7 @@ pub fn move_into(path: &Path, folder: &Path) -> io::Result<Moved> {
 
 /// rename(2) into `folder` under the same name; `NotFound` if the file or the folder is gone.
 fn rename_into(path: &Path, folder: &Path) -> io::Result<()> {
-    let name = path
-        .file_name()
+    let name = crate::layout::file_name(path)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     let target: PathBuf = folder.join(name);
     std::fs::rename(path, target)

@@ -407,8 +407,15 @@ fn reader(acks: &Arc<AckContext>, jobs: &flume::Receiver<Job>, intake: &Intake) 
 /// `events.source_file`. The name in its one lossless text form ([`names::encode`]), so two
 /// names that differ only in a byte that is not UTF-8 are two different origins.
 fn origin(job: &Job) -> String {
-    let name = job.path.file_name().map(names::encode).unwrap_or_default();
-    format!("{}/{}", job.kind.name(), name)
+    let name = crate::layout::file_name(&job.path)
+        .map(names::encode)
+        .unwrap_or_default();
+    let kind = job.kind.name();
+    let mut origin = String::with_capacity(kind.len() + 1 + name.len());
+    origin.push_str(kind);
+    origin.push('/');
+    origin.push_str(&name);
+    origin
 }
 
 /// Most moves the mover does before it counts them (one counter update per run, not per file).
