@@ -5,6 +5,7 @@
 //! the server describes it (`table.rs`, for `etl types plan`), and how a
 //! database error is classed (`fault.rs`: retry the batch, or refuse one event).
 
+pub mod arrays;
 pub mod batch;
 pub mod connect;
 pub mod error;

@@ -7,11 +7,12 @@
 
 use chrono::NaiveDateTime;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::types::{IsNull, Json, ToSql, Type};
+use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
 use crate::catalog::{Catalog, Cell, Kind, SqlType};
 use crate::event::Event;
+use crate::load::arrays::{Array, RawJson};
 use crate::load::batch::Batch;
 use crate::load::connect::Target;
 pub use crate::load::error::DbError;
@@ -177,23 +178,23 @@ impl Warehouse {
 
 /// The raw zone rows of a batch, one array per column of `events`.
 struct RawColumns<'a> {
-    event_id: Vec<Uuid>,
-    kind: Vec<&'a str>,
-    entity_id: Vec<i64>,
-    event_at: Vec<NaiveDateTime>,
-    payload: Vec<RawJson<'a>>,
-    source_file: Vec<&'a str>,
+    event_id: Array<Uuid>,
+    kind: Array<&'a str>,
+    entity_id: Array<i64>,
+    event_at: Array<NaiveDateTime>,
+    payload: Array<RawJson<'a>>,
+    source_file: Array<&'a str>,
 }
 
 impl<'a> RawColumns<'a> {
     fn new(events: &[&'a Event]) -> RawColumns<'a> {
         RawColumns {
-            event_id: events.iter().map(|e| e.meta.event_id).collect(),
-            kind: events.iter().map(|e| e.kind().name()).collect(),
-            entity_id: events.iter().map(|e| e.entity_id()).collect(),
-            event_at: events.iter().map(|e| e.meta.event_at).collect(),
-            payload: events.iter().map(|e| RawJson(e.raw_payload())).collect(),
-            source_file: events.iter().map(|e| e.origin.as_str()).collect(),
+            event_id: Array(events.iter().map(|e| e.meta.event_id).collect()),
+            kind: Array(events.iter().map(|e| e.kind().name()).collect()),
+            entity_id: Array(events.iter().map(|e| e.entity_id()).collect()),
+            event_at: Array(events.iter().map(|e| e.meta.event_at).collect()),
+            payload: Array(events.iter().map(|e| RawJson(e.raw_payload())).collect()),
+            source_file: Array(events.iter().map(|e| e.origin.as_str()).collect()),
         }
     }
 
@@ -209,51 +210,24 @@ impl<'a> RawColumns<'a> {
     }
 }
 
-/// JSON text sent to a `jsonb` (or `json`) parameter as it is: the server parses it once, where
-/// a `Json` value would be printed again first (for the raw zone's payloads, that printing
-/// cost more than reading them).
-#[derive(Debug)]
-struct RawJson<'a>(&'a [u8]);
-
-impl ToSql for RawJson<'_> {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        // jsonb's binary form is a version byte, then the text.
-        if *ty == Type::JSONB {
-            out.extend_from_slice(&[1]);
-        }
-        out.extend_from_slice(self.0);
-        Ok(IsNull::No)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        matches!(*ty, Type::JSON | Type::JSONB)
-    }
-
-    tokio_postgres::types::to_sql_checked!();
-}
-
 /// The winners of one type as the array parameters of its upsert: one per declared column,
 /// then the guard columns every type shares.
 struct Columns<'a> {
     declared: Vec<Values<'a>>,
-    event_at: Vec<NaiveDateTime>,
-    event_id: Vec<Uuid>,
+    event_at: Array<NaiveDateTime>,
+    event_id: Array<Uuid>,
 }
 
 /// One column's values, in the Rust type that PostgreSQL's binary format expects for it.
 enum Values<'a> {
-    BigInt(Vec<Option<i64>>),
-    Integer(Vec<Option<i32>>),
-    Double(Vec<Option<f64>>),
-    Boolean(Vec<Option<bool>>),
-    Text(Vec<Option<&'a str>>),
-    Timestamp(Vec<Option<NaiveDateTime>>),
-    Uuid(Vec<Option<Uuid>>),
-    Json(Vec<Option<Json<&'a serde_json::Value>>>),
+    BigInt(Array<Option<i64>>),
+    Integer(Array<Option<i32>>),
+    Double(Array<Option<f64>>),
+    Boolean(Array<Option<bool>>),
+    Text(Array<Option<&'a str>>),
+    Timestamp(Array<Option<NaiveDateTime>>),
+    Uuid(Array<Option<Uuid>>),
+    Json(Array<Option<Json<&'a serde_json::Value>>>),
 }
 
 impl<'a> Columns<'a> {
@@ -277,8 +251,8 @@ impl<'a> Columns<'a> {
         }
         Ok(Columns {
             declared,
-            event_at: winners.iter().map(|e| e.meta.event_at).collect(),
-            event_id: winners.iter().map(|e| e.meta.event_id).collect(),
+            event_at: Array(winners.iter().map(|e| e.meta.event_at).collect()),
+            event_id: Array(winners.iter().map(|e| e.meta.event_id).collect()),
         })
     }
 
@@ -295,14 +269,14 @@ impl<'a> Columns<'a> {
 impl<'a> Values<'a> {
     fn with_capacity(sql_type: &SqlType, n: usize) -> Values<'a> {
         match sql_type {
-            SqlType::BigInt => Values::BigInt(Vec::with_capacity(n)),
-            SqlType::Integer => Values::Integer(Vec::with_capacity(n)),
-            SqlType::Double => Values::Double(Vec::with_capacity(n)),
-            SqlType::Boolean => Values::Boolean(Vec::with_capacity(n)),
-            SqlType::Text | SqlType::Other(_) => Values::Text(Vec::with_capacity(n)),
-            SqlType::Timestamp => Values::Timestamp(Vec::with_capacity(n)),
-            SqlType::Uuid => Values::Uuid(Vec::with_capacity(n)),
-            SqlType::Jsonb => Values::Json(Vec::with_capacity(n)),
+            SqlType::BigInt => Values::BigInt(Array(Vec::with_capacity(n))),
+            SqlType::Integer => Values::Integer(Array(Vec::with_capacity(n))),
+            SqlType::Double => Values::Double(Array(Vec::with_capacity(n))),
+            SqlType::Boolean => Values::Boolean(Array(Vec::with_capacity(n))),
+            SqlType::Text | SqlType::Other(_) => Values::Text(Array(Vec::with_capacity(n))),
+            SqlType::Timestamp => Values::Timestamp(Array(Vec::with_capacity(n))),
+            SqlType::Uuid => Values::Uuid(Array(Vec::with_capacity(n))),
+            SqlType::Jsonb => Values::Json(Array(Vec::with_capacity(n))),
         }
     }
 
@@ -310,16 +284,16 @@ impl<'a> Values<'a> {
     /// cell by the same declaration, never produces) is handed back as an error.
     fn push(&mut self, cell: &'a Cell) -> Result<(), &'a Cell> {
         match (self, cell) {
-            (Values::BigInt(v), Cell::Int(x)) => v.push(Some(*x)),
+            (Values::BigInt(v), Cell::Int(x)) => v.0.push(Some(*x)),
             (Values::Integer(v), Cell::Int(x)) => {
-                v.push(Some(i32::try_from(*x).map_err(|_| cell)?))
+                v.0.push(Some(i32::try_from(*x).map_err(|_| cell)?))
             }
-            (Values::Double(v), Cell::Float(x)) => v.push(Some(*x)),
-            (Values::Boolean(v), Cell::Bool(x)) => v.push(Some(*x)),
-            (Values::Text(v), Cell::Text(x)) => v.push(Some(x)),
-            (Values::Timestamp(v), Cell::Timestamp(x)) => v.push(Some(*x)),
-            (Values::Uuid(v), Cell::Uuid(x)) => v.push(Some(*x)),
-            (Values::Json(v), Cell::Json(x)) => v.push(Some(Json(x))),
+            (Values::Double(v), Cell::Float(x)) => v.0.push(Some(*x)),
+            (Values::Boolean(v), Cell::Bool(x)) => v.0.push(Some(*x)),
+            (Values::Text(v), Cell::Text(x)) => v.0.push(Some(x)),
+            (Values::Timestamp(v), Cell::Timestamp(x)) => v.0.push(Some(*x)),
+            (Values::Uuid(v), Cell::Uuid(x)) => v.0.push(Some(*x)),
+            (Values::Json(v), Cell::Json(x)) => v.0.push(Some(Json(x))),
             (values, Cell::Null) => values.push_null(),
             _ => return Err(cell),
         }
@@ -328,14 +302,14 @@ impl<'a> Values<'a> {
 
     fn push_null(&mut self) {
         match self {
-            Values::BigInt(v) => v.push(None),
-            Values::Integer(v) => v.push(None),
-            Values::Double(v) => v.push(None),
-            Values::Boolean(v) => v.push(None),
-            Values::Text(v) => v.push(None),
-            Values::Timestamp(v) => v.push(None),
-            Values::Uuid(v) => v.push(None),
-            Values::Json(v) => v.push(None),
+            Values::BigInt(v) => v.0.push(None),
+            Values::Integer(v) => v.0.push(None),
+            Values::Double(v) => v.0.push(None),
+            Values::Boolean(v) => v.0.push(None),
+            Values::Text(v) => v.0.push(None),
+            Values::Timestamp(v) => v.0.push(None),
+            Values::Uuid(v) => v.0.push(None),
+            Values::Json(v) => v.0.push(None),
         }
     }
 
