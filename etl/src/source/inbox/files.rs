@@ -10,6 +10,7 @@
 //! transaction did commit changes nothing (the warehouse upsert is idempotent).
 
 use std::io::{self, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -146,7 +147,9 @@ impl DayFolders {
             rejection,
             rejected_at: chrono::Utc::now(),
         };
-        let json = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
+        // Room for a typical reason file, so the buffer is not grown while it is written.
+        let mut json = Vec::with_capacity(512);
+        serde_json::to_writer_pretty(&mut json, &record).map_err(io::Error::other)?;
         let sidecar = sidecar_name(name);
         let moved = self.within(config, Stage::Failed, kind, |day| {
             write_atomically(&day.join(&sidecar), &json)?;
@@ -211,7 +214,12 @@ impl Serialize for RejectionRecord<'_> {
             }
             out.serialize_field("message", &refusal.message)?;
         }
-        out.serialize_field("rejected_at", &self.rejected_at)?;
+        // Formatted once, as chrono's own serialization formats it: serde_json would otherwise
+        // receive (and escape) it a few characters at a time.
+        let at = self
+            .rejected_at
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        out.serialize_field("rejected_at", &at)?;
         out.end()
     }
 }
@@ -230,13 +238,39 @@ fn rename_into(path: &Path, folder: &Path) -> io::Result<()> {
     std::fs::rename(path, target)
 }
 
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 /// Writes a dotfile then renames it, so a reader never sees half a file. The dotfile's name is
 /// short whatever the target's (a target name near `NAME_MAX` leaves no room for a prefix) and
 /// unique to this process and call.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_file_name(format!(".etl-{}-{n}.tmp", std::process::id()));
+    // `<folder>/.etl-<pid>-<n>.tmp`, assembled from bytes: `with_file_name` and `format!` cost
+    // more than the rest of writing a reason file.
+    let target = path.as_os_str().as_bytes();
+    let folder = target.iter().rposition(|b| *b == b'/').map_or(0, |i| i + 1);
+    let mut tmp = Vec::with_capacity(folder + 40);
+    tmp.extend_from_slice(&target[..folder]);
+    tmp.extend_from_slice(b".etl-");
+    push_decimal(&mut tmp, u64::from(std::process::id()));
+    tmp.push(b'-');
+    push_decimal(&mut tmp, n);
+    tmp.extend_from_slice(b".tmp");
+    let tmp = PathBuf::from(std::ffi::OsString::from_vec(tmp));
     let mut file = std::fs::File::create(&tmp)?;
     file.write_all(bytes)?;
     drop(file);
@@ -257,6 +291,21 @@ mod tests {
         #[serde(flatten)]
         rejection: &'a Rejection,
         rejected_at: chrono::DateTime<chrono::Utc>,
+    }
+
+    #[test]
+    fn a_dotfile_is_named_in_the_target_folder() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let target = dir.path().join("x.json.error.json");
+        write_atomically(&target, b"{}").expect("written");
+        assert_eq!(std::fs::read(&target).expect("there"), b"{}");
+        // Nothing else is left in the folder.
+        assert_eq!(std::fs::read_dir(dir.path()).expect("listed").count(), 1);
+        for n in [0u64, 7, 10, 1234567890123, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
     }
 
     #[test]
