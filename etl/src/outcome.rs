@@ -94,7 +94,7 @@ fn refused(stats: &Stats, type_name: &str, origin: &dyn Display, rejection: &Rej
     stats.note_rejection(
         type_name,
         rejection.code.as_str(),
-        origin,
+        &origin,
         &rejection.reason,
     );
     metrics::counter!(EVENTS_REJECTED, "type" => type_name.to_owned(), "reason" => rejection.code.as_str())

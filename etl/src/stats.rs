@@ -49,14 +49,22 @@ impl Stats {
     }
 
     /// Notes one rejection for the next summary.
-    pub fn note_rejection(&self, type_name: &str, code: &str, origin: String, reason: &str) {
+    pub fn note_rejection(&self, type_name: &str, code: &str, origin: &str, reason: &str) {
         if let Ok(mut recent) = self.recent_rejections.lock() {
-            *recent
+            // Found by a look along the few (type, code) pairs before any name is copied: a
+            // rejection storm repeats the same few.
+            let known = recent
                 .by
-                .entry((type_name.to_owned(), code.to_owned()))
-                .or_default() += 1;
+                .iter_mut()
+                .find(|((t, c), _)| t == type_name && c == code);
+            match known {
+                Some((_, count)) => *count += 1,
+                None => {
+                    recent.by.insert((type_name.to_owned(), code.to_owned()), 1);
+                }
+            }
             if recent.examples.len() < EXAMPLES {
-                recent.examples.push((origin, reason.to_owned()));
+                recent.examples.push((origin.to_owned(), reason.to_owned()));
             }
         }
     }

@@ -42,7 +42,8 @@ pub fn scan(
 ) -> std::io::Result<usize> {
     let mut seen = 0;
     for kind in catalog.iter() {
-        for entry in std::fs::read_dir(config.inbox(kind.name()))? {
+        let folder = config.inbox(kind.name());
+        for entry in std::fs::read_dir(&folder)? {
             if cancel.is_cancelled() {
                 return Ok(seen);
             }
@@ -52,7 +53,7 @@ pub fn scan(
             if !is_file || !is_candidate(&entry.file_name()) {
                 continue;
             }
-            let path = entry.path();
+            let path = joined(&folder, &entry.file_name());
             if !retry_stuck && tracker.is_stuck(&path) {
                 continue;
             }
@@ -67,6 +68,20 @@ pub fn scan(
         }
     }
     Ok(seen)
+}
+
+/// `folder/name`, built in one allocation of the right size (`DirEntry::path` and
+/// `Path::join` grow theirs, and cost more than the rest of finding a file).
+fn joined(folder: &Path, name: &std::ffi::OsStr) -> PathBuf {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let folder = folder.as_os_str().as_bytes();
+    let mut path = Vec::with_capacity(folder.len() + 1 + name.len());
+    path.extend_from_slice(folder);
+    if !folder.is_empty() && !folder.ends_with(b"/") {
+        path.push(b'/');
+    }
+    path.extend_from_slice(name.as_bytes());
+    PathBuf::from(std::ffi::OsString::from_vec(path))
 }
 
 /// Watches every inbox for files finished in place (close-after-write) or moved in. Anything
@@ -198,6 +213,22 @@ pub fn undeclared(config: &Config, catalog: &Catalog) -> std::io::Result<Vec<Und
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_joined_path_is_the_standard_join() {
+        for (folder, name) in [
+            ("/a/b", "c.json"),
+            ("/a/b/", "c.json"),
+            ("", "c.json"),
+            ("/", "x"),
+        ] {
+            let name = std::ffi::OsStr::new(name);
+            assert_eq!(
+                joined(Path::new(folder), name),
+                Path::new(folder).join(name)
+            );
+        }
+    }
     use std::ffi::OsStr;
 
     #[test]
