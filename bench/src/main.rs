@@ -8,7 +8,8 @@
 //! `--broker` adds the same backlog and the same stream through `etl forward` → NATS JetStream →
 //! two `etl run --source jetstream` replicas. `--http` pulls the backlog's card events from a
 //! loopback API with `etl pull` (the HTTP API source). `--serve` load-tests the read API
-//! (`etl serve`) with `wrk` while the daemon ingests the steady stream.
+//! (`etl serve`) with `wrk` while the daemon ingests the steady stream. `--instructions` counts
+//! the drain's instructions per event file with callgrind, all valid and half invalid.
 
 mod api;
 mod broker;
