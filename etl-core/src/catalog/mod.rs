@@ -177,7 +177,8 @@ impl Catalog {
                 .map_err(|e| invalid(e.to_string()))?;
             let mut kind = build(&name, &text, schema, schema_origin.clone()).map_err(invalid)?;
             // Without a shape every document of the type takes the full path: slower, the same.
-            kind.shape = crate::decode::shape::Shape::new(&document, &kind, &mut leaves).ok();
+            kind.shape =
+                crate::decode::shape::Shape::new(&document, &kind.columns, &mut leaves).ok();
             if let Some(other) = types
                 .iter()
                 .find(|k| k.envelope_type == kind.envelope_type || k.table == kind.table)

@@ -9,6 +9,9 @@ pub mod json;
 pub mod schema;
 pub mod shape;
 
+#[cfg(test)]
+mod equivalence;
+
 use crate::catalog::column::parse_timestamp;
 use crate::catalog::{Cell, Clock, Kind};
 use crate::event::{Ack, Record};
@@ -103,8 +106,13 @@ fn typed(kind: &Kind, bytes: &[u8], fast: bool) -> Result<Typed, Rejection> {
     // full path's too: it alone looks for one.
     if let Some(shape) = kind.shape.as_ref().filter(|_| fast) {
         if !text.contains("\\u0000") {
-            if let Some((meta, row, payload)) = shape.read(kind, json::without_bom(text)) {
-                return Ok((meta, row, payload.map(place)));
+            let read = shape.read(&kind.columns, &kind.envelope_type, json::without_bom(text));
+            if let Some(read) = read {
+                let meta = Metadata {
+                    event_at: read.event_at,
+                    event_id: read.event_id,
+                };
+                return Ok((meta, read.row, read.payload.map(place)));
             }
         }
     }
@@ -312,13 +320,17 @@ pub(crate) fn both_ways(kind: &Kind, bytes: &[u8]) -> (Option<Typed>, Result<Typ
     let fast = match &kind.shape {
         Some(shape) => std::str::from_utf8(bytes).ok().and_then(|text| {
             shape
-                .read(kind, json::without_bom(text))
-                .map(|(meta, row, payload)| {
-                    let place = payload.map(|raw| {
+                .read(&kind.columns, &kind.envelope_type, json::without_bom(text))
+                .map(|read| {
+                    let place = read.payload.map(|raw| {
                         let start = raw.as_ptr() as usize - bytes.as_ptr() as usize;
                         start..start + raw.len()
                     });
-                    (meta, row, place)
+                    let meta = Metadata {
+                        event_at: read.event_at,
+                        event_id: read.event_id,
+                    };
+                    (meta, read.row, place)
                 })
         }),
         None => None,
