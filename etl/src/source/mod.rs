@@ -105,12 +105,27 @@ impl Intake {
     /// Decodes `record` and hands its event to the pool (waiting for room: backpressure), or
     /// resolves its ack with the rejection. For source threads outside the async runtime.
     pub fn blocking_submit(&self, record: Record) -> Result<(), Closed> {
+        let mut run = Vec::with_capacity(1);
+        self.decode_into(record, &mut run);
+        self.blocking_hand_over(&mut run)
+    }
+
+    /// Decodes `record` into `run` (an event for the pool, handed over later with
+    /// [`Intake::blocking_hand_over`]), or resolves its ack with the rejection now.
+    pub fn decode_into(&self, record: Record, run: &mut Vec<Event>) {
         match self.decoder.decode(record) {
-            Ok(event) => self.events.blocking_send(event).map_err(|_| Closed),
-            Err((rejection, ack)) => {
-                ack.resolve(Fate::Rejected(rejection));
-                Ok(())
-            }
+            Ok(event) => run.push(event),
+            Err((rejection, ack)) => ack.resolve(Fate::Rejected(rejection)),
         }
+    }
+
+    /// Hands `run`'s events to the pool, in order, waiting for room (backpressure). One run is
+    /// one wake-up of the pool rather than one per event: the first send wakes it, and the
+    /// rest are in the channel before it runs.
+    pub fn blocking_hand_over(&self, run: &mut Vec<Event>) -> Result<(), Closed> {
+        for event in run.drain(..) {
+            self.events.blocking_send(event).map_err(|_| Closed)?;
+        }
+        Ok(())
     }
 }

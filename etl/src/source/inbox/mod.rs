@@ -41,6 +41,7 @@ use self::tracker::Tracker;
 use super::{Ack, Acknowledge, Fate, Intake, Mode, Record, Source, SourceError, Started};
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::event::Event;
 use crate::names;
 use crate::outcome;
 use crate::rejection::Rejection;
@@ -361,7 +362,17 @@ impl AckContext {
 fn reader(acks: &Arc<AckContext>, jobs: &flume::Receiver<Job>, intake: &Intake) {
     let inbox = &acks.inbox;
     let max_file_bytes = inbox.config.inbox.max_file_bytes;
+    // Decoded events wait here until READER_RUN of them are ready or no file is queued: a
+    // backlog is handed to the pool in runs (one wake-up of the runtime per run, where one per
+    // file cost more kernel time than reading the file), a single file at once.
+    let mut run: Vec<Event> = Vec::with_capacity(READER_RUN);
     while !acks.stop.is_cancelled() {
+        if !run.is_empty() && (run.len() >= READER_RUN || jobs.is_empty()) {
+            // Closed: the pool is gone; the acks, dropped, released the files.
+            if intake.blocking_hand_over(&mut run).is_err() {
+                return;
+            }
+        }
         // Backpressure from the mover (its channel is unbounded, see `Inbox::start`).
         if acks.pending_moves.load(Ordering::Relaxed) >= MAX_PENDING_MOVES {
             std::thread::sleep(Duration::from_millis(1));
@@ -370,7 +381,7 @@ fn reader(acks: &Arc<AckContext>, jobs: &flume::Receiver<Job>, intake: &Intake) 
         let job = match jobs.recv_timeout(Duration::from_millis(100)) {
             Ok(job) => job,
             Err(flume::RecvTimeoutError::Timeout) => continue,
-            Err(flume::RecvTimeoutError::Disconnected) => return,
+            Err(flume::RecvTimeoutError::Disconnected) => break,
         };
         match read::read_untrusted(&job.path, max_file_bytes) {
             Ok(Contents::Bytes { bytes, modified }) => {
@@ -384,10 +395,7 @@ fn reader(acks: &Arc<AckContext>, jobs: &flume::Receiver<Job>, intake: &Intake) 
                         modified,
                     }),
                 };
-                // Closed: the pool is gone; the ack, dropped, released the file.
-                if intake.blocking_submit(record).is_err() {
-                    return;
-                }
+                intake.decode_into(record, &mut run);
             }
             Ok(Contents::TooLarge(rejection)) => acks.send(Move::Failed(job, rejection)),
             Ok(Contents::Gone) => inbox.tracker.release(&job.path),
@@ -401,6 +409,9 @@ fn reader(acks: &Arc<AckContext>, jobs: &flume::Receiver<Job>, intake: &Intake) 
             }
         }
     }
+    // What was decoded is handed over on the way out too (the pool drains before it stops); a
+    // pool already gone drops the acks, which leaves the files in the inbox.
+    let _ = intake.blocking_hand_over(&mut run);
 }
 
 /// `<type folder>/<file name>`: where the file was found, relative to the inbox; stored as
@@ -424,6 +435,9 @@ const MOVER_RUN: usize = 1024;
 /// Moves that may wait for the mover before the readers pause: about what the former bounded
 /// channel between the workers and the mover held (two batches per worker).
 const MAX_PENDING_MOVES: usize = 4096;
+
+/// Most decoded events a reader holds before handing them to the pool (see `reader`).
+const READER_RUN: usize = 32;
 
 /// The mover thread: moves committed files to `done/` in the order their acks arrive (batch
 /// by batch, as they committed), and rejected ones to `failed/` with their reason.
