@@ -4,23 +4,26 @@
 //! Building a `serde_json::Value` for the whole document, walking it again to validate and a
 //! third time to type the columns, then freeing it, cost more than half of the daemon's work per
 //! event (callgrind). Here the objects the schema describes (`type: object` with `properties`,
-//! `required` and `additionalProperties`) are checked as they stream past; only the values
-//! under them (a string with its `pattern`, a number with its bounds, any subtree the schema
-//! says more about) are built, each validated by `jsonschema` against its own compiled
-//! subschema, and typed into the row's cells there and then. Members nobody asked about are
-//! skimmed (still checked for repeated keys).
+//! `required` and `additionalProperties`) are checked as they stream past. Each value under them
+//! is held to its own subschema and typed into the row's cells there and then: strings are
+//! borrowed from the document, other scalars cost no allocation, and a subtree the schema says
+//! more about is built whole. A subschema is checked by hand where `jsonschema`'s verdict is
+//! certain (a JSON type alone, a constant string, boolean or null, integer bounds, a pattern of
+//! fixed-width ASCII sets such as the producers' timestamps and UUIDs) and by `jsonschema`,
+//! compiled once per distinct subschema, otherwise. Members nobody asked about are skimmed
+//! (still checked for repeated keys).
 //!
 //! This path only ever *accepts*. Whenever it cannot be sure (a value fails, a key repeats, a
 //! required member is missing, a metadata field does not parse, a schema keyword it does not
 //! model), it declines and [`super::decode`] runs the full path, which gives the verdict and the
 //! exact reason. So rejections read the same, and an accepted event is the event the full path
 //! would have made: the same parser (serde_json, strict about repeated keys), the same
-//! `jsonschema` semantics for every value, the same typing functions for every cell. The
-//! `equivalence` tests hold the two paths to that on the shipped types and thousands of
-//! mutated documents.
+//! `jsonschema` semantics for every value, the same typing functions for every cell. The tests
+//! in `decode/equivalence.rs` hold the two paths to that on the shipped types and thousands of
+//! mutated documents, and every hand check to `jsonschema`'s verdict.
 //!
 //! Written by hand because no crate validates a JSON Schema while deserializing into a
-//! caller's own types; it is small because everything but the object structure is delegated.
+//! caller's own types.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -283,7 +286,7 @@ struct Take {
     rest: Vec<String>,
 }
 
-/// Why a schema has no shape (for tests and the start-up's debug line).
+/// Why a schema has no shape (the catalog then leaves the type to the full path).
 #[derive(Debug, PartialEq)]
 pub struct Unmodelled(pub String);
 
