@@ -88,6 +88,29 @@ fn decode_owned(kind: &Kind, bytes: Vec<u8>) -> Result<Event, Rejection> {
 /// The envelope, the typed row and where the payload's text is in `bytes`.
 type Typed = (Metadata, Vec<Cell>, Option<std::ops::Range<usize>>);
 
+/// Where `raw`, a slice of `bytes`, is in it.
+fn place(bytes: &[u8], raw: &str) -> std::ops::Range<usize> {
+    let start = raw.as_ptr() as usize - bytes.as_ptr() as usize;
+    start..start + raw.len()
+}
+
+/// The envelope, row and payload of `text` (which is `bytes`) by the one-pass read, when the
+/// type has a shape and the read can prove the document valid. Everything else, and every
+/// rejection with its reason, is the full path's. A NUL (only ever written `\u0000`) is the
+/// full path's too: it alone looks for one.
+fn one_pass(kind: &Kind, bytes: &[u8], text: &str) -> Option<Typed> {
+    let shape = kind.shape.as_ref()?;
+    if text.contains("\\u0000") {
+        return None;
+    }
+    let read = shape.read(&kind.columns, &kind.envelope_type, json::without_bom(text))?;
+    let meta = Metadata {
+        event_at: read.event_at,
+        event_id: read.event_id,
+    };
+    Some((meta, read.row, read.payload.map(|raw| place(bytes, raw))))
+}
+
 /// The envelope, row and payload of `bytes`, by the one-pass read when `fast` and it can decide,
 /// by the full path otherwise (the tests compare the two).
 fn typed(kind: &Kind, bytes: &[u8], fast: bool) -> Result<Typed, Rejection> {
@@ -96,30 +119,13 @@ fn typed(kind: &Kind, bytes: &[u8], fast: bool) -> Result<Typed, Rejection> {
     if json::without_bom(text).trim().is_empty() {
         return Err(Rejection::new(RejectCode::InvalidJson, "the file is empty"));
     }
-    // A slice of `text`, itself of `bytes`: its place is its distance from their start.
-    let place = |raw: &str| {
-        let start = raw.as_ptr() as usize - bytes.as_ptr() as usize;
-        start..start + raw.len()
-    };
-    // The one-pass read accepts what it can prove valid; everything else, and every rejection
-    // with its reason, is the full path's below. A NUL (only ever written `\u0000`) is the
-    // full path's too: it alone looks for one.
-    if let Some(shape) = kind.shape.as_ref().filter(|_| fast) {
-        if !text.contains("\\u0000") {
-            let read = shape.read(&kind.columns, &kind.envelope_type, json::without_bom(text));
-            if let Some(read) = read {
-                let meta = Metadata {
-                    event_at: read.event_at,
-                    event_id: read.event_id,
-                };
-                return Ok((meta, read.row, read.payload.map(place)));
-            }
-        }
+    if let Some(typed) = one_pass(kind, bytes, text).filter(|_| fast) {
+        return Ok(typed);
     }
 
     // Strict: a repeated key is refused rather than half loaded; a leading BOM is skipped.
     let (document, payload_text) = json::parse_document(text)?;
-    let payload = payload_text.map(place);
+    let payload = payload_text.map(|raw| place(bytes, raw));
 
     // Checked before the schema so the reason names the real mistake (a misplaced file), not
     // the `const` keyword it trips.
@@ -317,24 +323,9 @@ impl Horizon {
 /// [`typed`] both ways, for the tests that hold the one-pass read to the full path.
 #[cfg(test)]
 pub(crate) fn both_ways(kind: &Kind, bytes: &[u8]) -> (Option<Typed>, Result<Typed, Rejection>) {
-    let fast = match &kind.shape {
-        Some(shape) => std::str::from_utf8(bytes).ok().and_then(|text| {
-            shape
-                .read(&kind.columns, &kind.envelope_type, json::without_bom(text))
-                .map(|read| {
-                    let place = read.payload.map(|raw| {
-                        let start = raw.as_ptr() as usize - bytes.as_ptr() as usize;
-                        start..start + raw.len()
-                    });
-                    let meta = Metadata {
-                        event_at: read.event_at,
-                        event_id: read.event_id,
-                    };
-                    (meta, read.row, place)
-                })
-        }),
-        None => None,
-    };
+    let fast = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| one_pass(kind, bytes, text));
     (fast, typed(kind, bytes, false))
 }
 

@@ -91,7 +91,9 @@ impl Intake {
         Intake { decoder, events }
     }
 
-    /// [`Intake::blocking_submit`] for sources running on the async runtime.
+    /// Decodes `record` and hands its event to the pool (waiting for room: backpressure), or
+    /// resolves its ack with the rejection. Source threads outside the async runtime use
+    /// [`Intake::decode_into`] and [`Intake::blocking_hand_over`] instead.
     pub async fn submit(&self, record: Record) -> Result<(), Closed> {
         match self.decoder.decode(record) {
             Ok(event) => self.events.send(event).await.map_err(|_| Closed),
@@ -102,16 +104,9 @@ impl Intake {
         }
     }
 
-    /// Decodes `record` and hands its event to the pool (waiting for room: backpressure), or
-    /// resolves its ack with the rejection. For source threads outside the async runtime.
-    pub fn blocking_submit(&self, record: Record) -> Result<(), Closed> {
-        let mut run = Vec::with_capacity(1);
-        self.decode_into(record, &mut run);
-        self.blocking_hand_over(&mut run)
-    }
-
     /// Decodes `record` into `run` (an event for the pool, handed over later with
-    /// [`Intake::blocking_hand_over`]), or resolves its ack with the rejection now.
+    /// [`Intake::blocking_hand_over`]), or resolves its ack with the rejection now. For source
+    /// threads outside the async runtime.
     pub fn decode_into(&self, record: Record, run: &mut Vec<Event>) {
         match self.decoder.decode(record) {
             Ok(event) => run.push(event),
