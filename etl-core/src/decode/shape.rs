@@ -882,7 +882,7 @@ impl<'de> Visitor<'de> for Seed<'_, '_, '_, 'de> {
                     seen |= 1 << i;
                 }
                 None => {
-                    if others.len() > 32 || others.contains(&key) {
+                    if !is_new(&others, &key) {
                         return Err(decline());
                     }
                 }
@@ -934,6 +934,12 @@ impl<'de> Visitor<'de> for Seed<'_, '_, '_, 'de> {
         }
         Ok(())
     }
+}
+
+/// Whether `key` is not among the names `seen` so far in one object. Past a few dozen names the
+/// full path's map is the better judge of repetition, so the answer is then no (decline).
+fn is_new(seen: &[Cow<'_, str>], key: &str) -> bool {
+    seen.len() <= 32 && !seen.iter().any(|k| k == key)
 }
 
 /// A member's name, borrowed from the document unless it had escapes.
@@ -1015,8 +1021,7 @@ impl<'de> Visitor<'de> for Skim {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<(), A::Error> {
         let mut keys: Vec<Cow<'de, str>> = Vec::new();
         while let Some(key) = access.next_key_seed(Key)? {
-            // Past a few dozen names the full path's map is the better judge of repetition.
-            if keys.len() > 32 || keys.contains(&key) {
+            if !is_new(&keys, &key) {
                 return Err(decline());
             }
             access.next_value_seed(Skim)?;
